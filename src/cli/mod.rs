@@ -1,0 +1,54 @@
+//! The command line: clap definitions and dispatch. Each subcommand group has its own module.
+//!
+//! Start-up is deliberately lazy: parsing arguments and dispatching does no configuration,
+//! runtime or network work, so a `sealwright sops encrypt` process costs little more than the
+//! encryption itself.
+
+use clap::{Parser, Subcommand};
+
+pub mod sops;
+
+#[derive(Parser)]
+#[command(
+    name = "sealwright",
+    version,
+    about = "Secrets the GitOps way: SOPS+age encrypted commits that Flux applies"
+)]
+pub struct Cli {
+    /// More log output on stderr (repeat for more). Logs never contain secret values.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// SOPS files: encrypt, decrypt, updatekeys, rotate, set (compatible with sops 3.11)
+    #[command(subcommand)]
+    Sops(sops::SopsCommand),
+}
+
+/// Parses the process arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match cli.command {
+        Command::Sops(cmd) => sops::run(cmd),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

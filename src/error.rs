@@ -1,0 +1,7 @@
+//! The crate's error type: one variant per module's error enum.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sops(#[from] crate::sops::SopsError),
+}

@@ -1,0 +1,1666 @@
+//! Writing branches the way sops 3.11 does: the tree is turned into go-yaml nodes like sops'
+//! `appendTreeBranch`/`appendSequence` (comments become head comments of the next key or item,
+//! trailing ones foot comments of the last), scalars get the style `Node.Encode` would give them,
+//! and the resulting event stream goes through a port of go-yaml v3's emitter (`emitterc.go`).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+
+use super::resolve;
+use super::scanner::ScalarStyle;
+use crate::sops::value::{Map, MapItem, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Et {
+    StreamStart,
+    StreamEnd,
+    DocumentStart,
+    DocumentEnd,
+    Scalar,
+    SequenceStart,
+    SequenceEnd,
+    MappingStart,
+    MappingEnd,
+}
+
+#[derive(Clone, Debug)]
+struct Ev {
+    typ: Et,
+    /// Long tag (`tag:yaml.org,2002:merge`), empty for none.
+    tag: Vec<u8>,
+    value: Vec<u8>,
+    implicit: bool,
+    quoted_implicit: bool,
+    style: ScalarStyle,
+    head: Vec<u8>,
+    line: Vec<u8>,
+    foot: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Ev {
+    fn new(typ: Et) -> Ev {
+        Ev {
+            typ,
+            tag: Vec::new(),
+            value: Vec::new(),
+            implicit: true,
+            quoted_implicit: true,
+            style: ScalarStyle::Any,
+            head: Vec::new(),
+            line: Vec::new(),
+            foot: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Scalar analysis (go-yaml `yaml_emitter_analyze_scalar`)
+
+#[inline]
+fn at(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
+}
+
+fn width(b: u8) -> usize {
+    if b & 0x80 == 0x00 {
+        1
+    } else if b & 0xE0 == 0xC0 {
+        2
+    } else if b & 0xF0 == 0xE0 {
+        3
+    } else if b & 0xF8 == 0xF0 {
+        4
+    } else {
+        1
+    }
+}
+
+fn is_blank(b: &[u8], i: usize) -> bool {
+    let c = at(b, i);
+    c == b' ' || c == b'\t'
+}
+
+fn is_space(b: &[u8], i: usize) -> bool {
+    at(b, i) == b' '
+}
+
+fn is_break(b: &[u8], i: usize) -> bool {
+    let c = at(b, i);
+    c == b'\r'
+        || c == b'\n'
+        || (c == 0xC2 && at(b, i + 1) == 0x85)
+        || (c == 0xE2 && at(b, i + 1) == 0x80 && (at(b, i + 2) == 0xA8 || at(b, i + 2) == 0xA9))
+}
+
+fn is_blankz(b: &[u8], i: usize) -> bool {
+    is_blank(b, i) || is_break(b, i) || at(b, i) == 0
+}
+
+/// go-yaml's `is_bom` ignores its index and looks at the start of the value, so a value that
+/// starts with a BOM gets every character escaped.
+fn is_bom(b: &[u8]) -> bool {
+    at(b, 0) == 0xEF && at(b, 1) == 0xBB && at(b, 2) == 0xBF
+}
+
+fn is_printable(b: &[u8], i: usize) -> bool {
+    let (c0, c1, c2) = (at(b, i), at(b, i + 1), at(b, i + 2));
+    c0 == 0x0A
+        || (0x20..=0x7E).contains(&c0)
+        || (c0 == 0xC2 && c1 >= 0xA0)
+        || (c0 > 0xC2 && c0 < 0xED)
+        || (c0 == 0xED && c1 < 0xA0)
+        || c0 == 0xEE
+        || (c0 == 0xEF
+            && !(c1 == 0xBB && c2 == 0xBF)
+            && !(c1 == 0xBF && (c2 == 0xBE || c2 == 0xBF)))
+}
+
+fn is_alpha(b: &[u8], i: usize) -> bool {
+    let c = at(b, i);
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Analysis {
+    multiline: bool,
+    flow_plain_allowed: bool,
+    block_plain_allowed: bool,
+    single_quoted_allowed: bool,
+    block_allowed: bool,
+}
+
+fn analyze_scalar(value: &[u8]) -> Analysis {
+    if value.is_empty() {
+        return Analysis {
+            multiline: false,
+            flow_plain_allowed: false,
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: false,
+        };
+    }
+    let mut block_indicators = false;
+    let mut flow_indicators = false;
+    let mut line_breaks = false;
+    let mut special_characters = false;
+    let mut tab_characters = false;
+    let mut leading_space = false;
+    let mut leading_break = false;
+    let mut trailing_space = false;
+    let mut trailing_break = false;
+    let mut break_space = false;
+    let mut space_break = false;
+    let mut previous_space = false;
+    let mut previous_break = false;
+
+    if value.len() >= 3
+        && ((value[0] == b'-' && value[1] == b'-' && value[2] == b'-')
+            || (value[0] == b'.' && value[1] == b'.' && value[2] == b'.'))
+    {
+        block_indicators = true;
+        flow_indicators = true;
+    }
+
+    let mut preceded_by_whitespace = true;
+    let mut i = 0;
+    while i < value.len() {
+        let w = width(value[i]);
+        let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
+        let c = value[i];
+        if i == 0 {
+            match c {
+                b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>'
+                | b'\'' | b'"' | b'%' | b'@' | b'`' => {
+                    flow_indicators = true;
+                    block_indicators = true;
+                }
+                b'?' | b':' => {
+                    flow_indicators = true;
+                    if followed_by_whitespace {
+                        block_indicators = true;
+                    }
+                }
+                b'-' if followed_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
+                }
+                _ => {}
+            }
+        } else {
+            match c {
+                b',' | b'?' | b'[' | b']' | b'{' | b'}' => flow_indicators = true,
+                b':' => {
+                    flow_indicators = true;
+                    if followed_by_whitespace {
+                        block_indicators = true;
+                    }
+                }
+                b'#' if preceded_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
+                }
+                _ => {}
+            }
+        }
+
+        if c == b'\t' {
+            tab_characters = true;
+        } else if !is_printable(value, i) {
+            special_characters = true;
+        }
+        if is_space(value, i) {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i + w == value.len() {
+                trailing_space = true;
+            }
+            if previous_break {
+                break_space = true;
+            }
+            previous_space = true;
+            previous_break = false;
+        } else if is_break(value, i) {
+            line_breaks = true;
+            if i == 0 {
+                leading_break = true;
+            }
+            if i + w == value.len() {
+                trailing_break = true;
+            }
+            if previous_space {
+                space_break = true;
+            }
+            previous_space = false;
+            previous_break = true;
+        } else {
+            previous_space = false;
+            previous_break = false;
+        }
+        preceded_by_whitespace = is_blankz(value, i);
+        i += w;
+    }
+
+    let mut a = Analysis {
+        multiline: line_breaks,
+        flow_plain_allowed: true,
+        block_plain_allowed: true,
+        single_quoted_allowed: true,
+        block_allowed: true,
+    };
+    if leading_space || leading_break || trailing_space || trailing_break {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+    }
+    if trailing_space {
+        a.block_allowed = false;
+    }
+    if break_space {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+    }
+    if space_break || tab_characters || special_characters {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+    }
+    if space_break || special_characters {
+        a.block_allowed = false;
+    }
+    if line_breaks {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+    }
+    if flow_indicators {
+        a.flow_plain_allowed = false;
+    }
+    if block_indicators {
+        a.block_plain_allowed = false;
+    }
+    a
+}
+
+/// go-yaml `yaml_emitter_select_scalar_style` (never canonical).
+fn select_style(
+    requested: ScalarStyle,
+    a: &Analysis,
+    value_empty: bool,
+    has_tag: bool,
+    implicit: bool,
+    flow_level: i64,
+    simple_key_context: bool,
+) -> ScalarStyle {
+    let mut style = requested;
+    if style == ScalarStyle::Any {
+        style = ScalarStyle::Plain;
+    }
+    if simple_key_context && a.multiline {
+        style = ScalarStyle::DoubleQuoted;
+    }
+    if style == ScalarStyle::Plain {
+        if (flow_level > 0 && !a.flow_plain_allowed) || (flow_level == 0 && !a.block_plain_allowed)
+        {
+            style = ScalarStyle::SingleQuoted;
+        }
+        if value_empty && (flow_level > 0 || simple_key_context) {
+            style = ScalarStyle::SingleQuoted;
+        }
+        if !has_tag && !implicit {
+            style = ScalarStyle::SingleQuoted;
+        }
+    }
+    if style == ScalarStyle::SingleQuoted && !a.single_quoted_allowed {
+        style = ScalarStyle::DoubleQuoted;
+    }
+    if (style == ScalarStyle::Literal || style == ScalarStyle::Folded)
+        && (!a.block_allowed || flow_level > 0 || simple_key_context)
+    {
+        style = ScalarStyle::DoubleQuoted;
+    }
+    style
+}
+
+// ------------------------------------------------------------------------------------------
+// Tree -> events (sops `appendTreeBranch` + go-yaml `encoder.node`)
+
+const MERGE_LONG: &str = "tag:yaml.org,2002:merge";
+const BINARY_LONG: &str = "tag:yaml.org,2002:binary";
+
+/// go-yaml `encodeBase64`: lines of 70 characters, each ending in a newline when there are
+/// several.
+fn encode_base64(data: &[u8]) -> String {
+    let enc = base64::engine::general_purpose::STANDARD.encode(data);
+    const LINE: usize = 70;
+    if enc.len() < LINE {
+        return enc;
+    }
+    let mut out = String::with_capacity(enc.len() + enc.len() / LINE + 1);
+    for chunk in enc.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+/// The scalar node `Node.Encode(v)` produces: value, explicit long tag, style.
+fn encode_scalar(v: &Value) -> (String, &'static str, ScalarStyle) {
+    let (text, tag, requested) = match v {
+        Value::Null => ("null".to_string(), "", ScalarStyle::Plain),
+        Value::Bool(b) => (b.to_string(), "", ScalarStyle::Plain),
+        Value::Int(i) => (i.to_string(), "", ScalarStyle::Plain),
+        Value::Uint(u) => (u.to_string(), "", ScalarStyle::Plain),
+        Value::Float(f) => (resolve::format_float(*f), "", ScalarStyle::Plain),
+        Value::Time(t) => (t.0.clone(), "", ScalarStyle::Plain),
+        Value::Str(s) | Value::Comment(s) => {
+            let style = if s.contains('\n') {
+                ScalarStyle::Literal
+            } else if !resolve::string_needs_quotes(s) {
+                ScalarStyle::Plain
+            } else {
+                ScalarStyle::DoubleQuoted
+            };
+            (s.clone(), "", style)
+        }
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) => return encode_scalar(&Value::Str(s.to_string())),
+            Err(_) => {
+                let s = encode_base64(b);
+                let style = if s.contains('\n') {
+                    ScalarStyle::Literal
+                } else {
+                    ScalarStyle::Plain
+                };
+                (s, BINARY_LONG, style)
+            }
+        },
+        // Collections never get here.
+        Value::Map(_) | Value::Seq(_) => ("null".to_string(), "", ScalarStyle::Plain),
+    };
+    // First pass: go-yaml emits the value as a document root and parses it back.
+    let a = analyze_scalar(text.as_bytes());
+    let has_tag = !tag.is_empty();
+    let mut style1 = select_style(requested, &a, text.is_empty(), has_tag, !has_tag, 0, false);
+    if style1 == ScalarStyle::Literal && text.starts_with('\t') {
+        // go-yaml cannot read back a literal block whose first line starts with a tab, so
+        // `Node.Encode` fails, sops ignores the error and writes `null` (losing the value).
+        // Deliberate divergence: keep the value, double-quoted.
+        style1 = ScalarStyle::DoubleQuoted;
+    }
+    // Reparse: a plain `<<` gets the merge tag, which the encoder then keeps.
+    let final_tag = if has_tag {
+        tag
+    } else if style1 == ScalarStyle::Plain && text == "<<" {
+        MERGE_LONG
+    } else {
+        ""
+    };
+    (text, final_tag, style1)
+}
+
+fn scalar_event(v: &Value, head: Option<String>, foot: Option<String>) -> Ev {
+    let (text, tag, style) = encode_scalar(v);
+    let mut ev = Ev::new(Et::Scalar);
+    ev.implicit = tag.is_empty();
+    ev.quoted_implicit = tag.is_empty();
+    ev.tag = tag.as_bytes().to_vec();
+    ev.value = text.into_bytes();
+    ev.style = style;
+    ev.head = head.map(String::into_bytes).unwrap_or_default();
+    ev.foot = foot.map(String::into_bytes).unwrap_or_default();
+    ev
+}
+
+/// sops: `"#" + strings.Join(comments, "\n#")`.
+fn make_comment(comments: &[&str]) -> Option<String> {
+    if comments.is_empty() {
+        return None;
+    }
+    let mut s = String::from("#");
+    s.push_str(&comments.join("\n#"));
+    Some(s)
+}
+
+fn combine_head(extra: Option<String>, own: Option<String>) -> Vec<u8> {
+    match (extra, own) {
+        (Some(e), Some(o)) => format!("{e}\n{o}").into_bytes(),
+        (Some(e), None) => e.into_bytes(),
+        (None, Some(o)) => o.into_bytes(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// Work items for the event builder (an explicit stack instead of recursion).
+enum Work<'a> {
+    Value(Cow<'a, Value>, Option<String>, Option<String>),
+    Event(Ev),
+}
+
+struct EventBuilder {
+    events: Vec<Ev>,
+}
+
+impl EventBuilder {
+    /// Events for a value with extra head/foot comments (sops `treeValueToNode` followed by
+    /// `addCommentsHead`/`addCommentsFoot`, then go-yaml `encoder.node`).
+    fn value(&mut self, v: &Value, head: Option<String>, foot: Option<String>) {
+        let mut work: Vec<Work> = vec![Work::Value(Cow::Borrowed(v), head, foot)];
+        while let Some(item) = work.pop() {
+            match item {
+                Work::Event(ev) => self.events.push(ev),
+                Work::Value(Cow::Borrowed(v), head, foot) => match v {
+                    Value::Map(m) => self.mapping(m, head, foot, &mut work),
+                    Value::Seq(s) => self.sequence(s, head, foot, &mut work),
+                    other => self.events.push(scalar_event(other, head, foot)),
+                },
+                // Only encrypted comments turned into strings are owned: always scalars.
+                Work::Value(Cow::Owned(v), head, foot) => {
+                    self.events.push(scalar_event(&v, head, foot))
+                }
+            }
+        }
+    }
+
+    fn mapping<'a>(
+        &mut self,
+        m: &'a Map,
+        extra_head: Option<String>,
+        foot: Option<String>,
+        work: &mut Vec<Work<'a>>,
+    ) {
+        let mut comments: Vec<&str> = Vec::new();
+        let mut beginning = true;
+        let mut own_head = None;
+        let mut pairs: Vec<(&str, Option<String>, &Value)> = Vec::new();
+        for item in &m.items {
+            match item {
+                MapItem::Comment(c) => comments.push(c),
+                MapItem::Pair(k, v) => {
+                    if beginning {
+                        own_head = make_comment(&comments);
+                        comments.clear();
+                        beginning = false;
+                    }
+                    let key_head = make_comment(&comments);
+                    comments.clear();
+                    pairs.push((k, key_head, v));
+                }
+            }
+        }
+        let mut last_key_foot = None;
+        if !comments.is_empty() {
+            if beginning {
+                own_head = make_comment(&comments);
+            } else {
+                last_key_foot = make_comment(&comments);
+            }
+        }
+        let mut start = Ev::new(Et::MappingStart);
+        start.head = combine_head(extra_head, own_head);
+        self.events.push(start);
+        let mut end = Ev::new(Et::MappingEnd);
+        end.tail = last_key_foot.map(String::into_bytes).unwrap_or_default();
+        end.foot = foot.map(String::into_bytes).unwrap_or_default();
+        work.push(Work::Event(end));
+        for (k, key_head, v) in pairs.into_iter().rev() {
+            work.push(Work::Value(Cow::Borrowed(v), None, None));
+            work.push(Work::Event(scalar_event(
+                &Value::Str(k.to_string()),
+                key_head,
+                None,
+            )));
+        }
+    }
+
+    fn sequence<'a>(
+        &mut self,
+        items: &'a [Value],
+        extra_head: Option<String>,
+        foot: Option<String>,
+        work: &mut Vec<Work<'a>>,
+    ) {
+        let mut comments: Vec<&str> = Vec::new();
+        let mut beginning = true;
+        let mut own_head = None;
+        let mut entries: Vec<(Cow<'a, Value>, Option<String>)> = Vec::new();
+        for item in items {
+            match item {
+                Value::Comment(c) if !c.starts_with("ENC[") => comments.push(c),
+                other => {
+                    if beginning {
+                        own_head = make_comment(&comments);
+                        comments.clear();
+                        beginning = false;
+                    }
+                    let head = make_comment(&comments);
+                    comments.clear();
+                    // Encrypted comments in lists are plain list items (sops quirk, #811).
+                    let v = match other {
+                        Value::Comment(c) => Cow::Owned(Value::Str(c.clone())),
+                        v => Cow::Borrowed(v),
+                    };
+                    entries.push((v, head));
+                }
+            }
+        }
+        let mut last_foot = None;
+        if !comments.is_empty() {
+            if beginning {
+                own_head = make_comment(&comments);
+            } else {
+                last_foot = make_comment(&comments);
+            }
+        }
+        let mut start = Ev::new(Et::SequenceStart);
+        start.head = combine_head(extra_head, own_head);
+        self.events.push(start);
+        let mut end = Ev::new(Et::SequenceEnd);
+        end.foot = foot.map(String::into_bytes).unwrap_or_default();
+        work.push(Work::Event(end));
+        let n = entries.len();
+        for (i, (v, h)) in entries.into_iter().enumerate().rev() {
+            let f = if i + 1 == n { last_foot.take() } else { None };
+            work.push(Work::Value(v, h, f));
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The emitter (go-yaml `emitterc.go`, block/flow collections, scalars, comments)
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    StreamStart,
+    FirstDocumentStart,
+    DocumentStart,
+    DocumentContent,
+    DocumentEnd,
+    FlowSequenceFirstItem,
+    FlowSequenceTrailItem,
+    FlowSequenceItem,
+    FlowMappingFirstKey,
+    FlowMappingTrailKey,
+    FlowMappingKey,
+    FlowMappingSimpleValue,
+    FlowMappingValue,
+    BlockSequenceFirstItem,
+    BlockSequenceItem,
+    BlockMappingFirstKey,
+    BlockMappingKey,
+    BlockMappingSimpleValue,
+    BlockMappingValue,
+    End,
+}
+
+struct Emitter {
+    out: Vec<u8>,
+    events: Vec<Ev>,
+    head: usize,
+    /// Type of the event being processed (it is moved out of `events` meanwhile).
+    cur: Et,
+
+    best_indent: i64,
+    best_width: i64,
+    state: St,
+    states: Vec<St>,
+    indent: i64,
+    indents: Vec<i64>,
+    flow_level: i64,
+    root_context: bool,
+    sequence_context: bool,
+    mapping_context: bool,
+    simple_key_context: bool,
+    line: i64,
+    column: i64,
+    whitespace: bool,
+    indention: bool,
+    open_ended: bool,
+    space_above: bool,
+    foot_indent: i64,
+
+    head_comment: Vec<u8>,
+    line_comment: Vec<u8>,
+    foot_comment: Vec<u8>,
+    tail_comment: Vec<u8>,
+    key_line_comment: Vec<u8>,
+
+    tag_handle: Vec<u8>,
+    tag_suffix: Vec<u8>,
+    scalar_value: Vec<u8>,
+    scalar: Analysis,
+    scalar_style: ScalarStyle,
+}
+
+impl Emitter {
+    fn new(events: Vec<Ev>, indent: i64) -> Emitter {
+        Emitter {
+            out: Vec::new(),
+            events,
+            head: 0,
+            cur: Et::StreamStart,
+            best_indent: indent,
+            best_width: -1,
+            state: St::StreamStart,
+            states: Vec::new(),
+            indent: -1,
+            indents: Vec::new(),
+            flow_level: 0,
+            root_context: false,
+            sequence_context: false,
+            mapping_context: false,
+            simple_key_context: false,
+            line: 0,
+            column: 0,
+            whitespace: true,
+            indention: true,
+            open_ended: false,
+            space_above: true,
+            foot_indent: -1,
+            head_comment: Vec::new(),
+            line_comment: Vec::new(),
+            foot_comment: Vec::new(),
+            tail_comment: Vec::new(),
+            key_line_comment: Vec::new(),
+            tag_handle: Vec::new(),
+            tag_suffix: Vec::new(),
+            scalar_value: Vec::new(),
+            scalar: Analysis::default(),
+            scalar_style: ScalarStyle::Any,
+        }
+    }
+
+    fn run(mut self) -> Vec<u8> {
+        while self.head < self.events.len() {
+            let ev = std::mem::replace(&mut self.events[self.head], Ev::new(Et::StreamEnd));
+            self.cur = ev.typ;
+            self.analyze_event(&ev);
+            self.state_machine(&ev);
+            self.head += 1;
+        }
+        self.out
+    }
+
+    // ---------------------------------------------------------------- writer
+
+    fn put(&mut self, b: u8) {
+        self.out.push(b);
+        self.column += 1;
+    }
+
+    fn put_break(&mut self) {
+        self.out.push(b'\n');
+        if self.column == 0 {
+            self.space_above = true;
+        }
+        self.column = 0;
+        self.line += 1;
+        self.indention = true;
+    }
+
+    fn write(&mut self, s: &[u8], i: &mut usize) {
+        let w = width(s[*i]);
+        let end = (*i + w).min(s.len());
+        self.out.extend_from_slice(&s[*i..end]);
+        self.column += 1;
+        *i = end;
+    }
+
+    fn write_all(&mut self, s: &[u8]) {
+        let mut i = 0;
+        while i < s.len() {
+            self.write(s, &mut i);
+        }
+    }
+
+    fn write_break(&mut self, s: &[u8], i: &mut usize) {
+        if s[*i] == b'\n' {
+            self.put_break();
+            *i += 1;
+        } else {
+            self.write(s, i);
+            if self.column == 0 {
+                self.space_above = true;
+            }
+            self.column = 0;
+            self.line += 1;
+            self.indention = true;
+        }
+    }
+
+    fn write_indent(&mut self) {
+        let indent = self.indent.max(0);
+        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace) {
+            self.put_break();
+        }
+        if self.foot_indent == indent {
+            self.put_break();
+        }
+        while self.column < indent {
+            self.put(b' ');
+        }
+        self.whitespace = true;
+        self.space_above = false;
+        self.foot_indent = -1;
+    }
+
+    fn write_indicator(
+        &mut self,
+        ind: &[u8],
+        need_whitespace: bool,
+        is_whitespace: bool,
+        is_indention: bool,
+    ) {
+        if need_whitespace && !self.whitespace {
+            self.put(b' ');
+        }
+        self.write_all(ind);
+        self.whitespace = is_whitespace;
+        self.indention = self.indention && is_indention;
+        self.open_ended = false;
+    }
+
+    fn write_tag_handle(&mut self, value: &[u8]) {
+        if !self.whitespace {
+            self.put(b' ');
+        }
+        self.write_all(value);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_tag_content(&mut self, value: &[u8], need_whitespace: bool) {
+        if need_whitespace && !self.whitespace {
+            self.put(b' ');
+        }
+        let mut i = 0;
+        while i < value.len() {
+            let c = value[i];
+            let must_write = matches!(
+                c,
+                b';' | b'/'
+                    | b'?'
+                    | b':'
+                    | b'@'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
+                    | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'['
+                    | b']'
+            ) || is_alpha(value, i);
+            if must_write {
+                self.write(value, &mut i);
+            } else {
+                let w = width(c);
+                for _ in 0..w {
+                    let octet = at(value, i);
+                    i += 1;
+                    self.put(b'%');
+                    let hex = b"0123456789ABCDEF";
+                    self.put(hex[(octet >> 4) as usize]);
+                    self.put(hex[(octet & 0x0f) as usize]);
+                }
+            }
+        }
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_comment(&mut self, comment: &[u8]) {
+        let mut breaks = false;
+        let mut pound = false;
+        let mut i = 0;
+        while i < comment.len() {
+            if is_break(comment, i) {
+                self.write_break(comment, &mut i);
+                breaks = true;
+                pound = false;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                if !pound {
+                    if comment[i] != b'#' {
+                        self.put(b'#');
+                        self.put(b' ');
+                    }
+                    pound = true;
+                }
+                self.write(comment, &mut i);
+                self.indention = false;
+                breaks = false;
+            }
+        }
+        if !breaks {
+            self.put_break();
+        }
+        self.whitespace = true;
+    }
+
+    // ---------------------------------------------------------------- comments
+
+    fn process_head_comment(&mut self) {
+        if !self.tail_comment.is_empty() {
+            self.write_indent();
+            let c = std::mem::take(&mut self.tail_comment);
+            self.write_comment(&c);
+            self.foot_indent = self.indent.max(0);
+        }
+        if self.head_comment.is_empty() {
+            return;
+        }
+        self.write_indent();
+        let c = std::mem::take(&mut self.head_comment);
+        self.write_comment(&c);
+    }
+
+    fn process_line_comment_linebreak(&mut self, linebreak: bool) {
+        if self.line_comment.is_empty() {
+            if linebreak {
+                self.put_break();
+            }
+            return;
+        }
+        if !self.whitespace {
+            self.put(b' ');
+        }
+        let c = std::mem::take(&mut self.line_comment);
+        self.write_comment(&c);
+    }
+
+    fn process_line_comment(&mut self) {
+        self.process_line_comment_linebreak(false);
+    }
+
+    fn process_foot_comment(&mut self) {
+        if self.foot_comment.is_empty() {
+            return;
+        }
+        self.write_indent();
+        let c = std::mem::take(&mut self.foot_comment);
+        self.write_comment(&c);
+        self.foot_indent = self.indent.max(0);
+    }
+
+    // ---------------------------------------------------------------- analysis
+
+    fn analyze_event(&mut self, ev: &Ev) {
+        self.tag_handle.clear();
+        self.tag_suffix.clear();
+        self.scalar_value.clear();
+        if !ev.head.is_empty() {
+            self.head_comment = ev.head.clone();
+        }
+        if !ev.line.is_empty() {
+            self.line_comment = ev.line.clone();
+        }
+        if !ev.foot.is_empty() {
+            self.foot_comment = ev.foot.clone();
+        }
+        if !ev.tail.is_empty() {
+            self.tail_comment = ev.tail.clone();
+        }
+        match ev.typ {
+            Et::Scalar => {
+                if !ev.tag.is_empty() && !ev.implicit && !ev.quoted_implicit {
+                    self.analyze_tag(&ev.tag);
+                }
+                self.scalar_value = ev.value.clone();
+                self.scalar = analyze_scalar(&ev.value);
+            }
+            Et::SequenceStart | Et::MappingStart if !ev.tag.is_empty() && !ev.implicit => {
+                self.analyze_tag(&ev.tag);
+            }
+            _ => {}
+        }
+    }
+
+    fn analyze_tag(&mut self, tag: &[u8]) {
+        // Default tag directives: "!" -> "!", "!!" -> "tag:yaml.org,2002:".
+        for (handle, prefix) in [
+            (&b"!"[..], &b"!"[..]),
+            (&b"!!"[..], &b"tag:yaml.org,2002:"[..]),
+        ] {
+            if tag.starts_with(prefix) {
+                self.tag_handle = handle.to_vec();
+                self.tag_suffix = tag[prefix.len()..].to_vec();
+                return;
+            }
+        }
+        self.tag_suffix = tag.to_vec();
+    }
+
+    // ---------------------------------------------------------------- states
+
+    fn pop_state(&mut self) {
+        self.state = self.states.pop().unwrap_or(St::End);
+    }
+
+    fn pop_indent(&mut self) {
+        self.indent = self.indents.pop().unwrap_or(-1);
+    }
+
+    fn increase_indent(&mut self, flow: bool, indentless: bool) {
+        self.indents.push(self.indent);
+        if self.indent < 0 {
+            self.indent = if flow { self.best_indent } else { 0 };
+        } else if !indentless {
+            if self.states.last() == Some(&St::BlockSequenceItem) {
+                // The first indent inside a sequence will just skip the "- " indicator.
+                self.indent += 2;
+            } else {
+                // Everything else aligns to the chosen indentation.
+                self.indent =
+                    self.best_indent * ((self.indent + self.best_indent) / self.best_indent);
+            }
+        }
+    }
+
+    fn state_machine(&mut self, ev: &Ev) {
+        match self.state {
+            St::StreamStart => self.emit_stream_start(),
+            St::FirstDocumentStart => self.emit_document_start(ev, true),
+            St::DocumentStart => self.emit_document_start(ev, false),
+            St::DocumentContent => self.emit_document_content(ev),
+            St::DocumentEnd => self.emit_document_end(ev),
+            St::FlowSequenceFirstItem => self.emit_flow_sequence_item(ev, true, false),
+            St::FlowSequenceTrailItem => self.emit_flow_sequence_item(ev, false, true),
+            St::FlowSequenceItem => self.emit_flow_sequence_item(ev, false, false),
+            St::FlowMappingFirstKey => self.emit_flow_mapping_key(ev, true, false),
+            St::FlowMappingTrailKey => self.emit_flow_mapping_key(ev, false, true),
+            St::FlowMappingKey => self.emit_flow_mapping_key(ev, false, false),
+            St::FlowMappingSimpleValue => self.emit_flow_mapping_value(ev, true),
+            St::FlowMappingValue => self.emit_flow_mapping_value(ev, false),
+            St::BlockSequenceFirstItem => self.emit_block_sequence_item(ev, true),
+            St::BlockSequenceItem => self.emit_block_sequence_item(ev, false),
+            St::BlockMappingFirstKey => self.emit_block_mapping_key(ev, true),
+            St::BlockMappingKey => self.emit_block_mapping_key(ev, false),
+            St::BlockMappingSimpleValue => self.emit_block_mapping_value(ev, true),
+            St::BlockMappingValue => self.emit_block_mapping_value(ev, false),
+            St::End => {}
+        }
+    }
+
+    fn emit_stream_start(&mut self) {
+        if self.best_indent < 2 || self.best_indent > 9 {
+            self.best_indent = 2;
+        }
+        if self.best_width < 0 {
+            self.best_width = (1 << 31) - 1;
+        }
+        self.indent = -1;
+        self.line = 0;
+        self.column = 0;
+        self.whitespace = true;
+        self.indention = true;
+        self.space_above = true;
+        self.foot_indent = -1;
+        self.state = St::FirstDocumentStart;
+    }
+
+    fn emit_document_start(&mut self, ev: &Ev, first: bool) {
+        match ev.typ {
+            Et::DocumentStart => {
+                let implicit = ev.implicit && first;
+                if !implicit {
+                    self.write_indent();
+                    self.write_indicator(b"---", true, false, false);
+                    self.write_indent();
+                }
+                if !self.head_comment.is_empty() {
+                    self.process_head_comment();
+                    self.put_break();
+                }
+                self.state = St::DocumentContent;
+            }
+            Et::StreamEnd => {
+                // sops' encoder clears open_ended before the stream end: no "..." is written.
+                self.state = St::End;
+            }
+            _ => {}
+        }
+    }
+
+    fn emit_document_content(&mut self, ev: &Ev) {
+        self.states.push(St::DocumentEnd);
+        self.process_head_comment();
+        self.emit_node(ev, true, false, false, false);
+        self.process_line_comment();
+        self.process_foot_comment();
+    }
+
+    fn emit_document_end(&mut self, ev: &Ev) {
+        if ev.typ != Et::DocumentEnd {
+            return;
+        }
+        self.foot_indent = 0;
+        self.process_foot_comment();
+        self.foot_indent = -1;
+        self.write_indent();
+        if !ev.implicit {
+            self.write_indicator(b"...", true, false, false);
+            self.write_indent();
+        }
+        self.state = St::DocumentStart;
+    }
+
+    fn emit_flow_sequence_item(&mut self, ev: &Ev, first: bool, trail: bool) {
+        if first {
+            self.write_indicator(b"[", true, true, false);
+            self.increase_indent(true, false);
+            self.flow_level += 1;
+        }
+        if ev.typ == Et::SequenceEnd {
+            self.flow_level -= 1;
+            self.pop_indent();
+            if self.column == 0 {
+                self.write_indent();
+            }
+            self.write_indicator(b"]", false, false, false);
+            self.process_line_comment();
+            self.process_foot_comment();
+            self.pop_state();
+            return;
+        }
+        if !first && !trail {
+            self.write_indicator(b",", false, false, false);
+        }
+        self.process_head_comment();
+        if self.column == 0 {
+            self.write_indent();
+        }
+        if self.column > self.best_width {
+            self.write_indent();
+        }
+        let has_comments = !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty();
+        self.states.push(if has_comments {
+            St::FlowSequenceTrailItem
+        } else {
+            St::FlowSequenceItem
+        });
+        self.emit_node(ev, false, true, false, false);
+        if !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty()
+        {
+            self.write_indicator(b",", false, false, false);
+        }
+        self.process_line_comment();
+        self.process_foot_comment();
+    }
+
+    fn emit_flow_mapping_key(&mut self, ev: &Ev, first: bool, trail: bool) {
+        if first {
+            self.write_indicator(b"{", true, true, false);
+            self.increase_indent(true, false);
+            self.flow_level += 1;
+        }
+        if ev.typ == Et::MappingEnd {
+            if (!self.head_comment.is_empty()
+                || !self.foot_comment.is_empty()
+                || !self.tail_comment.is_empty())
+                && !first
+                && !trail
+            {
+                self.write_indicator(b",", false, false, false);
+            }
+            self.process_head_comment();
+            self.flow_level -= 1;
+            self.pop_indent();
+            self.write_indicator(b"}", false, false, false);
+            self.process_line_comment();
+            self.process_foot_comment();
+            self.pop_state();
+            return;
+        }
+        if !first && !trail {
+            self.write_indicator(b",", false, false, false);
+        }
+        self.process_head_comment();
+        if self.column == 0 {
+            self.write_indent();
+        }
+        if self.column > self.best_width {
+            self.write_indent();
+        }
+        if self.check_simple_key() {
+            self.states.push(St::FlowMappingSimpleValue);
+            self.emit_node(ev, false, false, true, true);
+            return;
+        }
+        self.write_indicator(b"?", true, false, false);
+        self.states.push(St::FlowMappingValue);
+        self.emit_node(ev, false, false, true, false);
+    }
+
+    fn emit_flow_mapping_value(&mut self, ev: &Ev, simple: bool) {
+        if simple {
+            self.write_indicator(b":", false, false, false);
+        } else {
+            if self.column > self.best_width {
+                self.write_indent();
+            }
+            self.write_indicator(b":", true, false, false);
+        }
+        let has_comments = !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty();
+        self.states.push(if has_comments {
+            St::FlowMappingTrailKey
+        } else {
+            St::FlowMappingKey
+        });
+        self.emit_node(ev, false, false, true, false);
+        if !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty()
+        {
+            self.write_indicator(b",", false, false, false);
+        }
+        self.process_line_comment();
+        self.process_foot_comment();
+    }
+
+    fn emit_block_sequence_item(&mut self, ev: &Ev, first: bool) {
+        if first {
+            self.increase_indent(false, false);
+        }
+        if ev.typ == Et::SequenceEnd {
+            self.pop_indent();
+            self.pop_state();
+            return;
+        }
+        self.process_head_comment();
+        self.write_indent();
+        self.write_indicator(b"-", true, false, true);
+        self.states.push(St::BlockSequenceItem);
+        self.emit_node(ev, false, true, false, false);
+        self.process_line_comment();
+        self.process_foot_comment();
+    }
+
+    fn emit_block_mapping_key(&mut self, ev: &Ev, first: bool) {
+        if first {
+            self.increase_indent(false, false);
+        }
+        self.process_head_comment();
+        if ev.typ == Et::MappingEnd {
+            self.pop_indent();
+            self.pop_state();
+            return;
+        }
+        self.write_indent();
+        if !self.line_comment.is_empty() {
+            self.key_line_comment = std::mem::take(&mut self.line_comment);
+        }
+        if self.check_simple_key() {
+            self.states.push(St::BlockMappingSimpleValue);
+            self.emit_node(ev, false, false, true, true);
+            return;
+        }
+        self.write_indicator(b"?", true, false, true);
+        self.states.push(St::BlockMappingValue);
+        self.emit_node(ev, false, false, true, false);
+    }
+
+    fn emit_block_mapping_value(&mut self, ev: &Ev, simple: bool) {
+        if simple {
+            self.write_indicator(b":", false, false, false);
+        } else {
+            self.write_indent();
+            self.write_indicator(b":", true, false, true);
+        }
+        if !self.key_line_comment.is_empty() {
+            if ev.typ == Et::Scalar {
+                if self.line_comment.is_empty() {
+                    self.line_comment = std::mem::take(&mut self.key_line_comment);
+                }
+            } else if ev.typ == Et::MappingStart || ev.typ == Et::SequenceStart {
+                std::mem::swap(&mut self.line_comment, &mut self.key_line_comment);
+                self.process_line_comment();
+                std::mem::swap(&mut self.line_comment, &mut self.key_line_comment);
+            }
+        }
+        self.states.push(St::BlockMappingKey);
+        self.emit_node(ev, false, false, true, false);
+        self.process_line_comment();
+        self.process_foot_comment();
+    }
+
+    fn emit_node(&mut self, ev: &Ev, root: bool, sequence: bool, mapping: bool, simple_key: bool) {
+        self.root_context = root;
+        self.sequence_context = sequence;
+        self.mapping_context = mapping;
+        self.simple_key_context = simple_key;
+        match ev.typ {
+            Et::Scalar => self.emit_scalar(ev),
+            Et::SequenceStart => self.emit_sequence_start(),
+            Et::MappingStart => self.emit_mapping_start(),
+            _ => {}
+        }
+    }
+
+    fn emit_scalar(&mut self, ev: &Ev) {
+        let no_tag = self.tag_handle.is_empty() && self.tag_suffix.is_empty();
+        let style = select_style(
+            ev.style,
+            &self.scalar,
+            self.scalar_value.is_empty(),
+            !no_tag,
+            ev.implicit,
+            self.flow_level,
+            self.simple_key_context,
+        );
+        if no_tag && !ev.quoted_implicit && style != ScalarStyle::Plain {
+            self.tag_handle = b"!".to_vec();
+        }
+        self.scalar_style = style;
+        self.process_tag();
+        self.increase_indent(true, false);
+        self.process_scalar();
+        self.pop_indent();
+        self.pop_state();
+    }
+
+    fn emit_sequence_start(&mut self) {
+        self.process_tag();
+        if self.flow_level > 0 || self.check_empty_sequence() {
+            self.state = St::FlowSequenceFirstItem;
+        } else {
+            self.state = St::BlockSequenceFirstItem;
+        }
+    }
+
+    fn emit_mapping_start(&mut self) {
+        self.process_tag();
+        if self.flow_level > 0 || self.check_empty_mapping() {
+            self.state = St::FlowMappingFirstKey;
+        } else {
+            self.state = St::BlockMappingFirstKey;
+        }
+    }
+
+    fn check_empty_sequence(&self) -> bool {
+        self.cur == Et::SequenceStart
+            && self.events.get(self.head + 1).map(|e| e.typ) == Some(Et::SequenceEnd)
+    }
+
+    fn check_empty_mapping(&self) -> bool {
+        self.cur == Et::MappingStart
+            && self.events.get(self.head + 1).map(|e| e.typ) == Some(Et::MappingEnd)
+    }
+
+    /// go-yaml `yaml_emitter_check_simple_key` for the current event.
+    fn check_simple_key(&self) -> bool {
+        let length = self.tag_handle.len() + self.tag_suffix.len();
+        match self.cur {
+            Et::Scalar => {
+                if self.scalar.multiline {
+                    return false;
+                }
+                length + self.scalar_value.len() <= 128
+            }
+            Et::SequenceStart => self.check_empty_sequence() && length <= 128,
+            Et::MappingStart => self.check_empty_mapping() && length <= 128,
+            _ => false,
+        }
+    }
+
+    fn process_tag(&mut self) {
+        if self.tag_handle.is_empty() && self.tag_suffix.is_empty() {
+            return;
+        }
+        if !self.tag_handle.is_empty() {
+            let h = self.tag_handle.clone();
+            self.write_tag_handle(&h);
+            if !self.tag_suffix.is_empty() {
+                let s = self.tag_suffix.clone();
+                self.write_tag_content(&s, false);
+            }
+        } else {
+            self.write_indicator(b"!<", true, false, false);
+            let s = self.tag_suffix.clone();
+            self.write_tag_content(&s, false);
+            self.write_indicator(b">", false, false, false);
+        }
+    }
+
+    fn process_scalar(&mut self) {
+        let value = std::mem::take(&mut self.scalar_value);
+        match self.scalar_style {
+            ScalarStyle::Plain | ScalarStyle::Any => {
+                self.write_plain_scalar(&value, !self.simple_key_context)
+            }
+            ScalarStyle::SingleQuoted => {
+                self.write_single_quoted_scalar(&value, !self.simple_key_context)
+            }
+            ScalarStyle::DoubleQuoted => {
+                self.write_double_quoted_scalar(&value, !self.simple_key_context)
+            }
+            ScalarStyle::Literal => self.write_literal_scalar(&value),
+            ScalarStyle::Folded => self.write_folded_scalar(&value),
+        }
+    }
+
+    fn write_plain_scalar(&mut self, value: &[u8], allow_breaks: bool) {
+        if !value.is_empty() && !self.whitespace {
+            self.put(b' ');
+        }
+        let mut spaces = false;
+        let mut breaks = false;
+        let mut i = 0;
+        while i < value.len() {
+            if is_space(value, i) {
+                if allow_breaks
+                    && !spaces
+                    && self.column > self.best_width
+                    && !is_space(value, i + 1)
+                {
+                    self.write_indent();
+                    i += width(value[i]);
+                } else {
+                    self.write(value, &mut i);
+                }
+                spaces = true;
+            } else if is_break(value, i) {
+                if !breaks && value[i] == b'\n' {
+                    self.put_break();
+                }
+                self.write_break(value, &mut i);
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                self.write(value, &mut i);
+                self.indention = false;
+                spaces = false;
+                breaks = false;
+            }
+        }
+        if !value.is_empty() {
+            self.whitespace = false;
+        }
+        self.indention = false;
+        if self.root_context {
+            self.open_ended = true;
+        }
+    }
+
+    fn write_single_quoted_scalar(&mut self, value: &[u8], allow_breaks: bool) {
+        self.write_indicator(b"'", true, false, false);
+        let mut spaces = false;
+        let mut breaks = false;
+        let mut i = 0;
+        while i < value.len() {
+            if is_space(value, i) {
+                if allow_breaks
+                    && !spaces
+                    && self.column > self.best_width
+                    && i > 0
+                    && i < value.len() - 1
+                    && !is_space(value, i + 1)
+                {
+                    self.write_indent();
+                    i += width(value[i]);
+                } else {
+                    self.write(value, &mut i);
+                }
+                spaces = true;
+            } else if is_break(value, i) {
+                if !breaks && value[i] == b'\n' {
+                    self.put_break();
+                }
+                self.write_break(value, &mut i);
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                if value[i] == b'\'' {
+                    self.put(b'\'');
+                }
+                self.write(value, &mut i);
+                self.indention = false;
+                spaces = false;
+                breaks = false;
+            }
+        }
+        self.write_indicator(b"'", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_double_quoted_scalar(&mut self, value: &[u8], allow_breaks: bool) {
+        let mut spaces = false;
+        self.write_indicator(b"\"", true, false, false);
+        let mut i = 0;
+        while i < value.len() {
+            if !is_printable(value, i)
+                || is_bom(value)
+                || is_break(value, i)
+                || value[i] == b'"'
+                || value[i] == b'\\'
+            {
+                let octet = value[i];
+                let (mut w, mut v): (usize, u32) = if octet & 0x80 == 0x00 {
+                    (1, (octet & 0x7F) as u32)
+                } else if octet & 0xE0 == 0xC0 {
+                    (2, (octet & 0x1F) as u32)
+                } else if octet & 0xF0 == 0xE0 {
+                    (3, (octet & 0x0F) as u32)
+                } else if octet & 0xF8 == 0xF0 {
+                    (4, (octet & 0x07) as u32)
+                } else {
+                    (1, octet as u32)
+                };
+                for k in 1..w {
+                    v = (v << 6) + (at(value, i + k) as u32 & 0x3F);
+                }
+                i += w;
+                self.put(b'\\');
+                match v {
+                    0x00 => self.put(b'0'),
+                    0x07 => self.put(b'a'),
+                    0x08 => self.put(b'b'),
+                    0x09 => self.put(b't'),
+                    0x0A => self.put(b'n'),
+                    0x0B => self.put(b'v'),
+                    0x0C => self.put(b'f'),
+                    0x0D => self.put(b'r'),
+                    0x1B => self.put(b'e'),
+                    0x22 => self.put(b'"'),
+                    0x5C => self.put(b'\\'),
+                    0x85 => self.put(b'N'),
+                    0xA0 => self.put(b'_'),
+                    0x2028 => self.put(b'L'),
+                    0x2029 => self.put(b'P'),
+                    _ => {
+                        if v <= 0xFF {
+                            self.put(b'x');
+                            w = 2;
+                        } else if v <= 0xFFFF {
+                            self.put(b'u');
+                            w = 4;
+                        } else {
+                            self.put(b'U');
+                            w = 8;
+                        }
+                        let hex = b"0123456789ABCDEF";
+                        for k in (0..w).rev() {
+                            self.put(hex[((v >> (k * 4)) & 0x0F) as usize]);
+                        }
+                    }
+                }
+                spaces = false;
+            } else if is_space(value, i) {
+                if allow_breaks
+                    && !spaces
+                    && self.column > self.best_width
+                    && i > 0
+                    && i < value.len() - 1
+                {
+                    self.write_indent();
+                    if is_space(value, i + 1) {
+                        self.put(b'\\');
+                    }
+                    i += width(value[i]);
+                } else {
+                    self.write(value, &mut i);
+                }
+                spaces = true;
+            } else {
+                self.write(value, &mut i);
+                spaces = false;
+            }
+        }
+        self.write_indicator(b"\"", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_block_scalar_hints(&mut self, value: &[u8]) {
+        if is_space(value, 0) || is_break(value, 0) {
+            // go-yaml always writes `best_indent` here, although a reader adds the indicator to
+            // the indentation of the enclosing collection: inside list items (text at dash + 2)
+            // this output cannot be read back, by sops either. Kept as is: byte compatibility
+            // (the crate's sops property tests expect the same bytes and the same rejection).
+            let hint = [b'0' + self.best_indent as u8];
+            self.write_indicator(&hint, false, false, false);
+        }
+        self.open_ended = false;
+        let mut chomp: Option<u8> = None;
+        if value.is_empty() {
+            chomp = Some(b'-');
+        } else {
+            let mut i = value.len() - 1;
+            while i > 0 && value[i] & 0xC0 == 0x80 {
+                i -= 1;
+            }
+            if !is_break(value, i) {
+                chomp = Some(b'-');
+            } else if i == 0 {
+                chomp = Some(b'+');
+                self.open_ended = true;
+            } else {
+                i -= 1;
+                while i > 0 && value[i] & 0xC0 == 0x80 {
+                    i -= 1;
+                }
+                if is_break(value, i) {
+                    chomp = Some(b'+');
+                    self.open_ended = true;
+                }
+            }
+        }
+        if let Some(c) = chomp {
+            self.write_indicator(&[c], false, false, false);
+        }
+    }
+
+    fn write_literal_scalar(&mut self, value: &[u8]) {
+        self.write_indicator(b"|", true, false, false);
+        self.write_block_scalar_hints(value);
+        self.process_line_comment_linebreak(true);
+        self.whitespace = true;
+        let mut breaks = true;
+        let mut i = 0;
+        while i < value.len() {
+            if is_break(value, i) {
+                self.write_break(value, &mut i);
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                self.write(value, &mut i);
+                self.indention = false;
+                breaks = false;
+            }
+        }
+    }
+
+    fn write_folded_scalar(&mut self, value: &[u8]) {
+        self.write_indicator(b">", true, false, false);
+        self.write_block_scalar_hints(value);
+        self.process_line_comment_linebreak(true);
+        self.whitespace = true;
+        let mut breaks = true;
+        let mut leading_spaces = true;
+        let mut i = 0;
+        while i < value.len() {
+            if is_break(value, i) {
+                if !breaks && !leading_spaces && value[i] == b'\n' {
+                    let mut k = 0;
+                    while is_break(value, k) {
+                        k += width(value[k]);
+                    }
+                    if !is_blankz(value, k) {
+                        self.put_break();
+                    }
+                }
+                self.write_break(value, &mut i);
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                    leading_spaces = is_blank(value, i);
+                }
+                if !breaks
+                    && is_space(value, i)
+                    && !is_space(value, i + 1)
+                    && self.column > self.best_width
+                {
+                    self.write_indent();
+                    i += width(value[i]);
+                } else {
+                    self.write(value, &mut i);
+                }
+                self.indention = false;
+                breaks = false;
+            }
+        }
+    }
+}
+
+/// Emit branches as YAML documents, the way sops 3.11 writes them.
+pub fn emit_documents(branches: &[Map], indent: usize) -> String {
+    let indent = if indent == 0 {
+        4
+    } else {
+        indent.min(1000) as i64
+    };
+    let mut b = EventBuilder { events: Vec::new() };
+    b.events.push(Ev::new(Et::StreamStart));
+    for branch in branches {
+        b.events.push(Ev::new(Et::DocumentStart));
+        let mut work = Vec::new();
+        b.mapping(branch, None, None, &mut work);
+        while let Some(item) = work.pop() {
+            match item {
+                Work::Event(ev) => b.events.push(ev),
+                Work::Value(v, head, foot) => b.value(&v, head, foot),
+            }
+        }
+        b.events.push(Ev::new(Et::DocumentEnd));
+    }
+    b.events.push(Ev::new(Et::StreamEnd));
+    let out = Emitter::new(b.events, indent).run();
+    match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
