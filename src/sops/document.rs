@@ -670,3 +670,239 @@ pub fn parse_json_value(text: &str) -> Result<Value, SopsError> {
     m.remove("v")
         .ok_or_else(|| SopsError::SetValue("no value".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::agekeys::Identities;
+    use crate::sops::value::MapItem;
+
+    fn setup() -> (Identities, EncryptSettings) {
+        let id = age::x25519::Identity::generate();
+        let recipient = id.to_public().to_string();
+        let mut ids = Identities::default();
+        ids.push(id);
+        let settings = EncryptSettings {
+            keys: KeySpec {
+                groups: vec![vec![recipient]],
+                shamir_threshold: 0,
+            },
+            rule: CryptRule::from_key("encrypted_regex", "^(data|stringData)$").unwrap(),
+            mac_only_encrypted: false,
+        };
+        (ids, settings)
+    }
+
+    fn secret(pairs: &[(&str, &str)]) -> Vec<Map> {
+        let data = Map::from_pairs(pairs.iter().map(|(k, v)| (*k, Value::str(*v))));
+        vec![Map::from_pairs([
+            ("kind", Value::str("Secret")),
+            ("stringData", Value::Map(data)),
+        ])]
+    }
+
+    fn emitted(doc: &Encrypted) -> String {
+        String::from_utf8(
+            Format::Yaml
+                .emit_encrypted(doc, EmitOptions::default())
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn enc_strings(doc: &Encrypted) -> Vec<String> {
+        let Some(Value::Map(m)) = doc.branches[0].get("stringData") else {
+            panic!("no stringData")
+        };
+        m.pairs()
+            .map(|(_, v)| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn reencrypt_keeps_unchanged_ciphertexts_byte_for_byte() {
+        let (ids, st) = setup();
+        let t0 = DateTime::from_unix(1_700_000_000);
+        let t1 = DateTime::from_unix(1_700_000_100);
+        let prev = encrypt(
+            secret(&[("a", "1"), ("b", "2"), ("c", "3")]),
+            &st,
+            Format::Yaml,
+            t0,
+        )
+        .unwrap();
+        let dec = decrypt(&prev, &ids, true).unwrap();
+
+        // Nothing changed: the very same document comes back, lastmodified and mac included.
+        let (same, changed) = reencrypt(&prev, &dec, dec.branches.clone(), t1).unwrap();
+        assert!(!changed);
+        assert_eq!(emitted(&same), emitted(&prev));
+
+        // One value changed: only that ciphertext differs, plus lastmodified and mac.
+        let (next, changed) = reencrypt(
+            &prev,
+            &dec,
+            secret(&[("a", "1"), ("b", "two"), ("c", "3")]),
+            t1,
+        )
+        .unwrap();
+        assert!(changed);
+        let (old, new) = (enc_strings(&prev), enc_strings(&next));
+        assert_eq!(old[0], new[0]);
+        assert_ne!(old[1], new[1]);
+        assert_eq!(old[2], new[2]);
+        let diff: Vec<_> = emitted(&prev)
+            .lines()
+            .zip(emitted(&next).lines())
+            .filter(|(x, y)| x != y)
+            .map(|(_, y)| y.trim_start().split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(diff, ["b", "lastmodified", "mac"]);
+        assert_eq!(next.metadata.key_groups, prev.metadata.key_groups);
+        assert!(decrypt(&next, &ids, true).is_ok());
+    }
+
+    #[test]
+    fn reencrypt_never_reuses_an_iv_for_a_different_plaintext() {
+        let (ids, st) = setup();
+        let now = DateTime::from_unix(1_700_000_000);
+        let prev = encrypt(secret(&[("a", "x"), ("b", "y")]), &st, Format::Yaml, now).unwrap();
+        let dec = decrypt(&prev, &ids, true).unwrap();
+        // Swap the values: same paths, different plaintexts -> both need fresh IVs.
+        let (next, _) = reencrypt(&prev, &dec, secret(&[("a", "y"), ("b", "x")]), now).unwrap();
+        let iv = |s: &str| EncValue::parse(s).unwrap().iv;
+        let old_ivs: Vec<_> = enc_strings(&prev).iter().map(|s| iv(s)).collect();
+        for s in enc_strings(&next) {
+            assert!(
+                !old_ivs.contains(&iv(&s)),
+                "an IV was reused for a different plaintext"
+            );
+        }
+        let back = decrypt(&next, &ids, true).unwrap();
+        assert_eq!(back.branches, secret(&[("a", "y"), ("b", "x")]));
+    }
+
+    #[test]
+    fn reencrypt_keeps_values_that_moved_position() {
+        let (ids, st) = setup();
+        let now = DateTime::from_unix(1_700_000_000);
+        let list = |items: &[&str]| {
+            vec![Map::from_pairs([(
+                "stringData",
+                Value::Map(Map::from_pairs([(
+                    "list",
+                    Value::Seq(items.iter().map(|s| Value::str(*s)).collect()),
+                )])),
+            )])]
+        };
+        let prev = encrypt(list(&["p", "q"]), &st, Format::Yaml, now).unwrap();
+        let dec = decrypt(&prev, &ids, true).unwrap();
+        let (next, _) = reencrypt(&prev, &dec, list(&["new", "p", "q"]), now).unwrap();
+        let items = |d: &Encrypted| -> Vec<String> {
+            let Some(Value::Map(m)) = d.branches[0].get("stringData") else {
+                panic!()
+            };
+            let Some(Value::Seq(s)) = m.get("list") else {
+                panic!()
+            };
+            s.iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        let (old, new) = (items(&prev), items(&next));
+        assert_eq!(
+            &new[1..],
+            &old[..],
+            "inserting at the front must not re-encrypt the rest"
+        );
+    }
+
+    #[test]
+    fn shamir_groups_need_the_threshold() {
+        let a = age::x25519::Identity::generate();
+        let b = age::x25519::Identity::generate();
+        let c = age::x25519::Identity::generate();
+        let st = EncryptSettings {
+            keys: KeySpec {
+                groups: [&a, &b, &c]
+                    .iter()
+                    .map(|i| vec![i.to_public().to_string()])
+                    .collect(),
+                shamir_threshold: 2,
+            },
+            rule: CryptRule::default(),
+            mac_only_encrypted: false,
+        };
+        let doc = encrypt(
+            secret(&[("k", "v")]),
+            &st,
+            Format::Yaml,
+            DateTime::from_unix(0),
+        )
+        .unwrap();
+        assert_eq!(doc.metadata.shamir_threshold, 2);
+        let mut two = Identities::default();
+        two.push(a);
+        two.push(c);
+        assert!(decrypt(&doc, &two, true).is_ok());
+        let mut one = Identities::default();
+        one.push(b);
+        let err = decrypt(&doc, &one, true).err().unwrap();
+        assert_eq!(err.exit_code(), 128);
+        assert!(err.to_string().contains("needs 2 of 3 key groups"), "{err}");
+    }
+
+    #[test]
+    fn update_keys_keeps_values_and_mac() {
+        let (ids, st) = setup();
+        let doc = encrypt(
+            secret(&[("k", "v")]),
+            &st,
+            Format::Yaml,
+            DateTime::from_unix(0),
+        )
+        .unwrap();
+        let extra = age::x25519::Identity::generate();
+        let mut spec = st.keys.clone();
+        spec.groups[0].push(extra.to_public().to_string());
+        let out = update_keys(&doc, &ids, &spec, None).unwrap().unwrap();
+        assert_eq!(out.branches, doc.branches);
+        assert_eq!(out.metadata.mac, doc.metadata.mac);
+        assert_eq!(out.metadata.last_modified, doc.metadata.last_modified);
+        let mut only_extra = Identities::default();
+        only_extra.push(extra);
+        assert!(decrypt(&out, &only_extra, true).is_ok());
+        assert!(update_keys(&out, &ids, &spec, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn tree_paths_set_and_extract() {
+        let path = parse_tree_path(r#"["a"]['b'][0]"#).unwrap();
+        assert_eq!(
+            path,
+            [
+                PathSeg::Key("a".into()),
+                PathSeg::Key("b".into()),
+                PathSeg::Index(0)
+            ]
+        );
+        for bad in ["", "a", r#"["a""#, "[x]", "[-1]"] {
+            assert!(parse_tree_path(bad).is_err(), "{bad}");
+        }
+        let mut doc = vec![Map::new()];
+        set_value(
+            &mut doc,
+            &path,
+            parse_json_value(r#"{"x": [1, "y"]}"#).unwrap(),
+        )
+        .unwrap();
+        let got = extract(&doc, &parse_tree_path(r#"["a"]["b"][0]["x"][1]"#).unwrap()).unwrap();
+        assert_eq!(got, &Value::str("y"));
+        let err = set_value(
+            &mut doc,
+            &parse_tree_path(r#"["a"]["b"][5]"#).unwrap(),
+            Value::Null,
+        );
+        assert!(err.is_err());
+        assert!(matches!(doc[0].items[0], MapItem::Pair(..)));
+        assert!(parse_json_value("not json").is_err());
+    }
+}

@@ -72,11 +72,28 @@ pub fn plaintext(v: &Value) -> Result<Option<Plaintext<'_>>, ScalarError> {
             Cow::Borrowed(if *b { b"True" as &[u8] } else { b"False" }),
             TypeTag::Bool,
         ),
+        Value::Time(t) if !offset_in_range(&t.0) => {
+            // Go's Time.MarshalText refuses these, so sops cannot encrypt them either.
+            return Err(ScalarError::Unsupported(
+                "time with a zone offset of 24 hours or more",
+            ));
+        }
         Value::Time(t) => (Cow::Borrowed(t.0.as_bytes()), TypeTag::Time),
         Value::Comment(c) => (Cow::Borrowed(c.as_bytes()), TypeTag::Comment),
         Value::Uint(_) => return Err(ScalarError::Unsupported("uint64")),
         Value::Null | Value::Map(_) | Value::Seq(_) => return Ok(None),
     }))
+}
+
+/// Whether a timestamp's `±hh:mm` zone offset (if any) is below 24 hours.
+fn offset_in_range(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() < 6 || b[b.len() - 3] != b':' || !matches!(b[b.len() - 6], b'+' | b'-') {
+        return true;
+    }
+    text[b.len() - 5..b.len() - 3]
+        .parse::<u32>()
+        .is_ok_and(|h| h < 24)
 }
 
 /// Turns decrypted bytes back into a typed value, with Go's parsers' acceptance rules.
@@ -353,6 +370,10 @@ mod tests {
             plaintext(&Value::Uint(u64::MAX)).unwrap_err(),
             ScalarError::Unsupported("uint64")
         );
+        let t = |s: &str| plaintext(&Value::Time(Timestamp(s.into()))).map(|p| p.is_some());
+        assert_eq!(t("2024-01-01T10:00:00+23:59"), Ok(true));
+        assert_eq!(t("2024-01-01T10:00:00Z"), Ok(true));
+        assert!(t("2024-01-01T10:00:00+25:00").is_err());
     }
 
     #[test]
