@@ -307,7 +307,7 @@ fn encrypt_mac(cipher: &ValueCipher, mac: &str, md: &Metadata) -> String {
 
 /// Encrypts plaintext branches to the recipients of `settings` with a fresh data key.
 pub fn encrypt(
-    mut branches: Vec<Map>,
+    branches: Vec<Map>,
     settings: &EncryptSettings,
     format: Format,
     now: DateTime,
@@ -322,21 +322,37 @@ pub fn encrypt(
     let mut md = Metadata::new(rule, settings.mac_only_encrypted);
     md.key_groups = groups;
     md.shamir_threshold = threshold;
-    let cipher = ValueCipher::new(&key);
-    let (mac, _) = walk::encrypt(
+    seal(branches, md, &key, None, now).map(|(doc, ..)| doc)
+}
+
+/// Encrypts every selected value with `key` (reusing ciphertexts from `stash` where that is
+/// safe), then stamps `lastmodified` and the encrypted MAC into `md`.
+fn seal(
+    mut branches: Vec<Map>,
+    mut md: Metadata,
+    key: &DataKey,
+    stash: Option<&Stash>,
+    now: DateTime,
+) -> Result<(Encrypted, walk::EncryptStats, String), SopsError> {
+    let cipher = ValueCipher::new(key);
+    let (mac, stats) = walk::encrypt(
         &mut branches,
         &cipher,
         &md.rule(),
         md.mac_only_encrypted,
-        None,
+        stash,
     )
     .map_err(SopsError::Encrypt)?;
     md.last_modified = now.rfc3339();
     md.mac = encrypt_mac(&cipher, &mac, &md);
-    Ok(Encrypted {
-        branches,
-        metadata: md,
-    })
+    Ok((
+        Encrypted {
+            branches,
+            metadata: md,
+        },
+        stats,
+        mac,
+    ))
 }
 
 /// Decrypts a document. With `verify_mac` the stored MAC must match the recomputed one.
@@ -405,32 +421,22 @@ pub fn decrypt_with_key(
 pub fn reencrypt(
     previous: &Encrypted,
     dec: &Decrypted,
-    mut new_plain: Vec<Map>,
+    new_plain: Vec<Map>,
     now: DateTime,
 ) -> Result<(Encrypted, bool), SopsError> {
-    let cipher = ValueCipher::new(&dec.data_key);
-    let md = &previous.metadata;
-    let (mac, stats) = walk::encrypt(
-        &mut new_plain,
-        &cipher,
-        &md.rule(),
-        md.mac_only_encrypted,
+    let (next, stats, mac) = seal(
+        new_plain,
+        previous.metadata.clone(),
+        &dec.data_key,
         Some(&dec.stash),
-    )
-    .map_err(SopsError::Encrypt)?;
-    if stats.fresh == 0 && mac == dec.mac && new_plain == previous.branches {
+        now,
+    )?;
+    // Unchanged when every value kept its ciphertext, nothing was added or removed (the MAC
+    // covers all plaintexts in order) and the tree has the same shape.
+    if stats.fresh == 0 && mac == dec.mac && next.branches == previous.branches {
         return Ok((previous.clone(), false));
     }
-    let mut md = md.clone();
-    md.last_modified = now.rfc3339();
-    md.mac = encrypt_mac(&cipher, &mac, &md);
-    Ok((
-        Encrypted {
-            branches: new_plain,
-            metadata: md,
-        },
-        true,
-    ))
+    Ok((next, true))
 }
 
 /// `rotate`: a new data key wrapped for the same recipients (plus `add`, minus `remove`), every
@@ -465,22 +471,7 @@ pub fn rotate(
     let mut md = doc.metadata.clone();
     md.key_groups = key_groups;
     md.shamir_threshold = threshold;
-    let cipher = ValueCipher::new(&key);
-    let mut branches = dec.branches.clone();
-    let (mac, _) = walk::encrypt(
-        &mut branches,
-        &cipher,
-        &md.rule(),
-        md.mac_only_encrypted,
-        None,
-    )
-    .map_err(SopsError::Encrypt)?;
-    md.last_modified = now.rfc3339();
-    md.mac = encrypt_mac(&cipher, &mac, &md);
-    Ok(Encrypted {
-        branches,
-        metadata: md,
-    })
+    seal(dec.branches.clone(), md, &key, None, now).map(|(doc, ..)| doc)
 }
 
 /// `updatekeys`: re-wraps the same data key for the recipients of `spec`. Values, `lastmodified`,
