@@ -4,13 +4,14 @@
 //! scalars, its duplicate-key, merge and aliasing checks, and a nesting limit.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use base64::Engine as _;
 
 use super::parser::{CollectionStyle, Event, EventParser, EventType};
 use super::resolve::{self, Resolved};
-use super::scanner::{Mark, ScalarStyle, SyntaxError};
+use super::scanner::{bytes_to_string, Mark, ScalarStyle, SyntaxError, Text};
 use super::YamlError;
 use crate::sops::value::{Map, MapItem, Timestamp, Value};
 
@@ -42,13 +43,12 @@ pub struct Node {
     pub style: NodeStyle,
     /// Short tag (`!!str`, `!!int`, `!custom`...).
     pub tag: Cow<'static, str>,
-    pub value: String,
-    pub anchor: String,
+    /// The scalar text, or the anchor name of an alias.
+    pub value: Text,
     pub alias: Option<usize>,
     pub content: Vec<usize>,
-    pub head_comment: String,
-    pub line_comment: String,
-    pub foot_comment: String,
+    /// Head, line and foot comments (`None` when all three are empty).
+    comments: Option<Box<[String; 3]>>,
     /// 1-based.
     pub line: usize,
     pub column: usize,
@@ -56,13 +56,60 @@ pub struct Node {
     resolved: Option<Resolved>,
 }
 
-fn bytes_to_string(b: Vec<u8>) -> String {
-    match String::from_utf8(b) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+const HEAD: usize = 0;
+const LINE: usize = 1;
+const FOOT: usize = 2;
+
+impl Node {
+    #[inline]
+    fn comment(&self, which: usize) -> &str {
+        self.comments
+            .as_ref()
+            .map(|c| c[which].as_str())
+            .unwrap_or("")
+    }
+    #[inline]
+    pub fn head(&self) -> &str {
+        self.comment(HEAD)
+    }
+    #[inline]
+    pub fn line(&self) -> &str {
+        self.comment(LINE)
+    }
+    #[inline]
+    pub fn foot(&self) -> &str {
+        self.comment(FOOT)
+    }
+    /// Replace a comment (even by an empty one).
+    #[inline]
+    fn set_comment(&mut self, which: usize, text: String) {
+        match self.comments.as_mut() {
+            Some(c) => c[which] = text,
+            None if text.is_empty() => {}
+            None => {
+                let mut c: Box<[String; 3]> = Box::default();
+                c[which] = text;
+                self.comments = Some(c);
+            }
+        }
+    }
+    fn take_comment(&mut self, which: usize) -> String {
+        self.comments
+            .as_mut()
+            .map(|c| std::mem::take(&mut c[which]))
+            .unwrap_or_default()
     }
 }
 
+/// The line and foot comments of a collection end event.
+fn end_comments(end: Event) -> (String, String) {
+    match end.comments {
+        Some(c) => (bytes_to_string(c.line), bytes_to_string(c.foot)),
+        None => (String::new(), String::new()),
+    }
+}
+
+#[inline]
 fn pos(mark: Mark) -> (usize, usize) {
     (
         (mark.line.max(0) + 1) as usize,
@@ -97,9 +144,9 @@ struct Composer {
 impl Composer {
     fn peek(&mut self) -> Result<EventType, YamlError> {
         if self.event.is_none() {
-            match self.ep.parse() {
-                Ok(Some(ev)) => self.event = Some(ev),
-                Ok(None) => {
+            match self.ep.parse_into(&mut self.event) {
+                Ok(true) => {}
+                Ok(false) => {
                     let (line, column) = pos(self.ep.p.mark);
                     return Err(YamlError::Syntax {
                         line,
@@ -115,6 +162,19 @@ impl Composer {
             .as_ref()
             .map(|e| e.typ)
             .unwrap_or(EventType::None))
+    }
+
+    /// The event `peek` returned the type of.
+    #[inline]
+    fn take_peeked(&mut self) -> Result<Event, YamlError> {
+        match self.event.take() {
+            Some(ev) => Ok(ev),
+            None => Err(YamlError::Syntax {
+                line: 0,
+                column: 0,
+                reason: "unexpected end of events".into(),
+            }),
+        }
     }
 
     fn take(&mut self, typ: EventType) -> Result<Event, YamlError> {
@@ -143,7 +203,7 @@ impl Composer {
         kind: Kind,
         default_tag: &'static str,
         ev: &mut Event,
-        value: String,
+        value: Text,
     ) -> usize {
         let raw_tag = bytes_to_string(std::mem::take(&mut ev.tag));
         let mut style = NodeStyle::default();
@@ -155,7 +215,7 @@ impl Composer {
             Cow::Borrowed(default_tag)
         } else if kind == Kind::Scalar {
             // Plain scalars without a tag never fail to resolve.
-            let (t, r) = resolve::resolve_untagged(&value);
+            let (t, r) = resolve::resolve_untagged(value.get(&self.ep.p.buf));
             resolved = Some(r);
             Cow::Borrowed(t)
         } else {
@@ -167,12 +227,19 @@ impl Composer {
             style,
             tag,
             value,
-            anchor: String::new(),
             alias: None,
-            content: Vec::new(),
-            head_comment: bytes_to_string(std::mem::take(&mut ev.head_comment)),
-            line_comment: bytes_to_string(std::mem::take(&mut ev.line_comment)),
-            foot_comment: bytes_to_string(std::mem::take(&mut ev.foot_comment)),
+            content: if kind == Kind::Mapping || kind == Kind::Sequence {
+                Vec::with_capacity(8)
+            } else {
+                Vec::new()
+            },
+            comments: ev.comments.take().map(|c| {
+                Box::new([
+                    bytes_to_string(c.head),
+                    bytes_to_string(c.line),
+                    bytes_to_string(c.foot),
+                ])
+            }),
             line,
             column,
             resolved,
@@ -180,10 +247,9 @@ impl Composer {
         self.nodes.len() - 1
     }
 
-    fn set_anchor(&mut self, n: usize, anchor: &[u8]) {
+    fn set_anchor(&mut self, n: usize, anchor: &Text) {
         if !anchor.is_empty() {
-            let name = bytes_to_string(anchor.to_vec());
-            self.nodes[n].anchor = name.clone();
+            let name = anchor.get(&self.ep.p.buf).to_string();
             self.anchors.insert(name, n);
         }
     }
@@ -207,9 +273,9 @@ impl Composer {
             _ => return Err(self.unexpected()),
         }
         let mut ev = self.take(EventType::DocumentStart)?;
-        let doc = self.new_node(Kind::Document, "", &mut ev, String::new());
+        let doc = self.new_node(Kind::Document, "", &mut ev, Text::default());
         // Open collections: (node, is a block mapping).
-        let mut stack: Vec<(usize, bool)> = Vec::new();
+        let mut stack: Vec<(usize, bool)> = Vec::with_capacity(16);
         let mut doc_has_child = false;
         loop {
             let top = stack.last().copied();
@@ -218,16 +284,22 @@ impl Composer {
                 (None, _) if doc_has_child => {
                     if next == EventType::DocumentEnd {
                         if let Some(ev) = &self.event {
-                            self.nodes[doc].foot_comment = bytes_to_string(ev.foot_comment.clone());
+                            let foot = ev
+                                .comments
+                                .as_ref()
+                                .map(|c| c.foot.clone())
+                                .unwrap_or_default();
+                            self.nodes[doc].set_comment(FOOT, bytes_to_string(foot));
                         }
                     }
                     self.take(EventType::DocumentEnd)?;
                     return Ok(Some(doc));
                 }
                 (Some((n, _)), EventType::SequenceEnd) if self.nodes[n].kind == Kind::Sequence => {
-                    let end = self.take(EventType::SequenceEnd)?;
-                    self.nodes[n].line_comment = bytes_to_string(end.line_comment);
-                    self.nodes[n].foot_comment = bytes_to_string(end.foot_comment);
+                    let end = self.take_peeked()?;
+                    let (line, foot) = end_comments(end);
+                    self.nodes[n].set_comment(LINE, line);
+                    self.nodes[n].set_comment(FOOT, foot);
                     self.depth -= 1;
                     stack.pop();
                     Some(n)
@@ -235,14 +307,15 @@ impl Composer {
                 (Some((n, block)), EventType::MappingEnd)
                     if self.nodes[n].kind == Kind::Mapping =>
                 {
-                    let end = self.take(EventType::MappingEnd)?;
-                    self.nodes[n].line_comment = bytes_to_string(end.line_comment);
-                    self.nodes[n].foot_comment = bytes_to_string(end.foot_comment);
+                    let end = self.take_peeked()?;
+                    let (line, foot) = end_comments(end);
+                    self.nodes[n].set_comment(LINE, line);
+                    self.nodes[n].set_comment(FOOT, foot);
                     let len = self.nodes[n].content.len();
-                    if block && !self.nodes[n].foot_comment.is_empty() && len > 1 {
+                    if block && !self.nodes[n].foot().is_empty() && len > 1 {
                         let last_key = self.nodes[n].content[len - 2];
-                        let foot = std::mem::take(&mut self.nodes[n].foot_comment);
-                        self.nodes[last_key].foot_comment = foot;
+                        let foot = self.nodes[n].take_comment(FOOT);
+                        self.nodes[last_key].set_comment(FOOT, foot);
                     }
                     self.depth -= 1;
                     stack.pop();
@@ -251,9 +324,10 @@ impl Composer {
                 (_, EventType::Scalar) => Some(self.scalar()?),
                 (_, EventType::Alias) => Some(self.alias()?),
                 (_, EventType::SequenceStart) => {
-                    let mut ev = self.take(EventType::SequenceStart)?;
+                    let mut ev = self.take_peeked()?;
                     self.enter(ev.start_mark)?;
-                    let n = self.new_node(Kind::Sequence, resolve::SEQ_TAG, &mut ev, String::new());
+                    let n =
+                        self.new_node(Kind::Sequence, resolve::SEQ_TAG, &mut ev, Text::default());
                     if ev.collection_style == CollectionStyle::Flow {
                         self.nodes[n].style.flow = true;
                     }
@@ -262,9 +336,10 @@ impl Composer {
                     None
                 }
                 (_, EventType::MappingStart) => {
-                    let mut ev = self.take(EventType::MappingStart)?;
+                    let mut ev = self.take_peeked()?;
                     self.enter(ev.start_mark)?;
-                    let n = self.new_node(Kind::Mapping, resolve::MAP_TAG, &mut ev, String::new());
+                    let n =
+                        self.new_node(Kind::Mapping, resolve::MAP_TAG, &mut ev, Text::default());
                     let block = ev.collection_style != CollectionStyle::Flow;
                     if !block {
                         self.nodes[n].style.flow = true;
@@ -298,18 +373,18 @@ impl Composer {
         if len % 2 == 1 {
             // a key
             let k = self.nodes[n].content[len - 1];
-            if block && !self.nodes[k].foot_comment.is_empty() && len > 2 {
+            if block && !self.nodes[k].foot().is_empty() && len > 2 {
                 // Must be a foot comment for the prior value when being dedented.
                 let prior = self.nodes[n].content[len - 3];
-                let foot = std::mem::take(&mut self.nodes[k].foot_comment);
-                self.nodes[prior].foot_comment = foot;
+                let foot = self.nodes[k].take_comment(FOOT);
+                self.nodes[prior].set_comment(FOOT, foot);
             }
         } else {
             let k = self.nodes[n].content[len - 2];
             let v = self.nodes[n].content[len - 1];
-            if self.nodes[k].foot_comment.is_empty() && !self.nodes[v].foot_comment.is_empty() {
-                let foot = std::mem::take(&mut self.nodes[v].foot_comment);
-                self.nodes[k].foot_comment = foot;
+            if self.nodes[k].foot().is_empty() && !self.nodes[v].foot().is_empty() {
+                let foot = self.nodes[v].take_comment(FOOT);
+                self.nodes[k].set_comment(FOOT, foot);
             }
         }
     }
@@ -341,9 +416,10 @@ impl Composer {
     }
 
     fn alias(&mut self) -> Result<usize, YamlError> {
-        let mut ev = self.take(EventType::Alias)?;
-        let name = bytes_to_string(std::mem::take(&mut ev.anchor));
-        let n = self.new_node(Kind::Alias, "", &mut ev, name.clone());
+        let mut ev = self.take_peeked()?;
+        let name_text = std::mem::take(&mut ev.anchor);
+        let name = name_text.get(&self.ep.p.buf).to_string();
+        let n = self.new_node(Kind::Alias, "", &mut ev, name_text);
         match self.anchors.get(&name) {
             Some(&target) => self.nodes[n].alias = Some(target),
             None => {
@@ -355,8 +431,8 @@ impl Composer {
     }
 
     fn scalar(&mut self) -> Result<usize, YamlError> {
-        let mut ev = self.take(EventType::Scalar)?;
-        let value = bytes_to_string(std::mem::take(&mut ev.value));
+        let mut ev = self.take_peeked()?;
+        let value = std::mem::take(&mut ev.value);
         let mut style = NodeStyle::default();
         match ev.scalar_style {
             ScalarStyle::DoubleQuoted => style.double_quoted = true,
@@ -367,7 +443,7 @@ impl Composer {
         }
         let plain = style == NodeStyle::default();
         let default_tag = if plain {
-            if value == "<<" {
+            if value.get(&self.ep.p.buf) == "<<" {
                 resolve::MERGE_TAG
             } else {
                 ""
@@ -391,6 +467,8 @@ impl Composer {
 
 struct Converter<'a> {
     nodes: &'a [Node],
+    /// The decoded input the nodes' texts point into.
+    src: &'a str,
     decode_count: usize,
     alias_count: usize,
     alias_depth: usize,
@@ -410,6 +488,7 @@ fn allowed_alias_ratio(decode_count: usize) -> f64 {
     }
 }
 
+#[inline]
 fn comment_lines(comment: &str, mut push: impl FnMut(String)) {
     if comment.is_empty() {
         return;
@@ -423,10 +502,12 @@ fn comment_lines(comment: &str, mut push: impl FnMut(String)) {
     }
 }
 
+#[inline]
 fn push_map_comments(comment: &str, branch: &mut Vec<MapItem>) {
     comment_lines(comment, |t| branch.push(MapItem::Comment(t)));
 }
 
+#[inline]
 fn push_seq_comments(comment: &str, list: &mut Vec<Value>) {
     comment_lines(comment, |t| list.push(Value::Comment(t)));
 }
@@ -441,6 +522,7 @@ fn base64_engine() -> base64::engine::GeneralPurpose {
 }
 
 impl Converter<'_> {
+    #[inline]
     fn node(&self, i: usize) -> &Node {
         &self.nodes[i]
     }
@@ -451,6 +533,7 @@ impl Converter<'_> {
     }
 
     /// go-yaml's per-node accounting against billion-laughs documents.
+    #[inline]
     fn count(&mut self, i: usize) -> Result<(), YamlError> {
         self.decode_count += 1;
         if self.alias_depth > 0 {
@@ -487,14 +570,14 @@ impl Converter<'_> {
             return Err(YamlError::RecursiveAlias {
                 line,
                 column,
-                name: n.value.clone(),
+                name: n.value.get(self.src).to_string(),
             });
         }
         let Some(target) = n.alias else {
             return Err(YamlError::UnknownAnchor {
                 line,
                 column,
-                name: n.value.clone(),
+                name: n.value.get(self.src).to_string(),
             });
         };
         self.active_aliases.push(i);
@@ -508,24 +591,28 @@ impl Converter<'_> {
     }
 
     /// go-yaml's decoding of a scalar node into `interface{}`.
+    #[inline]
     fn decode_scalar(&self, i: usize) -> Result<Value, YamlError> {
         let n = self.node(i);
         let is_str = n.tag == resolve::STR_TAG;
         if is_str {
-            return Ok(Value::Str(n.value.clone()));
+            return Ok(Value::Str(n.value.get(self.src).to_string()));
         }
         let (tag, r) = match (&n.resolved, n.style.tagged) {
             (Some(r), false) => (n.tag.to_string(), r.clone()),
-            _ => resolve::resolve(&n.tag, &n.value).map_err(|m| YamlError::InvalidTaggedValue {
-                line: n.line,
-                column: n.column,
-                found: m.resolved,
-                tag: m.wanted,
+            _ => resolve::resolve(&n.tag, n.value.get(self.src)).map_err(|m| {
+                YamlError::InvalidTaggedValue {
+                    line: n.line,
+                    column: n.column,
+                    found: m.resolved,
+                    tag: m.wanted,
+                }
             })?,
         };
         if tag == resolve::BINARY_TAG {
             let cleaned: Vec<u8> = n
                 .value
+                .get(self.src)
                 .bytes()
                 .filter(|&c| c != b'\r' && c != b'\n')
                 .collect();
@@ -547,7 +634,7 @@ impl Converter<'_> {
             Resolved::Uint(v) => Value::Uint(v),
             Resolved::Float(f) => Value::Float(f),
             Resolved::Time(t) => Value::Time(Timestamp(t)),
-            Resolved::Str => Value::Str(n.value.clone()),
+            Resolved::Str => Value::Str(n.value.get(self.src).to_string()),
         })
     }
 
@@ -557,7 +644,7 @@ impl Converter<'_> {
             Kind::Mapping => {
                 let all_str = n.content.iter().step_by(2).all(|&k| {
                     let kn = self.node(k);
-                    let st = short_tag_of(self.nodes, k);
+                    let st = short_tag_of(self.nodes, self.src, k);
                     kn.kind == Kind::Scalar && (st == resolve::STR_TAG || st == resolve::MERGE_TAG)
                 });
                 if all_str {
@@ -614,32 +701,40 @@ impl Converter<'_> {
     fn check_mapping(&self, i: usize) -> Result<(), YamlError> {
         let n = self.node(i);
         let small = n.content.len() <= 32;
-        let mut seen: HashMap<(u8, &str), usize> = HashMap::new();
+        let mut seen: HashMap<(u8, &str), usize> = if small {
+            HashMap::new()
+        } else {
+            HashMap::with_capacity(n.content.len() / 2)
+        };
         for (idx, pair) in n.content.chunks(2).enumerate() {
             let k = self.node(pair[0]);
             let kind = k.kind as u8;
+            let key_text = k.value.get(self.src);
             let first = if small {
                 n.content
                     .chunks(2)
                     .take(idx)
                     .map(|p| self.node(p[0]))
-                    .find(|o| o.kind as u8 == kind && o.value == k.value)
+                    .find(|o| o.kind as u8 == kind && o.value.get(self.src) == key_text)
                     .map(|o| o.line)
             } else {
-                let key = (kind, k.value.as_str());
-                let f = seen.get(&key).copied();
-                seen.insert(key, k.line);
-                f
+                match seen.entry((kind, key_text)) {
+                    Entry::Occupied(e) => Some(*e.get()),
+                    Entry::Vacant(e) => {
+                        e.insert(k.line);
+                        None
+                    }
+                }
             };
             if let Some(first_line) = first {
                 return Err(YamlError::DuplicateKey {
                     line: k.line,
                     column: k.column,
-                    key: k.value.clone(),
+                    key: key_text.to_string(),
                     first_line,
                 });
             }
-            if is_merge(k) {
+            if is_merge(k, self.src) {
                 if let Some(&v) = pair.get(1) {
                     self.check_merge_value(v)?;
                 }
@@ -687,12 +782,12 @@ impl Converter<'_> {
         let nodes = self.nodes;
         let n = &nodes[doc];
         let mut branch = Vec::new();
-        push_map_comments(&n.head_comment, &mut branch);
-        push_map_comments(&n.line_comment, &mut branch);
+        push_map_comments(n.head(), &mut branch);
+        push_map_comments(n.line(), &mut branch);
         for &c in &n.content {
             branch = self.root_into_branch(c, branch)?;
         }
-        push_map_comments(&n.foot_comment, &mut branch);
+        push_map_comments(n.foot(), &mut branch);
         Ok(branch)
     }
 
@@ -714,10 +809,10 @@ impl Converter<'_> {
                 column: n.column,
             }),
             Kind::Scalar => {
-                push_map_comments(&n.head_comment, &mut branch);
-                push_map_comments(&n.line_comment, &mut branch);
+                push_map_comments(n.head(), &mut branch);
+                push_map_comments(n.line(), &mut branch);
                 // An empty document with a document start marker results in null.
-                if short_tag_of(nodes, i) == resolve::NULL_TAG {
+                if short_tag_of(nodes, self.src, i) == resolve::NULL_TAG {
                     return Ok(branch);
                 }
                 Err(YamlError::ScalarDocument {
@@ -726,8 +821,8 @@ impl Converter<'_> {
                 })
             }
             Kind::Alias => {
-                push_map_comments(&n.head_comment, &mut branch);
-                push_map_comments(&n.line_comment, &mut branch);
+                push_map_comments(n.head(), &mut branch);
+                push_map_comments(n.line(), &mut branch);
                 let target = self.enter_alias(i)?;
                 // (an anchored node is never itself an alias, so this recursion is one level)
                 let r = if nodes[target].kind == Kind::Alias {
@@ -737,7 +832,7 @@ impl Converter<'_> {
                 };
                 self.leave_alias();
                 let mut branch = r?;
-                push_map_comments(&n.foot_comment, &mut branch);
+                push_map_comments(n.foot(), &mut branch);
                 Ok(branch)
             }
             Kind::Document => Err(YamlError::Syntax {
@@ -784,8 +879,8 @@ impl Converter<'_> {
                 self.enter(i)?;
                 let mut items = Vec::with_capacity(n.content.len());
                 if !handled {
-                    push_seq_comments(&n.head_comment, &mut items);
-                    push_seq_comments(&n.line_comment, &mut items);
+                    push_seq_comments(n.head(), &mut items);
+                    push_seq_comments(n.line(), &mut items);
                 }
                 stack.push(Frame::Seq(SeqFrame {
                     node: i,
@@ -798,9 +893,10 @@ impl Converter<'_> {
             }
             Kind::Mapping => {
                 let mut items = initial;
+                items.reserve(n.content.len() / 2);
                 if !handled {
-                    push_map_comments(&n.head_comment, &mut items);
-                    push_map_comments(&n.line_comment, &mut items);
+                    push_map_comments(n.head(), &mut items);
+                    push_map_comments(n.line(), &mut items);
                 }
                 self.count(i)?;
                 self.enter(i)?;
@@ -831,7 +927,7 @@ impl Converter<'_> {
         initial: Vec<MapItem>,
     ) -> Result<Value, YamlError> {
         let nodes = self.nodes;
-        let mut stack: Vec<Frame> = Vec::new();
+        let mut stack: Vec<Frame> = Vec::with_capacity(16);
         if let Some(v) = self.open(i, handled, initial, false, &mut stack)? {
             return Ok(v);
         }
@@ -846,14 +942,25 @@ impl Converter<'_> {
                     if let Some(pair) = n.content.chunks(2).nth(f.next) {
                         if let [k, v] = *pair {
                             let (kn, vn) = (&nodes[k], &nodes[v]);
-                            push_map_comments(&kn.head_comment, &mut f.items);
-                            push_map_comments(&kn.line_comment, &mut f.items);
+                            push_map_comments(kn.head(), &mut f.items);
+                            push_map_comments(kn.line(), &mut f.items);
                             let handle = vn.kind == Kind::Scalar || vn.kind == Kind::Alias;
                             if handle {
-                                push_map_comments(&vn.head_comment, &mut f.items);
-                                push_map_comments(&vn.line_comment, &mut f.items);
+                                push_map_comments(vn.head(), &mut f.items);
+                                push_map_comments(vn.line(), &mut f.items);
                             }
                             f.next += 1;
+                            if vn.kind == Kind::Scalar {
+                                // The common case, without the detour through `open`: key,
+                                // value and their comments in go-yaml's order.
+                                let key = self.decode_key(k)?;
+                                self.count(v)?;
+                                let value = self.decode_scalar(v)?;
+                                f.items.push(MapItem::Pair(key, value));
+                                push_map_comments(vn.foot(), &mut f.items);
+                                push_map_comments(kn.foot(), &mut f.items);
+                                continue;
+                            }
                             f.pending = Some((String::new(), k, v, handle));
                             child = Some((v, handle));
                         } else {
@@ -861,7 +968,7 @@ impl Converter<'_> {
                         }
                     } else {
                         if !f.handled {
-                            push_map_comments(&n.foot_comment, &mut f.items);
+                            push_map_comments(n.foot(), &mut f.items);
                         }
                         finished = Some(Value::Map(Map {
                             items: std::mem::take(&mut f.items),
@@ -872,13 +979,20 @@ impl Converter<'_> {
                     let n = &nodes[f.node];
                     if let Some(&item) = n.content.get(f.next) {
                         let itn = &nodes[item];
-                        push_seq_comments(&itn.head_comment, &mut f.items);
-                        push_seq_comments(&itn.line_comment, &mut f.items);
+                        push_seq_comments(itn.head(), &mut f.items);
+                        push_seq_comments(itn.line(), &mut f.items);
                         f.next += 1;
+                        if itn.kind == Kind::Scalar {
+                            self.count(item)?;
+                            let value = self.decode_scalar(item)?;
+                            f.items.push(value);
+                            push_seq_comments(itn.foot(), &mut f.items);
+                            continue;
+                        }
                         child = Some((item, true));
                     } else {
                         if !f.handled {
-                            push_seq_comments(&n.foot_comment, &mut f.items);
+                            push_seq_comments(n.foot(), &mut f.items);
                         }
                         finished = Some(Value::Seq(std::mem::take(&mut f.items)));
                     }
@@ -924,15 +1038,15 @@ impl Converter<'_> {
                     if let Some((key, k, v, handle)) = f.pending.take() {
                         f.items.push(MapItem::Pair(key, value));
                         if handle {
-                            push_map_comments(&nodes[v].foot_comment, &mut f.items);
+                            push_map_comments(nodes[v].foot(), &mut f.items);
                         }
-                        push_map_comments(&nodes[k].foot_comment, &mut f.items);
+                        push_map_comments(nodes[k].foot(), &mut f.items);
                     }
                 }
                 Some(Frame::Seq(f)) => {
                     f.items.push(value);
                     if let Some(&item) = nodes[f.node].content.get(f.next.wrapping_sub(1)) {
-                        push_seq_comments(&nodes[item].foot_comment, &mut f.items);
+                        push_seq_comments(nodes[item].foot(), &mut f.items);
                     }
                 }
                 None => return Ok(value),
@@ -965,14 +1079,14 @@ enum Frame {
     Seq(SeqFrame),
 }
 
-fn is_merge(n: &Node) -> bool {
+fn is_merge(n: &Node, src: &str) -> bool {
     n.kind == Kind::Scalar
-        && n.value == "<<"
+        && n.value.get(src) == "<<"
         && (n.tag.is_empty() || n.tag == "!" || n.tag == resolve::MERGE_TAG)
 }
 
 /// go-yaml `Node.ShortTag()`.
-fn short_tag_of(nodes: &[Node], i: usize) -> String {
+fn short_tag_of(nodes: &[Node], src: &str, i: usize) -> String {
     let n = &nodes[i];
     let indicated_string = n.kind == Kind::Scalar
         && (n.tag == resolve::STR_TAG
@@ -989,10 +1103,10 @@ fn short_tag_of(nodes: &[Node], i: usize) -> String {
             Kind::Mapping => resolve::MAP_TAG.into(),
             Kind::Sequence => resolve::SEQ_TAG.into(),
             Kind::Alias => match n.alias {
-                Some(t) if t != i => short_tag_of(nodes, t),
+                Some(t) if t != i => short_tag_of(nodes, src, t),
                 _ => String::new(),
             },
-            Kind::Scalar => resolve::resolve_tag(&n.value).into(),
+            Kind::Scalar => resolve::resolve_tag(n.value.get(src)).into(),
             Kind::Document => String::new(),
         };
     }
@@ -1000,11 +1114,13 @@ fn short_tag_of(nodes: &[Node], i: usize) -> String {
 }
 
 /// Parse every document of the stream into sops branches.
-pub fn parse_documents(buf: Vec<u8>) -> Result<Vec<Map>, YamlError> {
+pub fn parse_documents(buf: String) -> Result<Vec<Map>, YamlError> {
+    // (typical input has a node per 20 to 100 bytes)
+    let nodes = Vec::with_capacity(buf.len() / 20 + 16);
     let mut c = Composer {
         ep: EventParser::new(buf),
         event: None,
-        nodes: Vec::new(),
+        nodes,
         anchors: HashMap::new(),
         depth: 0,
         started: false,
@@ -1019,6 +1135,7 @@ pub fn parse_documents(buf: Vec<u8>) -> Result<Vec<Map>, YamlError> {
     for doc in docs {
         let mut conv = Converter {
             nodes: &c.nodes,
+            src: &c.ep.p.buf,
             decode_count: 0,
             alias_count: 0,
             alias_depth: 0,

@@ -2,13 +2,19 @@
 //! `appendTreeBranch`/`appendSequence` (comments become head comments of the next key or item,
 //! trailing ones foot comments of the last), scalars get the style `Node.Encode` would give them,
 //! and the resulting event stream goes through a port of go-yaml v3's emitter (`emitterc.go`).
+//!
+//! Events are made one at a time from the tree (the emitter looks one event ahead), their
+//! scalars borrow the tree's strings, each scalar is analysed once, and text is written in runs
+//! of characters rather than one character at a time.
 
 use std::borrow::Cow;
 
 use base64::Engine as _;
 
 use super::resolve;
-use super::scanner::ScalarStyle;
+use super::scanner::{
+    count_chars, find_byte, ScalarStyle, STOP_ANALYSIS, STOP_TEXT, STOP_TEXT_QUOTE, STOP_TEXT_SPACE,
+};
 use crate::sops::value::{Map, MapItem, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,34 +30,37 @@ enum Et {
     MappingEnd,
 }
 
-#[derive(Clone, Debug)]
-struct Ev {
+/// An emitter event. Scalar values borrow from the tree where they can; comments are the texts
+/// sops builds (`#` + lines joined with `\n#`). (sops never sets line comments on output.)
+#[derive(Debug)]
+struct Ev<'a> {
     typ: Et,
     /// Long tag (`tag:yaml.org,2002:merge`), empty for none.
-    tag: Vec<u8>,
-    value: Vec<u8>,
+    tag: &'static str,
+    value: Cow<'a, str>,
+    /// `analyze_scalar(value)`, computed once when the scalar is encoded.
+    analysis: Analysis,
     implicit: bool,
     quoted_implicit: bool,
     style: ScalarStyle,
-    head: Vec<u8>,
-    line: Vec<u8>,
-    foot: Vec<u8>,
-    tail: Vec<u8>,
+    head: String,
+    foot: String,
+    tail: String,
 }
 
-impl Ev {
-    fn new(typ: Et) -> Ev {
+impl Ev<'_> {
+    fn new(typ: Et) -> Self {
         Ev {
             typ,
-            tag: Vec::new(),
-            value: Vec::new(),
+            tag: "",
+            value: Cow::Borrowed(""),
+            analysis: Analysis::default(),
             implicit: true,
             quoted_implicit: true,
             style: ScalarStyle::Any,
-            head: Vec::new(),
-            line: Vec::new(),
-            foot: Vec::new(),
-            tail: Vec::new(),
+            head: String::new(),
+            foot: String::new(),
+            tail: String::new(),
         }
     }
 }
@@ -123,7 +132,31 @@ fn is_alpha(b: &[u8], i: usize) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// Printable ASCII that, after the first character, changes nothing in the analysis of a
+/// scalar but resets its space/break state (not a blank, a break or an indicator).
+#[inline]
+fn is_quiet(c: u8) -> bool {
+    matches!(c, 0x21..=0x7E) && !matches!(c, b',' | b'?' | b'[' | b']' | b'{' | b'}' | b':' | b'#')
+}
+
+/// The end of the run of characters from `i` up to the next break (or, with `space`, the next
+/// space; with `quote`, the next `'`).
+#[inline]
+fn text_run_end(b: &[u8], mut i: usize, space: bool, quote: bool) -> usize {
+    loop {
+        i = match (space, quote) {
+            (false, _) => find_byte::<STOP_TEXT>(b, i),
+            (true, false) => find_byte::<STOP_TEXT_SPACE>(b, i),
+            (true, true) => find_byte::<STOP_TEXT_QUOTE>(b, i),
+        };
+        match b.get(i) {
+            Some(0xC2 | 0xE2) if !is_break(b, i) => i += 1,
+            _ => return i,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Analysis {
     multiline: bool,
     flow_plain_allowed: bool,
@@ -140,6 +173,16 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
             block_plain_allowed: true,
             single_quoted_allowed: true,
             block_allowed: false,
+        };
+    }
+    if value[0].is_ascii_alphanumeric() && find_byte::<STOP_ANALYSIS>(value, 1) == value.len() {
+        // The usual key or value: no indicator, blank, break or special character anywhere.
+        return Analysis {
+            multiline: false,
+            flow_plain_allowed: true,
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: true,
         };
     }
     let mut block_indicators = false;
@@ -167,6 +210,33 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
     let mut preceded_by_whitespace = true;
     let mut i = 0;
     while i < value.len() {
+        if i > 0 {
+            // Shortcuts for the printable ASCII that is not a blank, a break or `#`: what the
+            // general case below does for it.
+            let c = value[i];
+            let next = if is_quiet(c) {
+                // A run of characters that only reset the space/break/whitespace state.
+                Some(find_byte::<STOP_ANALYSIS>(value, i + 1))
+            } else if matches!(c, b',' | b'?' | b'[' | b']' | b'{' | b'}') {
+                flow_indicators = true;
+                Some(i + 1)
+            } else if c == b':' {
+                flow_indicators = true;
+                if i + 1 >= value.len() || is_blank(value, i + 1) {
+                    block_indicators = true;
+                }
+                Some(i + 1)
+            } else {
+                None
+            };
+            if let Some(next) = next {
+                i = next;
+                previous_space = false;
+                previous_break = false;
+                preceded_by_whitespace = false;
+                continue;
+            }
+        }
         let w = width(value[i]);
         let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
         let c = value[i];
@@ -346,27 +416,35 @@ fn encode_base64(data: &[u8]) -> String {
     out
 }
 
-/// The scalar node `Node.Encode(v)` produces: value, explicit long tag, style.
-fn encode_scalar(v: &Value) -> (String, &'static str, ScalarStyle) {
+/// The style `Node.Encode` requests for a string.
+fn string_style(s: &str) -> ScalarStyle {
+    if s.contains('\n') {
+        ScalarStyle::Literal
+    } else if !resolve::string_needs_quotes(s) {
+        ScalarStyle::Plain
+    } else {
+        ScalarStyle::DoubleQuoted
+    }
+}
+
+/// The scalar node `Node.Encode(v)` produces: value, explicit long tag, style, and the
+/// analysis of the value.
+fn encode_scalar(v: &Value) -> (Cow<'_, str>, &'static str, ScalarStyle, Analysis) {
+    let owned = |s: String| (Cow::Owned(s), "", ScalarStyle::Plain);
     let (text, tag, requested) = match v {
-        Value::Null => ("null".to_string(), "", ScalarStyle::Plain),
-        Value::Bool(b) => (b.to_string(), "", ScalarStyle::Plain),
-        Value::Int(i) => (i.to_string(), "", ScalarStyle::Plain),
-        Value::Uint(u) => (u.to_string(), "", ScalarStyle::Plain),
-        Value::Float(f) => (resolve::format_float(*f), "", ScalarStyle::Plain),
-        Value::Time(t) => (t.0.clone(), "", ScalarStyle::Plain),
-        Value::Str(s) | Value::Comment(s) => {
-            let style = if s.contains('\n') {
-                ScalarStyle::Literal
-            } else if !resolve::string_needs_quotes(s) {
-                ScalarStyle::Plain
-            } else {
-                ScalarStyle::DoubleQuoted
-            };
-            (s.clone(), "", style)
-        }
+        Value::Null => (Cow::Borrowed("null"), "", ScalarStyle::Plain),
+        Value::Bool(b) => (
+            Cow::Borrowed(if *b { "true" } else { "false" }),
+            "",
+            ScalarStyle::Plain,
+        ),
+        Value::Int(i) => owned(i.to_string()),
+        Value::Uint(u) => owned(u.to_string()),
+        Value::Float(f) => owned(resolve::format_float(*f)),
+        Value::Time(t) => (Cow::Borrowed(t.0.as_str()), "", ScalarStyle::Plain),
+        Value::Str(s) | Value::Comment(s) => return encode_str(s),
         Value::Bytes(b) => match std::str::from_utf8(b) {
-            Ok(s) => return encode_scalar(&Value::Str(s.to_string())),
+            Ok(s) => return encode_str(s),
             Err(_) => {
                 let s = encode_base64(b);
                 let style = if s.contains('\n') {
@@ -374,12 +452,25 @@ fn encode_scalar(v: &Value) -> (String, &'static str, ScalarStyle) {
                 } else {
                     ScalarStyle::Plain
                 };
-                (s, BINARY_LONG, style)
+                (Cow::Owned(s), BINARY_LONG, style)
             }
         },
         // Collections never get here.
-        Value::Map(_) | Value::Seq(_) => ("null".to_string(), "", ScalarStyle::Plain),
+        Value::Map(_) | Value::Seq(_) => (Cow::Borrowed("null"), "", ScalarStyle::Plain),
     };
+    encode_text(text, tag, requested)
+}
+
+/// `encode_scalar` for a string.
+fn encode_str(s: &str) -> (Cow<'_, str>, &'static str, ScalarStyle, Analysis) {
+    encode_text(Cow::Borrowed(s), "", string_style(s))
+}
+
+fn encode_text<'a>(
+    text: Cow<'a, str>,
+    tag: &'static str,
+    requested: ScalarStyle,
+) -> (Cow<'a, str>, &'static str, ScalarStyle, Analysis) {
     // First pass: go-yaml emits the value as a document root and parses it back.
     let a = analyze_scalar(text.as_bytes());
     let has_tag = !tag.is_empty();
@@ -398,19 +489,24 @@ fn encode_scalar(v: &Value) -> (String, &'static str, ScalarStyle) {
     } else {
         ""
     };
-    (text, final_tag, style1)
+    (text, final_tag, style1, a)
 }
 
-fn scalar_event(v: &Value, head: Option<String>, foot: Option<String>) -> Ev {
-    let (text, tag, style) = encode_scalar(v);
+fn scalar_event<'a>(
+    encoded: (Cow<'a, str>, &'static str, ScalarStyle, Analysis),
+    head: Option<String>,
+    foot: Option<String>,
+) -> Ev<'a> {
+    let (text, tag, style, analysis) = encoded;
     let mut ev = Ev::new(Et::Scalar);
     ev.implicit = tag.is_empty();
     ev.quoted_implicit = tag.is_empty();
-    ev.tag = tag.as_bytes().to_vec();
-    ev.value = text.into_bytes();
+    ev.tag = tag;
+    ev.value = text;
+    ev.analysis = analysis;
     ev.style = style;
-    ev.head = head.map(String::into_bytes).unwrap_or_default();
-    ev.foot = foot.map(String::into_bytes).unwrap_or_default();
+    ev.head = head.unwrap_or_default();
+    ev.foot = foot.unwrap_or_default();
     ev
 }
 
@@ -424,147 +520,176 @@ fn make_comment(comments: &[&str]) -> Option<String> {
     Some(s)
 }
 
-fn combine_head(extra: Option<String>, own: Option<String>) -> Vec<u8> {
+fn combine_head(extra: Option<String>, own: Option<String>) -> String {
     match (extra, own) {
-        (Some(e), Some(o)) => format!("{e}\n{o}").into_bytes(),
-        (Some(e), None) => e.into_bytes(),
-        (None, Some(o)) => o.into_bytes(),
-        (None, None) => Vec::new(),
+        (Some(mut e), Some(o)) => {
+            e.push('\n');
+            e.push_str(&o);
+            e
+        }
+        (Some(e), None) => e,
+        (None, Some(o)) => o,
+        (None, None) => String::new(),
     }
 }
 
-/// Work items for the event builder (an explicit stack instead of recursion).
+/// Work items for the event source (an explicit stack instead of recursion); each one gives
+/// exactly one event.
 enum Work<'a> {
-    Value(Cow<'a, Value>, Option<String>, Option<String>),
-    Event(Ev),
-}
-
-struct EventBuilder {
-    events: Vec<Ev>,
-}
-
-impl EventBuilder {
-    /// Events for a value with extra head/foot comments (sops `treeValueToNode` followed by
+    /// A document's branch.
+    Branch(&'a Map),
+    /// A value with extra head/foot comments (sops `treeValueToNode` followed by
     /// `addCommentsHead`/`addCommentsFoot`, then go-yaml `encoder.node`).
-    fn value(&mut self, v: &Value, head: Option<String>, foot: Option<String>) {
-        let mut work: Vec<Work> = vec![Work::Value(Cow::Borrowed(v), head, foot)];
-        while let Some(item) = work.pop() {
-            match item {
-                Work::Event(ev) => self.events.push(ev),
-                Work::Value(Cow::Borrowed(v), head, foot) => match v {
-                    Value::Map(m) => self.mapping(m, head, foot, &mut work),
-                    Value::Seq(s) => self.sequence(s, head, foot, &mut work),
-                    other => self.events.push(scalar_event(other, head, foot)),
-                },
-                // Only encrypted comments turned into strings are owned: always scalars.
-                Work::Value(Cow::Owned(v), head, foot) => {
-                    self.events.push(scalar_event(&v, head, foot))
-                }
-            }
+    Value(&'a Value, Option<String>, Option<String>),
+    /// An encrypted comment in a list: a plain list item (sops quirk, #811).
+    Str(&'a str, Option<String>, Option<String>),
+    /// A mapping key with its head comment.
+    Key(&'a str, Option<String>),
+    /// An event without content or comments.
+    Bare(Et),
+    /// The end of a mapping, with its tail comment (the foot of its last key) and foot comment.
+    MappingEnd(String, String),
+    /// The end of a sequence, with its foot comment.
+    SequenceEnd(String),
+}
+
+impl Work<'_> {
+    fn set_foot(&mut self, f: Option<String>) {
+        if let Work::Value(_, _, foot) | Work::Str(_, _, foot) = self {
+            *foot = f;
+        }
+    }
+}
+
+/// The events of a stream of branches, produced one at a time.
+struct Events<'a> {
+    work: Vec<Work<'a>>,
+    /// Scratch list of pending comments.
+    comments: Vec<&'a str>,
+}
+
+impl<'a> Events<'a> {
+    fn new(branches: &'a [Map]) -> Self {
+        let mut work = Vec::with_capacity(32);
+        work.push(Work::Bare(Et::StreamEnd));
+        for branch in branches.iter().rev() {
+            work.push(Work::Bare(Et::DocumentEnd));
+            work.push(Work::Branch(branch));
+            work.push(Work::Bare(Et::DocumentStart));
+        }
+        work.push(Work::Bare(Et::StreamStart));
+        Events {
+            work,
+            comments: Vec::new(),
         }
     }
 
-    fn mapping<'a>(
-        &mut self,
-        m: &'a Map,
-        extra_head: Option<String>,
-        foot: Option<String>,
-        work: &mut Vec<Work<'a>>,
-    ) {
-        let mut comments: Vec<&str> = Vec::new();
+    fn next(&mut self) -> Option<Ev<'a>> {
+        Some(match self.work.pop()? {
+            Work::Bare(typ) => Ev::new(typ),
+            Work::MappingEnd(tail, foot) => {
+                let mut ev = Ev::new(Et::MappingEnd);
+                ev.tail = tail;
+                ev.foot = foot;
+                ev
+            }
+            Work::SequenceEnd(foot) => {
+                let mut ev = Ev::new(Et::SequenceEnd);
+                ev.foot = foot;
+                ev
+            }
+            Work::Branch(m) => self.mapping(m, None, None),
+            Work::Value(v, head, foot) => match v {
+                Value::Map(m) => self.mapping(m, head, foot),
+                Value::Seq(s) => self.sequence(s, head, foot),
+                other => scalar_event(encode_scalar(other), head, foot),
+            },
+            Work::Str(s, head, foot) => scalar_event(encode_str(s), head, foot),
+            Work::Key(k, head) => scalar_event(encode_str(k), head, None),
+        })
+    }
+
+    /// The mapping start event; the keys, values and end event go on the work stack.
+    fn mapping(&mut self, m: &'a Map, extra_head: Option<String>, foot: Option<String>) -> Ev<'a> {
+        self.comments.clear();
         let mut beginning = true;
         let mut own_head = None;
-        let mut pairs: Vec<(&str, Option<String>, &Value)> = Vec::new();
+        let base = self.work.len();
         for item in &m.items {
             match item {
-                MapItem::Comment(c) => comments.push(c),
+                MapItem::Comment(c) => self.comments.push(c),
                 MapItem::Pair(k, v) => {
                     if beginning {
-                        own_head = make_comment(&comments);
-                        comments.clear();
+                        own_head = make_comment(&self.comments);
+                        self.comments.clear();
                         beginning = false;
                     }
-                    let key_head = make_comment(&comments);
-                    comments.clear();
-                    pairs.push((k, key_head, v));
+                    let key_head = make_comment(&self.comments);
+                    self.comments.clear();
+                    self.work.push(Work::Key(k, key_head));
+                    self.work.push(Work::Value(v, None, None));
                 }
             }
         }
         let mut last_key_foot = None;
-        if !comments.is_empty() {
+        if !self.comments.is_empty() {
             if beginning {
-                own_head = make_comment(&comments);
+                own_head = make_comment(&self.comments);
             } else {
-                last_key_foot = make_comment(&comments);
+                last_key_foot = make_comment(&self.comments);
             }
         }
+        self.work.push(Work::MappingEnd(
+            last_key_foot.unwrap_or_default(),
+            foot.unwrap_or_default(),
+        ));
+        self.work[base..].reverse();
         let mut start = Ev::new(Et::MappingStart);
         start.head = combine_head(extra_head, own_head);
-        self.events.push(start);
-        let mut end = Ev::new(Et::MappingEnd);
-        end.tail = last_key_foot.map(String::into_bytes).unwrap_or_default();
-        end.foot = foot.map(String::into_bytes).unwrap_or_default();
-        work.push(Work::Event(end));
-        for (k, key_head, v) in pairs.into_iter().rev() {
-            work.push(Work::Value(Cow::Borrowed(v), None, None));
-            work.push(Work::Event(scalar_event(
-                &Value::Str(k.to_string()),
-                key_head,
-                None,
-            )));
-        }
+        start
     }
 
-    fn sequence<'a>(
+    /// The sequence start event; the items and end event go on the work stack.
+    fn sequence(
         &mut self,
         items: &'a [Value],
         extra_head: Option<String>,
         foot: Option<String>,
-        work: &mut Vec<Work<'a>>,
-    ) {
-        let mut comments: Vec<&str> = Vec::new();
+    ) -> Ev<'a> {
+        self.comments.clear();
         let mut beginning = true;
         let mut own_head = None;
-        let mut entries: Vec<(Cow<'a, Value>, Option<String>)> = Vec::new();
+        let base = self.work.len();
         for item in items {
             match item {
-                Value::Comment(c) if !c.starts_with("ENC[") => comments.push(c),
+                Value::Comment(c) if !c.starts_with("ENC[") => self.comments.push(c),
                 other => {
                     if beginning {
-                        own_head = make_comment(&comments);
-                        comments.clear();
+                        own_head = make_comment(&self.comments);
+                        self.comments.clear();
                         beginning = false;
                     }
-                    let head = make_comment(&comments);
-                    comments.clear();
-                    // Encrypted comments in lists are plain list items (sops quirk, #811).
-                    let v = match other {
-                        Value::Comment(c) => Cow::Owned(Value::Str(c.clone())),
-                        v => Cow::Borrowed(v),
-                    };
-                    entries.push((v, head));
+                    let head = make_comment(&self.comments);
+                    self.comments.clear();
+                    self.work.push(match other {
+                        Value::Comment(c) => Work::Str(c, head, None),
+                        v => Work::Value(v, head, None),
+                    });
                 }
             }
         }
-        let mut last_foot = None;
-        if !comments.is_empty() {
+        if !self.comments.is_empty() {
             if beginning {
-                own_head = make_comment(&comments);
-            } else {
-                last_foot = make_comment(&comments);
+                own_head = make_comment(&self.comments);
+            } else if let Some(last) = self.work.last_mut() {
+                last.set_foot(make_comment(&self.comments));
             }
         }
+        self.work.push(Work::SequenceEnd(foot.unwrap_or_default()));
+        self.work[base..].reverse();
         let mut start = Ev::new(Et::SequenceStart);
         start.head = combine_head(extra_head, own_head);
-        self.events.push(start);
-        let mut end = Ev::new(Et::SequenceEnd);
-        end.foot = foot.map(String::into_bytes).unwrap_or_default();
-        work.push(Work::Event(end));
-        let n = entries.len();
-        for (i, (v, h)) in entries.into_iter().enumerate().rev() {
-            let f = if i + 1 == n { last_foot.take() } else { None };
-            work.push(Work::Value(v, h, f));
-        }
+        start
     }
 }
 
@@ -595,11 +720,12 @@ enum St {
     End,
 }
 
-struct Emitter {
+struct Emitter<'a> {
     out: Vec<u8>,
-    events: Vec<Ev>,
-    head: usize,
-    /// Type of the event being processed (it is moved out of `events` meanwhile).
+    events: Events<'a>,
+    /// The event after the current one (go-yaml looks one event ahead for empty collections).
+    next: Option<Ev<'a>>,
+    /// Type of the event being processed.
     cur: Et,
 
     best_indent: i64,
@@ -621,32 +747,32 @@ struct Emitter {
     space_above: bool,
     foot_indent: i64,
 
-    head_comment: Vec<u8>,
-    line_comment: Vec<u8>,
-    foot_comment: Vec<u8>,
-    tail_comment: Vec<u8>,
-    key_line_comment: Vec<u8>,
+    head_comment: String,
+    line_comment: String,
+    foot_comment: String,
+    tail_comment: String,
+    key_line_comment: String,
 
-    tag_handle: Vec<u8>,
-    tag_suffix: Vec<u8>,
-    scalar_value: Vec<u8>,
+    tag_handle: &'static [u8],
+    tag_suffix: &'static [u8],
+    scalar_value: Cow<'a, str>,
     scalar: Analysis,
     scalar_style: ScalarStyle,
 }
 
-impl Emitter {
-    fn new(events: Vec<Ev>, indent: i64) -> Emitter {
+impl<'a> Emitter<'a> {
+    fn new(events: Events<'a>, indent: i64) -> Self {
         Emitter {
             out: Vec::new(),
             events,
-            head: 0,
+            next: None,
             cur: Et::StreamStart,
             best_indent: indent,
             best_width: -1,
             state: St::StreamStart,
-            states: Vec::new(),
+            states: Vec::with_capacity(16),
             indent: -1,
-            indents: Vec::new(),
+            indents: Vec::with_capacity(16),
             flow_level: 0,
             root_context: false,
             sequence_context: false,
@@ -659,26 +785,26 @@ impl Emitter {
             open_ended: false,
             space_above: true,
             foot_indent: -1,
-            head_comment: Vec::new(),
-            line_comment: Vec::new(),
-            foot_comment: Vec::new(),
-            tail_comment: Vec::new(),
-            key_line_comment: Vec::new(),
-            tag_handle: Vec::new(),
-            tag_suffix: Vec::new(),
-            scalar_value: Vec::new(),
+            head_comment: String::new(),
+            line_comment: String::new(),
+            foot_comment: String::new(),
+            tail_comment: String::new(),
+            key_line_comment: String::new(),
+            tag_handle: b"",
+            tag_suffix: b"",
+            scalar_value: Cow::Borrowed(""),
             scalar: Analysis::default(),
             scalar_style: ScalarStyle::Any,
         }
     }
 
     fn run(mut self) -> Vec<u8> {
-        while self.head < self.events.len() {
-            let ev = std::mem::replace(&mut self.events[self.head], Ev::new(Et::StreamEnd));
+        self.next = self.events.next();
+        while let Some(mut ev) = self.next.take() {
+            self.next = self.events.next();
             self.cur = ev.typ;
-            self.analyze_event(&ev);
+            self.analyze_event(&mut ev);
             self.state_machine(&ev);
-            self.head += 1;
         }
         self.out
     }
@@ -708,11 +834,10 @@ impl Emitter {
         *i = end;
     }
 
+    /// Write whole characters.
     fn write_all(&mut self, s: &[u8]) {
-        let mut i = 0;
-        while i < s.len() {
-            self.write(s, &mut i);
-        }
+        self.out.extend_from_slice(s);
+        self.column += count_chars(s);
     }
 
     fn write_break(&mut self, s: &[u8], i: &mut usize) {
@@ -837,7 +962,9 @@ impl Emitter {
                     }
                     pound = true;
                 }
-                self.write(comment, &mut i);
+                let end = text_run_end(comment, i, false, false);
+                self.write_all(&comment[i..end]);
+                i = end;
                 self.indention = false;
                 breaks = false;
             }
@@ -854,7 +981,7 @@ impl Emitter {
         if !self.tail_comment.is_empty() {
             self.write_indent();
             let c = std::mem::take(&mut self.tail_comment);
-            self.write_comment(&c);
+            self.write_comment(c.as_bytes());
             self.foot_indent = self.indent.max(0);
         }
         if self.head_comment.is_empty() {
@@ -862,7 +989,7 @@ impl Emitter {
         }
         self.write_indent();
         let c = std::mem::take(&mut self.head_comment);
-        self.write_comment(&c);
+        self.write_comment(c.as_bytes());
     }
 
     fn process_line_comment_linebreak(&mut self, linebreak: bool) {
@@ -876,7 +1003,7 @@ impl Emitter {
             self.put(b' ');
         }
         let c = std::mem::take(&mut self.line_comment);
-        self.write_comment(&c);
+        self.write_comment(c.as_bytes());
     }
 
     fn process_line_comment(&mut self) {
@@ -889,56 +1016,54 @@ impl Emitter {
         }
         self.write_indent();
         let c = std::mem::take(&mut self.foot_comment);
-        self.write_comment(&c);
+        self.write_comment(c.as_bytes());
         self.foot_indent = self.indent.max(0);
     }
 
     // ---------------------------------------------------------------- analysis
 
-    fn analyze_event(&mut self, ev: &Ev) {
-        self.tag_handle.clear();
-        self.tag_suffix.clear();
-        self.scalar_value.clear();
+    fn analyze_event(&mut self, ev: &mut Ev<'a>) {
+        self.tag_handle = b"";
+        self.tag_suffix = b"";
+        self.scalar_value = Cow::Borrowed("");
         if !ev.head.is_empty() {
-            self.head_comment = ev.head.clone();
-        }
-        if !ev.line.is_empty() {
-            self.line_comment = ev.line.clone();
+            self.head_comment = std::mem::take(&mut ev.head);
         }
         if !ev.foot.is_empty() {
-            self.foot_comment = ev.foot.clone();
+            self.foot_comment = std::mem::take(&mut ev.foot);
         }
         if !ev.tail.is_empty() {
-            self.tail_comment = ev.tail.clone();
+            self.tail_comment = std::mem::take(&mut ev.tail);
         }
         match ev.typ {
             Et::Scalar => {
                 if !ev.tag.is_empty() && !ev.implicit && !ev.quoted_implicit {
-                    self.analyze_tag(&ev.tag);
+                    self.analyze_tag(ev.tag);
                 }
-                self.scalar_value = ev.value.clone();
-                self.scalar = analyze_scalar(&ev.value);
+                self.scalar_value = std::mem::take(&mut ev.value);
+                self.scalar = ev.analysis;
             }
             Et::SequenceStart | Et::MappingStart if !ev.tag.is_empty() && !ev.implicit => {
-                self.analyze_tag(&ev.tag);
+                self.analyze_tag(ev.tag);
             }
             _ => {}
         }
     }
 
-    fn analyze_tag(&mut self, tag: &[u8]) {
+    fn analyze_tag(&mut self, tag: &'static str) {
+        let tag = tag.as_bytes();
         // Default tag directives: "!" -> "!", "!!" -> "tag:yaml.org,2002:".
         for (handle, prefix) in [
             (&b"!"[..], &b"!"[..]),
             (&b"!!"[..], &b"tag:yaml.org,2002:"[..]),
         ] {
             if tag.starts_with(prefix) {
-                self.tag_handle = handle.to_vec();
-                self.tag_suffix = tag[prefix.len()..].to_vec();
+                self.tag_handle = handle;
+                self.tag_suffix = &tag[prefix.len()..];
                 return;
             }
         }
-        self.tag_suffix = tag.to_vec();
+        self.tag_suffix = tag;
     }
 
     // ---------------------------------------------------------------- states
@@ -1265,7 +1390,7 @@ impl Emitter {
             self.simple_key_context,
         );
         if no_tag && !ev.quoted_implicit && style != ScalarStyle::Plain {
-            self.tag_handle = b"!".to_vec();
+            self.tag_handle = b"!";
         }
         self.scalar_style = style;
         self.process_tag();
@@ -1294,13 +1419,11 @@ impl Emitter {
     }
 
     fn check_empty_sequence(&self) -> bool {
-        self.cur == Et::SequenceStart
-            && self.events.get(self.head + 1).map(|e| e.typ) == Some(Et::SequenceEnd)
+        self.cur == Et::SequenceStart && self.next.as_ref().map(|e| e.typ) == Some(Et::SequenceEnd)
     }
 
     fn check_empty_mapping(&self) -> bool {
-        self.cur == Et::MappingStart
-            && self.events.get(self.head + 1).map(|e| e.typ) == Some(Et::MappingEnd)
+        self.cur == Et::MappingStart && self.next.as_ref().map(|e| e.typ) == Some(Et::MappingEnd)
     }
 
     /// go-yaml `yaml_emitter_check_simple_key` for the current event.
@@ -1324,34 +1447,32 @@ impl Emitter {
             return;
         }
         if !self.tag_handle.is_empty() {
-            let h = self.tag_handle.clone();
-            self.write_tag_handle(&h);
+            self.write_tag_handle(self.tag_handle);
             if !self.tag_suffix.is_empty() {
-                let s = self.tag_suffix.clone();
-                self.write_tag_content(&s, false);
+                self.write_tag_content(self.tag_suffix, false);
             }
         } else {
             self.write_indicator(b"!<", true, false, false);
-            let s = self.tag_suffix.clone();
-            self.write_tag_content(&s, false);
+            self.write_tag_content(self.tag_suffix, false);
             self.write_indicator(b">", false, false, false);
         }
     }
 
     fn process_scalar(&mut self) {
         let value = std::mem::take(&mut self.scalar_value);
+        let value = value.as_bytes();
         match self.scalar_style {
             ScalarStyle::Plain | ScalarStyle::Any => {
-                self.write_plain_scalar(&value, !self.simple_key_context)
+                self.write_plain_scalar(value, !self.simple_key_context)
             }
             ScalarStyle::SingleQuoted => {
-                self.write_single_quoted_scalar(&value, !self.simple_key_context)
+                self.write_single_quoted_scalar(value, !self.simple_key_context)
             }
             ScalarStyle::DoubleQuoted => {
-                self.write_double_quoted_scalar(&value, !self.simple_key_context)
+                self.write_double_quoted_scalar(value, !self.simple_key_context)
             }
-            ScalarStyle::Literal => self.write_literal_scalar(&value),
-            ScalarStyle::Folded => self.write_folded_scalar(&value),
+            ScalarStyle::Literal => self.write_literal_scalar(value),
+            ScalarStyle::Folded => self.write_folded_scalar(value),
         }
     }
 
@@ -1385,7 +1506,9 @@ impl Emitter {
                 if breaks {
                     self.write_indent();
                 }
-                self.write(value, &mut i);
+                let end = text_run_end(value, i, true, false);
+                self.write_all(&value[i..end]);
+                i = end;
                 self.indention = false;
                 spaces = false;
                 breaks = false;
@@ -1432,8 +1555,12 @@ impl Emitter {
                 }
                 if value[i] == b'\'' {
                     self.put(b'\'');
+                    self.write(value, &mut i);
+                } else {
+                    let end = text_run_end(value, i, true, true);
+                    self.write_all(&value[i..end]);
+                    i = end;
                 }
-                self.write(value, &mut i);
                 self.indention = false;
                 spaces = false;
                 breaks = false;
@@ -1447,10 +1574,26 @@ impl Emitter {
     fn write_double_quoted_scalar(&mut self, value: &[u8], allow_breaks: bool) {
         let mut spaces = false;
         self.write_indicator(b"\"", true, false, false);
+        let bom = is_bom(value);
         let mut i = 0;
         while i < value.len() {
+            if !bom {
+                let start = i;
+                while i < value.len()
+                    && matches!(value[i], 0x21..=0x7E)
+                    && value[i] != b'"'
+                    && value[i] != b'\\'
+                {
+                    i += 1;
+                }
+                if i > start {
+                    self.write_all(&value[start..i]);
+                    spaces = false;
+                    continue;
+                }
+            }
             if !is_printable(value, i)
-                || is_bom(value)
+                || bom
                 || is_break(value, i)
                 || value[i] == b'"'
                 || value[i] == b'\\'
@@ -1586,7 +1729,9 @@ impl Emitter {
                 if breaks {
                     self.write_indent();
                 }
-                self.write(value, &mut i);
+                let end = text_run_end(value, i, false, false);
+                self.write_all(&value[i..end]);
+                i = end;
                 self.indention = false;
                 breaks = false;
             }
@@ -1643,24 +1788,238 @@ pub fn emit_documents(branches: &[Map], indent: usize) -> String {
     } else {
         indent.min(1000) as i64
     };
-    let mut b = EventBuilder { events: Vec::new() };
-    b.events.push(Ev::new(Et::StreamStart));
-    for branch in branches {
-        b.events.push(Ev::new(Et::DocumentStart));
-        let mut work = Vec::new();
-        b.mapping(branch, None, None, &mut work);
-        while let Some(item) = work.pop() {
-            match item {
-                Work::Event(ev) => b.events.push(ev),
-                Work::Value(v, head, foot) => b.value(&v, head, foot),
-            }
-        }
-        b.events.push(Ev::new(Et::DocumentEnd));
-    }
-    b.events.push(Ev::new(Et::StreamEnd));
-    let out = Emitter::new(b.events, indent).run();
+    let out = Emitter::new(Events::new(branches), indent).run();
     match String::from_utf8(out) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `analyze_scalar` as go-yaml writes it, one character at a time, without the shortcuts.
+    fn analyze_scalar_reference(value: &[u8]) -> Analysis {
+        if value.is_empty() {
+            return Analysis {
+                multiline: false,
+                flow_plain_allowed: false,
+                block_plain_allowed: true,
+                single_quoted_allowed: true,
+                block_allowed: false,
+            };
+        }
+        let mut block_indicators = false;
+        let mut flow_indicators = false;
+        let mut line_breaks = false;
+        let mut special_characters = false;
+        let mut tab_characters = false;
+        let mut leading_space = false;
+        let mut leading_break = false;
+        let mut trailing_space = false;
+        let mut trailing_break = false;
+        let mut break_space = false;
+        let mut space_break = false;
+        let mut previous_space = false;
+        let mut previous_break = false;
+
+        if value.len() >= 3
+            && ((value[0] == b'-' && value[1] == b'-' && value[2] == b'-')
+                || (value[0] == b'.' && value[1] == b'.' && value[2] == b'.'))
+        {
+            block_indicators = true;
+            flow_indicators = true;
+        }
+
+        let mut preceded_by_whitespace = true;
+        let mut i = 0;
+        while i < value.len() {
+            let w = width(value[i]);
+            let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
+            let c = value[i];
+            if i == 0 {
+                match c {
+                    b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>'
+                    | b'\'' | b'"' | b'%' | b'@' | b'`' => {
+                        flow_indicators = true;
+                        block_indicators = true;
+                    }
+                    b'?' | b':' => {
+                        flow_indicators = true;
+                        if followed_by_whitespace {
+                            block_indicators = true;
+                        }
+                    }
+                    b'-' if followed_by_whitespace => {
+                        flow_indicators = true;
+                        block_indicators = true;
+                    }
+                    _ => {}
+                }
+            } else {
+                match c {
+                    b',' | b'?' | b'[' | b']' | b'{' | b'}' => flow_indicators = true,
+                    b':' => {
+                        flow_indicators = true;
+                        if followed_by_whitespace {
+                            block_indicators = true;
+                        }
+                    }
+                    b'#' if preceded_by_whitespace => {
+                        flow_indicators = true;
+                        block_indicators = true;
+                    }
+                    _ => {}
+                }
+            }
+
+            if c == b'\t' {
+                tab_characters = true;
+            } else if !is_printable(value, i) {
+                special_characters = true;
+            }
+            if is_space(value, i) {
+                if i == 0 {
+                    leading_space = true;
+                }
+                if i + w == value.len() {
+                    trailing_space = true;
+                }
+                if previous_break {
+                    break_space = true;
+                }
+                previous_space = true;
+                previous_break = false;
+            } else if is_break(value, i) {
+                line_breaks = true;
+                if i == 0 {
+                    leading_break = true;
+                }
+                if i + w == value.len() {
+                    trailing_break = true;
+                }
+                if previous_space {
+                    space_break = true;
+                }
+                previous_space = false;
+                previous_break = true;
+            } else {
+                previous_space = false;
+                previous_break = false;
+            }
+            preceded_by_whitespace = is_blankz(value, i);
+            i += w;
+        }
+
+        let mut a = Analysis {
+            multiline: line_breaks,
+            flow_plain_allowed: true,
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: true,
+        };
+        if leading_space || leading_break || trailing_space || trailing_break {
+            a.flow_plain_allowed = false;
+            a.block_plain_allowed = false;
+        }
+        if trailing_space {
+            a.block_allowed = false;
+        }
+        if break_space {
+            a.flow_plain_allowed = false;
+            a.block_plain_allowed = false;
+            a.single_quoted_allowed = false;
+        }
+        if space_break || tab_characters || special_characters {
+            a.flow_plain_allowed = false;
+            a.block_plain_allowed = false;
+            a.single_quoted_allowed = false;
+        }
+        if space_break || special_characters {
+            a.block_allowed = false;
+        }
+        if line_breaks {
+            a.flow_plain_allowed = false;
+            a.block_plain_allowed = false;
+        }
+        if flow_indicators {
+            a.flow_plain_allowed = false;
+        }
+        if block_indicators {
+            a.block_plain_allowed = false;
+        }
+        a
+    }
+
+    #[test]
+    fn scalar_analysis_shortcuts_change_nothing() {
+        const PIECES: &[&str] = &[
+            "a",
+            "Z",
+            "0",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r",
+            "\r\n",
+            "#",
+            ":",
+            ": ",
+            ",",
+            "?",
+            "[",
+            "]",
+            "{",
+            "}",
+            "-",
+            "- ",
+            "&",
+            "*",
+            "!",
+            "|",
+            ">",
+            "'",
+            "\"",
+            "%",
+            "@",
+            "`",
+            ".",
+            "...",
+            "---",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{feff}",
+            "\u{e9}",
+            "\u{1F600}",
+            "\u{0}",
+            "\u{7f}",
+            "\u{fffe}",
+            "ENC[AES256_GCM,data:",
+            "abcdefghijklmnopqrstuvwxyz",
+            "+/=",
+            "0123456789012345678901234567890",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut checked = 0;
+        for n in 0..40_000 {
+            let mut s = String::new();
+            for _ in 0..(n % 9) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push_str(PIECES[(x % PIECES.len() as u64) as usize]);
+            }
+            assert_eq!(
+                analyze_scalar(s.as_bytes()),
+                analyze_scalar_reference(s.as_bytes()),
+                "{s:?}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 40_000);
     }
 }

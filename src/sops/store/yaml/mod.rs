@@ -43,6 +43,8 @@
 
 mod compose;
 mod emitter;
+#[cfg(test)]
+mod go_vectors;
 mod parser;
 mod resolve;
 mod scanner;
@@ -1196,9 +1198,7 @@ mod tests {
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
         }
-        let t = std::time::Instant::now();
         assert!(matches!(err(&doc), YamlError::ExcessiveAliasing { .. }));
-        assert!(t.elapsed() < std::time::Duration::from_secs(5));
         // moderate reuse is fine
         one("a: &a [1, 2, 3]\nb: [*a, *a, *a, *a]\n");
     }
@@ -1703,170 +1703,46 @@ mod tests {
         s
     }
 
+    // Speed is measured in benches/sops.rs (the 1 MiB document); this checks that a document of
+    // that size round-trips exactly.
     #[test]
-    fn one_mebibyte_is_fast() {
+    fn one_mebibyte_round_trips() {
         let doc = emit(
             &parse(big_document((1 << 20) + (1 << 17)).as_bytes()).unwrap(),
             4,
         );
         assert!(doc.len() > 1 << 20);
-        let t = std::time::Instant::now();
-        let parsed = parse(doc.as_bytes()).unwrap();
-        let out = emit(&parsed, 4);
-        let elapsed = t.elapsed();
+        let out = emit(&parse(doc.as_bytes()).unwrap(), 4);
         assert_eq!(out, doc);
-        // Milliseconds in release builds; this generous bound (debug builds, a loaded 2-core
-        // machine) only catches quadratic behaviour.
-        assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
     }
 
-    // ------------------------------------------------------------------ development aids
-    //
-    // Differential tests against a Go program built from go-yaml v3.0.4 and the load/emit
-    // functions of sops 3.11's `stores/yaml/store.go`, with the first-document checks applied
-    // to every document. Its command line: `oracle dump|emit|emitdump [indent]`, reading stdin;
-    // `dump` prints the tree in the format of `dump` below, `emitdump` reads that format and
-    // emits it; failures print `ERROR ...` and exit non-zero. Run with
-    // `YAML_ORACLE=/path/to/oracle YAML_ORACLE_CASES=dir cargo test --lib yaml -- --ignored`.
+    // ------------------------------------------------------------------ against go-yaml
 
-    fn hex(s: &[u8]) -> String {
-        s.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// Tree dump in the format of the Go oracle (see `differential_against_go_oracle`).
-    fn dump_value(w: &mut String, v: &Value) {
-        match v {
-            Value::Null => w.push_str("N\n"),
-            Value::Bool(b) => w.push_str(&format!("B {b}\n")),
-            Value::Int(i) => w.push_str(&format!("I {i}\n")),
-            Value::Uint(u) => w.push_str(&format!("U {u}\n")),
-            Value::Float(f) => {
-                let s = match resolve::format_float(*f).as_str() {
-                    ".inf" => "+inf".to_string(),
-                    "-.inf" => "-inf".to_string(),
-                    ".nan" => "nan".to_string(),
-                    other => other.to_string(),
-                };
-                w.push_str(&format!("F {s}\n"))
-            }
-            Value::Str(s) => w.push_str(&format!("S {}\n", hex(s.as_bytes()))),
-            Value::Bytes(b) => w.push_str(&format!("S {}\n", hex(b))),
-            Value::Time(t) => w.push_str(&format!("T {}\n", t.0)),
-            Value::Comment(c) => w.push_str(&format!("C {}\n", hex(c.as_bytes()))),
-            Value::Map(m) => dump_map(w, m),
-            Value::Seq(items) => {
-                w.push_str("L\n");
-                for it in items {
-                    dump_value(w, it);
-                }
-                w.push_str("E\n");
-            }
-        }
-    }
-
-    fn dump_map(w: &mut String, m: &Map) {
-        w.push_str("M\n");
-        for it in &m.items {
-            match it {
-                MapItem::Comment(c) => w.push_str(&format!("C {}\n", hex(c.as_bytes()))),
-                MapItem::Pair(k, v) => {
-                    w.push_str(&format!("K {}\n", hex(k.as_bytes())));
-                    dump_value(w, v);
-                }
-            }
-        }
-        w.push_str("E\n");
-    }
-
-    fn dump(branches: &[Map]) -> String {
-        let mut w = String::new();
-        for b in branches {
-            w.push_str("D\n");
-            dump_map(&mut w, b);
-        }
-        w
-    }
-
-    /// Development aid: compare parse and emit with a Go program built from go-yaml v3.0.4 and
-    /// sops 3.11's `stores/yaml/store.go` (`oracle dump|emit [indent]` reading stdin, printing
-    /// `ERROR ...` on failure). Set `YAML_ORACLE` to its path and `YAML_ORACLE_CASES` to a
-    /// directory of `*.yaml` cases.
+    /// Small documents, parsed and written back, as go-yaml v3.0.4 and sops 3.11's store do.
     #[test]
-    #[ignore]
-    fn differential_against_go_oracle() {
-        let (Ok(oracle), Ok(dir)) = (
-            std::env::var("YAML_ORACLE"),
-            std::env::var("YAML_ORACLE_CASES"),
-        ) else {
-            return;
-        };
-        let run = |mode: &str, input: &[u8]| -> (bool, Vec<u8>) {
-            use std::io::Write;
-            let mut child = std::process::Command::new(&oracle)
-                .arg(mode)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(input).unwrap();
-            let out = child.wait_with_output().unwrap();
-            (out.status.success(), out.stdout)
-        };
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        paths.sort();
-        let mut failures = Vec::new();
-        for p in &paths {
-            let input = std::fs::read(p).unwrap();
-            let ours = parse(&input);
-            let (ok, go_dump) = run("dump", &input);
-            let name = p.display().to_string();
-            let go_text = String::from_utf8_lossy(&go_dump).to_string();
-            // Deliberate differences: non-string keys are refused at parse time, and an input
-            // without documents is an empty list rather than go-yaml's EOF error.
-            if ok
-                && go_text.contains("\nK! ")
-                && matches!(ours, Err(YamlError::NonStringKey { .. }))
-            {
-                continue;
-            }
-            if !ok && go_text.trim() == "ERROR EOF" && matches!(&ours, Ok(b) if b.is_empty()) {
-                continue;
-            }
-            match (&ours, ok) {
-                (Ok(b), true) => {
-                    let d = dump(b);
-                    if d.as_bytes() != go_dump {
-                        failures.push(format!(
-                            "{name}: tree differs\n--- go\n{}\n--- rust\n{d}",
-                            String::from_utf8_lossy(&go_dump)
-                        ));
-                        continue;
-                    }
-                    let (_, go_emit) = run("emit", &input);
-                    let e = emit(b, 4);
-                    if e.as_bytes() != go_emit {
-                        failures.push(format!(
-                            "{name}: emit differs\n--- go\n{}\n--- rust\n{e}",
-                            String::from_utf8_lossy(&go_emit)
-                        ));
-                    }
-                }
-                (Err(_), false) => {}
-                (Ok(_), false) => failures.push(format!(
-                    "{name}: go fails ({}), rust parses",
-                    String::from_utf8_lossy(&go_dump).trim()
-                )),
-                (Err(e), true) => failures.push(format!("{name}: rust fails ({e}), go parses")),
+    fn documents_like_go_yaml() {
+        for (input, want) in go_vectors::DOCUMENTS {
+            match (parse(input.as_bytes()), want) {
+                (Ok(b), Some(w)) => assert_eq!(emit(&b, 4), *w, "{input:?}"),
+                (Err(_), None) => {}
+                (Ok(b), None) => panic!("{input:?} should be refused: {b:?}"),
+                (Err(e), Some(_)) => panic!("{input:?}: {e}"),
             }
         }
-        for f in &failures {
-            eprintln!("{f}\n");
+        assert!(go_vectors::DOCUMENTS.len() > 100);
+    }
+
+    /// Random trees (see `random_map`) written as go-yaml v3.0.4 and sops 3.11's store do.
+    #[test]
+    fn random_trees_emit_like_go_yaml() {
+        for &(seed, want) in go_vectors::TREES {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let docs = 1 + rng.below(2);
+            let branches: Vec<Map> = (0..docs).map(|_| random_map(&mut rng, 0)).collect();
+            let indent = *rng.pick(&[4usize, 4, 2, 3, 1, 9, 10]);
+            assert_eq!(emit(&branches, indent), want, "seed {seed}");
         }
-        eprintln!("{} cases, {} failures", paths.len(), failures.len());
-        assert!(failures.is_empty());
+        assert!(go_vectors::TREES.len() >= 40);
     }
 
     const NASTY: &[&str] = &[
@@ -2107,91 +1983,5 @@ mod tests {
             items.push(MapItem::Comment(random_comment(rng)));
         }
         Map { items }
-    }
-
-    /// Oracle dump of a tree as sops would hold it (encrypted comments in lists are strings).
-    fn oracle_dump_value(w: &mut String, v: &Value) {
-        match v {
-            Value::Seq(items) => {
-                w.push_str("L\n");
-                for it in items {
-                    match it {
-                        Value::Comment(c) if c.starts_with("ENC[") => {
-                            w.push_str(&format!("S {}\n", hex(c.as_bytes())))
-                        }
-                        other => oracle_dump_value(w, other),
-                    }
-                }
-                w.push_str("E\n");
-            }
-            Value::Map(m) => {
-                w.push_str("M\n");
-                for it in &m.items {
-                    match it {
-                        MapItem::Comment(c) => w.push_str(&format!("C {}\n", hex(c.as_bytes()))),
-                        MapItem::Pair(k, v) => {
-                            w.push_str(&format!("K {}\n", hex(k.as_bytes())));
-                            oracle_dump_value(w, v);
-                        }
-                    }
-                }
-                w.push_str("E\n");
-            }
-            other => dump_value(w, other),
-        }
-    }
-
-    /// Development aid: random trees emitted by us and by the Go oracle (`emitdump` mode).
-    #[test]
-    #[ignore]
-    fn differential_emit_against_go_oracle() {
-        let Ok(oracle) = std::env::var("YAML_ORACLE") else {
-            return;
-        };
-        let seeds: u64 = std::env::var("YAML_ORACLE_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(500);
-        let mut failures = 0;
-        for seed in 1..=seeds {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let docs = 1 + rng.below(2);
-            let branches: Vec<Map> = (0..docs).map(|_| random_map(&mut rng, 0)).collect();
-            let indent = *rng.pick(&[4usize, 4, 2, 3, 1, 9, 10]);
-            let mut d = String::new();
-            for b in &branches {
-                d.push_str("D\n");
-                oracle_dump_value(&mut d, &Value::Map(b.clone()));
-            }
-            use std::io::Write;
-            let mut child = std::process::Command::new(&oracle)
-                .arg("emitdump")
-                .arg(indent.to_string())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(d.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            let ours = emit(&branches, indent);
-            // Deliberate divergence: sops writes `null` for a multi-line string that starts with
-            // a tab (see `emitter::encode_scalar`); we keep the string.
-            if d.lines()
-                .any(|l| l.starts_with("S 09") || l.starts_with("K 09"))
-            {
-                continue;
-            }
-            if ours.as_bytes() != out.stdout {
-                failures += 1;
-                let dir = std::env::temp_dir().join("yaml-emit-diff");
-                let _ = std::fs::create_dir_all(&dir);
-                let _ = std::fs::write(dir.join(format!("{seed}.go.yaml")), &out.stdout);
-                let _ = std::fs::write(dir.join(format!("{seed}.rs.yaml")), &ours);
-                let _ = std::fs::write(dir.join(format!("{seed}.dump")), &d);
-                eprintln!("seed {seed} indent {indent} differs");
-            }
-        }
-        eprintln!("{seeds} trees, {failures} failures");
-        assert_eq!(failures, 0);
     }
 }

@@ -1,7 +1,7 @@
 //! Event parser: a port of go-yaml v3's `parserc.go` (the libyaml grammar plus go-yaml's
 //! comment bookkeeping: head/line/foot comments attached to events, stem comments).
 
-use super::scanner::{Mark, Parser, Res, ScalarStyle, SyntaxError, TokenType};
+use super::scanner::{Mark, Parser, Res, ScalarStyle, SyntaxError, Text, TokenType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -29,34 +29,48 @@ pub enum CollectionStyle {
 pub struct Event {
     pub typ: EventType,
     pub start_mark: Mark,
-    #[allow(dead_code)]
-    pub end_mark: Mark,
-    pub anchor: Vec<u8>,
+    pub anchor: Text,
     pub tag: Vec<u8>,
-    pub value: Vec<u8>,
+    pub value: Text,
     pub implicit: bool,
     pub scalar_style: ScalarStyle,
     pub collection_style: CollectionStyle,
-    pub head_comment: Vec<u8>,
-    pub line_comment: Vec<u8>,
-    pub foot_comment: Vec<u8>,
+    /// Head, line and foot comments (`None` when all three are empty).
+    pub comments: Option<Box<Comments>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Comments {
+    pub head: Vec<u8>,
+    pub line: Vec<u8>,
+    pub foot: Vec<u8>,
+}
+
+impl Comments {
+    /// The comments, or `None` when they are all empty.
+    #[inline]
+    pub fn boxed(head: Vec<u8>, line: Vec<u8>, foot: Vec<u8>) -> Option<Box<Comments>> {
+        if head.is_empty() && line.is_empty() && foot.is_empty() {
+            None
+        } else {
+            Some(Box::new(Comments { head, line, foot }))
+        }
+    }
 }
 
 impl Event {
-    fn new(typ: EventType, start_mark: Mark, end_mark: Mark) -> Event {
+    /// (go-yaml's events also carry an end mark, which nothing here uses.)
+    fn new(typ: EventType, start_mark: Mark, _end_mark: Mark) -> Event {
         Event {
             typ,
             start_mark,
-            end_mark,
-            anchor: Vec::new(),
+            anchor: Text::default(),
             tag: Vec::new(),
-            value: Vec::new(),
+            value: Text::default(),
             implicit: false,
             scalar_style: ScalarStyle::Any,
             collection_style: CollectionStyle::Any,
-            head_comment: Vec::new(),
-            line_comment: Vec::new(),
-            foot_comment: Vec::new(),
+            comments: None,
         }
     }
 }
@@ -120,13 +134,13 @@ fn parser_error_context(
 }
 
 impl EventParser {
-    pub fn new(buf: Vec<u8>) -> EventParser {
+    pub fn new(buf: String) -> EventParser {
         EventParser {
             p: Parser::new(buf),
             state: State::StreamStart,
-            states: Vec::new(),
-            marks: Vec::new(),
-            tag_directives: Vec::new(),
+            states: Vec::with_capacity(16),
+            marks: Vec::with_capacity(16),
+            tag_directives: Vec::with_capacity(2),
         }
     }
 
@@ -145,6 +159,7 @@ impl EventParser {
         Ok(idx)
     }
 
+    #[inline]
     fn tok_typ(&self, idx: usize) -> TokenType {
         self.p.tokens[idx].typ
     }
@@ -190,6 +205,7 @@ impl EventParser {
         }
     }
 
+    #[inline]
     fn skip_token(&mut self) {
         self.p.token_available = false;
         self.p.tokens_parsed += 1;
@@ -199,23 +215,30 @@ impl EventParser {
         self.p.tokens_head += 1;
     }
 
+    #[inline]
     fn set_event_comments(&mut self, event: &mut Event) {
-        event.head_comment = std::mem::take(&mut self.p.head_comment);
-        event.line_comment = std::mem::take(&mut self.p.line_comment);
-        event.foot_comment = std::mem::take(&mut self.p.foot_comment);
+        event.comments = Comments::boxed(
+            std::mem::take(&mut self.p.head_comment),
+            std::mem::take(&mut self.p.line_comment),
+            std::mem::take(&mut self.p.foot_comment),
+        );
         self.p.stem_comment = None;
     }
 
+    #[inline]
     fn pop_state(&mut self) -> State {
         self.states.pop().unwrap_or(State::End)
     }
 
     /// The next event, or `None` after the stream end.
-    pub fn parse(&mut self) -> Res<Option<Event>> {
+    /// Put the next event in `slot`; `false` after the stream end. (Writing the event in place
+    /// rather than returning it saves copies of it.)
+    pub fn parse_into(&mut self, slot: &mut Option<Event>) -> Res<bool> {
         if self.p.stream_end_produced || self.state == State::End {
-            return Ok(None);
+            return Ok(false);
         }
-        self.state_machine().map(Some)
+        *slot = Some(self.state_machine()?);
+        Ok(true)
     }
 
     fn state_machine(&mut self) -> Res<Event> {
@@ -303,7 +326,7 @@ impl EventParser {
             }
             let tok = &self.p.tokens[t];
             let mut ev = Event::new(EventType::DocumentStart, tok.start_mark, tok.end_mark);
-            ev.head_comment = head_comment;
+            ev.comments = Comments::boxed(head_comment, Vec::new(), Vec::new());
             ev.implicit = true;
             Ok(ev)
         } else if typ != TokenType::StreamEnd {
@@ -365,8 +388,10 @@ impl EventParser {
         let mut ev = Event::new(EventType::DocumentEnd, start_mark, end_mark);
         ev.implicit = implicit;
         self.set_event_comments(&mut ev);
-        if !ev.head_comment.is_empty() && ev.foot_comment.is_empty() {
-            ev.foot_comment = std::mem::take(&mut ev.head_comment);
+        if let Some(c) = ev.comments.as_mut() {
+            if !c.head.is_empty() && c.foot.is_empty() {
+                c.foot = std::mem::take(&mut c.head);
+            }
         }
         Ok(ev)
     }
@@ -388,7 +413,7 @@ impl EventParser {
         let mut tag_token = false;
         let mut tag_handle = Vec::new();
         let mut tag_suffix = Vec::new();
-        let mut anchor = Vec::new();
+        let mut anchor = Text::default();
         let mut tag_mark = Mark::default();
 
         if self.tok_typ(t) == TokenType::Anchor {
@@ -401,8 +426,9 @@ impl EventParser {
             if self.tok_typ(t) == TokenType::Tag {
                 let tok = &mut self.p.tokens[t];
                 tag_token = true;
-                tag_handle = std::mem::take(&mut tok.value);
-                tag_suffix = std::mem::take(&mut tok.suffix);
+                let parts = tok.tag.take().unwrap_or_default();
+                tag_handle = parts.handle;
+                tag_suffix = parts.suffix;
                 tag_mark = tok.start_mark;
                 end_mark = tok.end_mark;
                 self.skip_token();
@@ -411,8 +437,9 @@ impl EventParser {
         } else if self.tok_typ(t) == TokenType::Tag {
             let tok = &mut self.p.tokens[t];
             tag_token = true;
-            tag_handle = std::mem::take(&mut tok.value);
-            tag_suffix = std::mem::take(&mut tok.suffix);
+            let parts = tok.tag.take().unwrap_or_default();
+            tag_handle = parts.handle;
+            tag_suffix = parts.suffix;
             start_mark = tok.start_mark;
             tag_mark = tok.start_mark;
             end_mark = tok.end_mark;
@@ -510,7 +537,7 @@ impl EventParser {
             ev.implicit = implicit;
             ev.collection_style = CollectionStyle::Block;
             if let Some(stem) = self.p.stem_comment.take() {
-                ev.head_comment = stem;
+                ev.comments = Comments::boxed(stem, Vec::new(), Vec::new());
             }
             return Ok(ev);
         }
@@ -523,7 +550,7 @@ impl EventParser {
             ev.implicit = implicit;
             ev.collection_style = CollectionStyle::Block;
             if let Some(stem) = self.p.stem_comment.take() {
-                ev.head_comment = stem;
+                ev.comments = Comments::boxed(stem, Vec::new(), Vec::new());
             }
             return Ok(ev);
         }
@@ -858,6 +885,7 @@ impl EventParser {
         Ok(self.process_empty_scalar(mark))
     }
 
+    #[inline]
     fn process_empty_scalar(&mut self, mark: Mark) -> Event {
         let mut ev = Event::new(EventType::Scalar, mark, mark);
         ev.implicit = true;
@@ -887,8 +915,10 @@ impl EventParser {
                 has_version = true;
             } else if typ == TokenType::TagDirective {
                 let tok = &self.p.tokens[t];
-                let handle = tok.value.clone();
-                let prefix = tok.prefix.clone();
+                let (handle, prefix) = match &tok.tag {
+                    Some(parts) => (parts.handle.clone(), parts.prefix.clone()),
+                    None => (Vec::new(), Vec::new()),
+                };
                 if self.tag_directives.iter().any(|(h, _)| *h == handle) {
                     return Err(parser_error(
                         "found duplicate %TAG directive",

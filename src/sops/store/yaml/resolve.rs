@@ -551,12 +551,21 @@ pub fn parse_timestamp(s: &str) -> Option<String> {
 }
 
 fn format_rfc3339nano(t: &TimeParts) -> String {
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year, t.month, t.day, t.hour, t.min, t.sec
-    );
+    let mut out = String::with_capacity(35);
+    push_padded(&mut out, t.year, 4);
+    out.push('-');
+    push_padded(&mut out, t.month, 2);
+    out.push('-');
+    push_padded(&mut out, t.day, 2);
+    out.push('T');
+    push_padded(&mut out, t.hour, 2);
+    out.push(':');
+    push_padded(&mut out, t.min, 2);
+    out.push(':');
+    push_padded(&mut out, t.sec, 2);
     if t.nsec != 0 {
-        let frac = format!("{:09}", t.nsec);
+        let mut frac = String::with_capacity(9);
+        push_padded(&mut frac, t.nsec, 9);
         out.push('.');
         out.push_str(frac.trim_end_matches('0'));
     }
@@ -570,9 +579,36 @@ fn format_rfc3339nano(t: &TimeParts) -> String {
         };
         let mins = off / 60;
         out.push(sign);
-        out.push_str(&format!("{:02}:{:02}", mins / 60, mins % 60));
+        push_padded(&mut out, mins / 60, 2);
+        out.push(':');
+        push_padded(&mut out, mins % 60, 2);
     }
     out
+}
+
+/// `format!("{v:0width$}")`, without the formatting machinery for the usual non-negative values.
+fn push_padded(out: &mut String, v: i64, width: usize) {
+    if v < 0 {
+        out.push_str(&format!("{v:0width$}"));
+        return;
+    }
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut rest = v as u64;
+    loop {
+        digits[n] = b'0' + (rest % 10) as u8;
+        n += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in n..width {
+        out.push('0');
+    }
+    for &d in digits[..n].iter().rev() {
+        out.push(d as char);
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -833,4 +869,37 @@ pub fn is_old_bool(s: &str) -> bool {
 /// `stringv`'s `canUsePlain` negated).
 pub fn string_needs_quotes(s: &str) -> bool {
     resolve_tag(s) != STR_TAG || is_base60_float(s) || is_old_bool(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_numbers_are_formatted_like_format() {
+        for v in [
+            0i64,
+            1,
+            7,
+            9,
+            10,
+            42,
+            99,
+            100,
+            999,
+            1000,
+            2024,
+            9999,
+            10000,
+            123_456_789,
+            -1,
+            -42,
+        ] {
+            for width in [0, 1, 2, 4, 9] {
+                let mut out = String::from("x");
+                push_padded(&mut out, v, width);
+                assert_eq!(out, format!("x{v:0width$}"), "{v} {width}");
+            }
+        }
+    }
 }

@@ -2,6 +2,12 @@
 //! (including its comment scanner), so that tokens, marks and, above all, the placement of
 //! comments are exactly what sops 3.11 sees. The whole input is decoded up front into a UTF-8
 //! buffer; reads past its end yield NUL, which is the stream terminator, as in go-yaml.
+//!
+//! Where go-yaml reads one character at a time, the runs of characters it would read without
+//! deciding anything (the rest of a line, a plain or quoted scalar up to the next blank, break
+//! or indicator, indentation) are read at once ([`find_byte`]), with the same effect on marks;
+//! and scalar texts that are verbatim copies of the input are kept as spans of it ([`Text`]),
+//! to be copied once, into the tree.
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mark {
@@ -50,20 +56,138 @@ pub enum ScalarStyle {
     Folded,
 }
 
+/// The text of a scalar or of an anchor name: a span of the input when it is a verbatim copy
+/// of it, or an owned string.
+#[derive(Clone, Debug)]
+pub enum Text {
+    Span(usize, usize),
+    Owned(String),
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::Span(0, 0)
+    }
+}
+
+impl Text {
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Text::Span(a, b) => a >= b,
+            Text::Owned(s) => s.is_empty(),
+        }
+    }
+
+    /// The text, given the input it was scanned from.
+    #[inline]
+    pub fn get<'a>(&'a self, src: &'a str) -> &'a str {
+        match self {
+            Text::Span(a, b) => src.get(*a..*b).unwrap_or_default(),
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+#[inline]
+pub(super) fn bytes_to_string(b: Vec<u8>) -> String {
+    if b.is_empty() {
+        return String::new();
+    }
+    match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// A contiguous span of the input (`start == end` when empty).
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn is_empty(&self) -> bool {
+        self.start >= self.end
+    }
+}
+
+/// Text being scanned: a span of the input as long as it is a verbatim copy, then bytes.
+#[derive(Default)]
+struct TextBuf {
+    span: Span,
+    owned: Option<Vec<u8>>,
+}
+
+impl TextBuf {
+    /// Append `buf[a..b]`.
+    #[inline]
+    fn run(&mut self, buf: &[u8], a: usize, b: usize) {
+        if a >= b {
+            return;
+        }
+        match &mut self.owned {
+            Some(v) => v.extend_from_slice(&buf[a..b]),
+            None if self.span.is_empty() => self.span = Span { start: a, end: b },
+            None if self.span.end == a => self.span.end = b,
+            None => {
+                let mut v = buf[self.span.start..self.span.end].to_vec();
+                v.extend_from_slice(&buf[a..b]);
+                self.owned = Some(v);
+            }
+        }
+    }
+
+    /// Append bytes that are not (or not known to be) the next ones of the input.
+    #[inline]
+    fn push(&mut self, buf: &[u8], bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        match &mut self.owned {
+            Some(v) => v.extend_from_slice(bytes),
+            None => {
+                let mut v = buf[self.span.start..self.span.end].to_vec();
+                v.extend_from_slice(bytes);
+                self.owned = Some(v);
+            }
+        }
+    }
+
+    #[inline]
+    fn finish(self) -> Text {
+        match self.owned {
+            Some(v) => Text::Owned(bytes_to_string(v)),
+            None if self.span.is_empty() => Text::default(),
+            None => Text::Span(self.span.start, self.span.end),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Token {
     pub typ: TokenType,
     pub start_mark: Mark,
     pub end_mark: Mark,
-    /// Scalar value, anchor/alias name, or tag handle.
-    pub value: Vec<u8>,
+    /// Scalar value or anchor/alias name.
+    pub value: Text,
+    /// Tag or tag directive parts.
+    pub tag: Option<Box<TagParts>>,
+    pub style: ScalarStyle,
+    pub major: i8,
+    pub minor: i8,
+}
+
+/// The parts of a tag or of a tag directive (rare, so kept out of line).
+#[derive(Clone, Debug, Default)]
+pub struct TagParts {
+    /// Tag or tag directive handle.
+    pub handle: Vec<u8>,
     /// Tag suffix.
     pub suffix: Vec<u8>,
     /// Tag directive prefix.
     pub prefix: Vec<u8>,
-    pub style: ScalarStyle,
-    pub major: i8,
-    pub minor: i8,
 }
 
 impl Token {
@@ -72,9 +196,8 @@ impl Token {
             typ,
             start_mark,
             end_mark,
-            value: Vec::new(),
-            suffix: Vec::new(),
-            prefix: Vec::new(),
+            value: Text::default(),
+            tag: None,
             style: ScalarStyle::Any,
             major: 0,
             minor: 0,
@@ -111,6 +234,151 @@ pub struct SyntaxError {
 }
 
 pub(super) type Res<T> = Result<T, SyntaxError>;
+
+// Byte classes for the fast runs of the scanner and the emitter: the bytes that may end a run.
+// `0xC2` and `0xE2` start the multi-byte line breaks (NEL, LS, PS), which callers check.
+
+/// Scanner, to the end of a line: breaks and NUL.
+pub(super) const STOP_LINE: usize = 0;
+/// Scanner, plain scalars: `STOP_LINE`, blanks and `:`.
+pub(super) const STOP_PLAIN: usize = 1;
+/// Scanner, plain scalars in flow context: `STOP_PLAIN` and flow indicators.
+pub(super) const STOP_FLOW: usize = 2;
+/// Scanner, quoted scalars: `STOP_LINE`, blanks, quotes and backslash.
+pub(super) const STOP_QUOTED: usize = 3;
+/// Emitter, text to the end of a line: breaks.
+pub(super) const STOP_TEXT: usize = 4;
+/// Emitter: `STOP_TEXT` and space.
+pub(super) const STOP_TEXT_SPACE: usize = 5;
+/// Emitter: `STOP_TEXT_SPACE` and `'`.
+pub(super) const STOP_TEXT_QUOTE: usize = 6;
+/// Emitter, scalar analysis: anything but printable ASCII that is not an indicator.
+pub(super) const STOP_ANALYSIS: usize = 7;
+
+#[inline(always)]
+const fn is_stop(class: usize, c: u8) -> bool {
+    let text = (c == b'\r') | (c == b'\n') | (c == 0xC2) | (c == 0xE2);
+    let line = text | (c == 0);
+    let blank = (c == b' ') | (c == b'\t');
+    let plain = line | blank | (c == b':');
+    match class {
+        STOP_LINE => line,
+        STOP_PLAIN => plain,
+        STOP_FLOW => {
+            plain
+                | (c == b',')
+                | (c == b'?')
+                | (c == b'[')
+                | (c == b']')
+                | (c == b'{')
+                | (c == b'}')
+        }
+        STOP_QUOTED => line | blank | (c == b'\'') | (c == b'"') | (c == b'\\'),
+        STOP_TEXT => text,
+        STOP_TEXT_SPACE => text | (c == b' '),
+        STOP_TEXT_QUOTE => text | (c == b' ') | (c == b'\''),
+        _ => {
+            (c < 0x21)
+                | (c > 0x7E)
+                | (c == b',')
+                | (c == b'?')
+                | (c == b'[')
+                | (c == b']')
+                | (c == b'{')
+                | (c == b'}')
+                | (c == b':')
+                | (c == b'#')
+        }
+    }
+}
+
+const fn stop_tables() -> [[bool; 256]; 8] {
+    let mut t = [[false; 256]; 8];
+    let mut class = 0;
+    while class < 8 {
+        let mut c = 0;
+        while c < 256 {
+            t[class][c] = is_stop(class, c as u8);
+            c += 1;
+        }
+        class += 1;
+    }
+    t
+}
+
+static STOP_TABLES: [[bool; 256]; 8] = stop_tables();
+
+/// A superset of class `class` made of few comparisons (more than four make the compiler give
+/// up on vectorising a block test), for a first test of 16 bytes at a time.
+#[inline(always)]
+const fn maybe_stop(class: usize, c: u8) -> bool {
+    // Bytes below 0x0E hold NUL, tab, LF and CR; bytes from 0xC2 the multi-byte breaks.
+    let text = (c < 0x0E) | (c >= 0xC2);
+    match class {
+        STOP_LINE | STOP_TEXT => text,
+        STOP_TEXT_SPACE => text | (c == b' '),
+        STOP_TEXT_QUOTE => text | (c == b' ') | (c == b'\''),
+        STOP_PLAIN => (c < 0x21) | (c >= 0xC2) | (c == b':'),
+        // below 0x28: blanks, `"` and `'` (and `!#$%&`)
+        STOP_QUOTED => (c < 0x28) | (c >= 0xC2) | (c == b'\\'),
+        // `[\]`; `{|}~` and up; `:;>?`
+        STOP_FLOW => {
+            (c < 0x21)
+                | (c >= 0x7B)
+                | (c.wrapping_sub(0x5B) < 3)
+                | (c == b',')
+                | ((c & 0xFA) == 0x3A)
+        }
+        _ => {
+            (c < 0x21)
+                | (c >= 0x7B)
+                | (c.wrapping_sub(0x5B) < 3)
+                | (c == b',')
+                | ((c & 0xFA) == 0x3A)
+                | (c == b'#')
+        }
+    }
+}
+
+/// The first position from `i` whose byte is in class `C` (or the end). The first bytes are
+/// checked one by one with a table (most runs are short); after that, blocks of 16 bytes are
+/// first tested with `maybe_stop`, which the compiler vectorises, and a block that may hold a
+/// stop is checked byte by byte.
+#[inline(always)]
+pub(super) fn find_byte<const C: usize>(b: &[u8], mut i: usize) -> usize {
+    let table = &STOP_TABLES[C];
+    loop {
+        let end = (i + 16).min(b.len());
+        while i < end {
+            if table[b[i] as usize] {
+                return i;
+            }
+            i += 1;
+        }
+        if i >= b.len() {
+            return i;
+        }
+        while let Some(Ok(block)) = b.get(i..i + 16).map(<&[u8; 16]>::try_from) {
+            let mut any = false;
+            for &c in block {
+                any |= maybe_stop(C, c);
+            }
+            if any {
+                break;
+            }
+            i += 16;
+        }
+    }
+}
+
+/// The number of characters in a run of whole UTF-8 characters.
+#[inline]
+pub(super) fn count_chars(run: &[u8]) -> i64 {
+    if run.is_ascii() {
+        return run.len() as i64;
+    }
+    run.iter().filter(|&&c| c & 0xC0 != 0x80).count() as i64
+}
 
 fn width(b: u8) -> usize {
     if b & 0x80 == 0x00 {
@@ -165,7 +433,8 @@ const MAX_INDENTS: usize = 10000;
 /// The parser state shared by the scanner ([`scanner`](self)) and the event parser
 /// ([`super::parser`]), like go-yaml's `yaml_parser_t`.
 pub struct Parser {
-    pub(super) buf: Vec<u8>,
+    /// The decoded input.
+    pub(super) buf: String,
     pub(super) pos: usize,
     pub(super) mark: Mark,
     pub(super) newlines: i64,
@@ -197,7 +466,7 @@ pub struct Parser {
 }
 
 impl Parser {
-    pub fn new(buf: Vec<u8>) -> Parser {
+    pub fn new(buf: String) -> Parser {
         Parser {
             buf,
             pos: 0,
@@ -212,16 +481,16 @@ impl Parser {
             stream_start_produced: false,
             stream_end_produced: false,
             flow_level: 0,
-            tokens: Vec::new(),
+            tokens: Vec::with_capacity(32),
             tokens_head: 0,
             tokens_parsed: 0,
             token_available: false,
             tokens_ever: 0,
             indent: 0,
-            indents: Vec::new(),
+            indents: Vec::with_capacity(16),
             simple_key_allowed: false,
-            simple_keys: Vec::new(),
-            simple_keys_by_tok: Vec::new(),
+            simple_keys: Vec::with_capacity(16),
+            simple_keys_by_tok: Vec::with_capacity(8),
         }
     }
 
@@ -240,23 +509,23 @@ impl Parser {
 
     #[inline]
     fn c(&self, k: usize) -> u8 {
-        at(&self.buf, self.pos + k)
+        at(self.buf.as_bytes(), self.pos + k)
     }
     #[inline]
     fn is_blank(&self, k: usize) -> bool {
-        is_blank_at(&self.buf, self.pos + k)
+        is_blank_at(self.buf.as_bytes(), self.pos + k)
     }
     #[inline]
     fn is_break(&self, k: usize) -> bool {
-        is_break_at(&self.buf, self.pos + k)
+        is_break_at(self.buf.as_bytes(), self.pos + k)
     }
     #[inline]
     fn is_breakz(&self, k: usize) -> bool {
-        is_breakz_at(&self.buf, self.pos + k)
+        is_breakz_at(self.buf.as_bytes(), self.pos + k)
     }
     #[inline]
     fn is_blankz(&self, k: usize) -> bool {
-        is_blankz_at(&self.buf, self.pos + k)
+        is_blankz_at(self.buf.as_bytes(), self.pos + k)
     }
     #[inline]
     fn is_z(&self, k: usize) -> bool {
@@ -264,7 +533,7 @@ impl Parser {
     }
     #[inline]
     fn is_alpha(&self, k: usize) -> bool {
-        is_alpha_at(&self.buf, self.pos + k)
+        is_alpha_at(self.buf.as_bytes(), self.pos + k)
     }
     #[inline]
     fn is_digit(&self, k: usize) -> bool {
@@ -289,6 +558,7 @@ impl Parser {
         self.c(0) == b'\r' && self.c(1) == b'\n'
     }
 
+    #[inline]
     fn skip(&mut self) {
         if !self.is_blank(0) {
             self.newlines = 0;
@@ -296,7 +566,7 @@ impl Parser {
         self.mark.index += 1;
         self.mark.column += 1;
         if self.pos < self.buf.len() {
-            self.pos += width(self.buf[self.pos]);
+            self.pos += width(self.buf.as_bytes()[self.pos]);
         }
     }
 
@@ -321,37 +591,158 @@ impl Parser {
             self.newlines = 0;
         }
         if self.pos < self.buf.len() {
-            let w = width(self.buf[self.pos]);
+            let w = width(self.buf.as_bytes()[self.pos]);
             let end = (self.pos + w).min(self.buf.len());
-            s.extend_from_slice(&self.buf[self.pos..end]);
+            s.extend_from_slice(&self.buf.as_bytes()[self.pos..end]);
             self.pos = end;
         }
         self.mark.index += 1;
         self.mark.column += 1;
     }
 
+    /// `read` every character of `buf[pos..end]` at once (`end` on a character boundary).
+    /// `blank_free`: the run is known to hold no blank.
+    fn read_run(&mut self, s: &mut Vec<u8>, end: usize, blank_free: bool) {
+        let run = &self.buf.as_bytes()[self.pos..end];
+        if blank_free || run.iter().any(|&c| c != b' ' && c != b'\t') {
+            self.newlines = 0;
+        }
+        let chars = count_chars(run);
+        s.extend_from_slice(run);
+        self.pos = end;
+        self.mark.index += chars;
+        self.mark.column += chars;
+    }
+
+    /// `read` into a `TextBuf`.
+    #[inline]
+    fn read_text(&mut self, t: &mut TextBuf) {
+        let start = self.pos;
+        self.skip();
+        t.run(self.buf.as_bytes(), start, self.pos);
+    }
+
+    /// `read_run` into a `TextBuf`, for a run without blanks.
+    #[inline]
+    fn read_run_text(&mut self, t: &mut TextBuf, end: usize) {
+        let chars = count_chars(&self.buf.as_bytes()[self.pos..end]);
+        t.run(self.buf.as_bytes(), self.pos, end);
+        self.newlines = 0;
+        self.pos = end;
+        self.mark.index += chars;
+        self.mark.column += chars;
+    }
+
+    /// `read` `n` single-byte blanks into a span of whitespace.
+    fn read_blanks(&mut self, ws: &mut Span, n: usize) {
+        if ws.is_empty() {
+            ws.start = self.pos;
+        }
+        self.skip_blanks(n);
+        ws.end = self.pos;
+    }
+
+    /// `skip` `n` characters known to be single-byte blanks.
+    #[inline]
+    fn skip_blanks(&mut self, n: usize) {
+        self.pos += n;
+        self.mark.index += n as i64;
+        self.mark.column += n as i64;
+    }
+
+    /// How many spaces start at the current position.
+    #[inline]
+    fn spaces(&self) -> usize {
+        self.buf.as_bytes()[self.pos.min(self.buf.len())..]
+            .iter()
+            .take_while(|&&c| c == b' ')
+            .count()
+    }
+
+    /// The end of the current line: the position of the next break or of the end of the input.
+    fn line_end(&self) -> usize {
+        let b = self.buf.as_bytes();
+        let mut i = self.pos;
+        loop {
+            i = find_byte::<STOP_LINE>(b, i);
+            match b.get(i) {
+                Some(0xC2 | 0xE2) if !is_break_at(b, i) => i += 1,
+                _ => return i,
+            }
+        }
+    }
+
+    /// The end of the run of characters a plain scalar reads one by one without further checks:
+    /// no blank, break, `: `, or flow indicator inside flow collections.
+    fn plain_run_end(&self) -> usize {
+        let b = self.buf.as_bytes();
+        let flow = self.flow_level > 0;
+        let mut i = self.pos;
+        loop {
+            i = if flow {
+                find_byte::<STOP_FLOW>(b, i)
+            } else {
+                find_byte::<STOP_PLAIN>(b, i)
+            };
+            match b.get(i) {
+                Some(b':') if !is_blankz_at(b, i + 1) => i += 1,
+                Some(0xC2 | 0xE2) if !is_break_at(b, i) => i += 1,
+                _ => return i,
+            }
+        }
+    }
+
+    /// The end of the run of characters a quoted scalar copies as they are: no blank, break,
+    /// quote or backslash.
+    fn quoted_run_end(&self) -> usize {
+        let b = self.buf.as_bytes();
+        let mut i = self.pos;
+        loop {
+            i = find_byte::<STOP_QUOTED>(b, i);
+            match b.get(i) {
+                Some(0xC2 | 0xE2) if !is_break_at(b, i) => i += 1,
+                _ => return i,
+            }
+        }
+    }
+
     fn read_line(&mut self, s: &mut Vec<u8>) {
+        let b = self.read_break();
+        s.extend_from_slice(b);
+    }
+
+    /// go-yaml's `read_line`: consume a line break and give what it reads as (`\n`, or the line
+    /// or paragraph separator); nothing when not at a line break.
+    #[inline]
+    fn read_break(&mut self) -> &'static [u8] {
+        const LS: &[u8] = "\u{2028}".as_bytes();
+        const PS: &[u8] = "\u{2029}".as_bytes();
         let (c0, c1, c2) = (self.c(0), self.c(1), self.c(2));
-        if c0 == b'\r' && c1 == b'\n' {
-            s.push(b'\n');
+        let b: &'static [u8] = if c0 == b'\r' && c1 == b'\n' {
             self.pos += 2;
             self.mark.index += 1;
+            b"\n"
         } else if c0 == b'\r' || c0 == b'\n' {
-            s.push(b'\n');
             self.pos += 1;
+            b"\n"
         } else if c0 == 0xC2 && c1 == 0x85 {
-            s.push(b'\n');
             self.pos += 2;
+            b"\n"
         } else if c0 == 0xE2 && c1 == 0x80 && (c2 == 0xA8 || c2 == 0xA9) {
-            s.extend_from_slice(&[c0, c1, c2]);
             self.pos += 3;
+            if c2 == 0xA8 {
+                LS
+            } else {
+                PS
+            }
         } else {
-            return;
-        }
+            return b"";
+        };
         self.mark.index += 1;
         self.mark.column = 0;
         self.mark.line += 1;
         self.newlines += 1;
+        b
     }
 
     fn scanner_error(
@@ -370,9 +761,10 @@ impl Parser {
 
     // ---------------------------------------------------------------- token queue
 
+    #[inline]
     pub(super) fn insert_token(&mut self, pos: Option<usize>, token: Token) {
         // Drop consumed tokens now and then, keeping the last two (the comment logic looks at them).
-        if self.tokens_head > 64 && self.tokens_head + 2 >= self.tokens.len() {
+        if self.tokens_head > 16 && self.tokens_head + 2 >= self.tokens.len() {
             let drop = self.tokens_head.min(self.tokens.len().saturating_sub(2));
             self.tokens.drain(..drop);
             self.tokens_head -= drop;
@@ -892,10 +1284,15 @@ impl Parser {
             if self.mark.column == 0 && self.is_bom() {
                 self.skip();
             }
-            while self.c(0) == b' '
-                || ((self.flow_level > 0 || !self.simple_key_allowed) && self.c(0) == b'\t')
-            {
-                self.skip();
+            loop {
+                let n = self.spaces();
+                if n > 0 {
+                    self.skip_blanks(n);
+                } else if (self.flow_level > 0 || !self.simple_key_allowed) && self.c(0) == b'\t' {
+                    self.skip();
+                } else {
+                    break;
+                }
             }
 
             // A line comment under a sequence entry that looks more like a header of the
@@ -949,8 +1346,11 @@ impl Parser {
         } else if name == b"TAG" {
             let (handle, prefix) = self.scan_tag_directive_value(start_mark)?;
             token = Token::new(TokenType::TagDirective, start_mark, self.mark);
-            token.value = handle;
-            token.prefix = prefix;
+            token.tag = Some(Box::new(TagParts {
+                handle,
+                prefix,
+                ..Default::default()
+            }));
         } else {
             return Err(self.scanner_error(
                 "while scanning a directive",
@@ -1070,14 +1470,15 @@ impl Parser {
     }
 
     fn scan_anchor(&mut self, typ: TokenType) -> Res<Token> {
-        let mut s = Vec::new();
+        let mut s = TextBuf::default();
         let start_mark = self.mark;
         self.skip();
         while self.is_alpha(0) {
-            self.read(&mut s);
+            self.read_text(&mut s);
         }
         let end_mark = self.mark;
         let c = self.c(0);
+        let s = s.finish();
         if s.is_empty()
             || !(self.is_blankz(0)
                 || matches!(c, b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'))
@@ -1136,8 +1537,11 @@ impl Parser {
             ));
         }
         let mut token = Token::new(TokenType::Tag, start_mark, self.mark);
-        token.value = handle;
-        token.suffix = suffix;
+        token.tag = Some(Box::new(TagParts {
+            handle,
+            suffix,
+            ..Default::default()
+        }));
         Ok(token)
     }
 
@@ -1333,7 +1737,8 @@ impl Parser {
         }
 
         let mut s = Vec::new();
-        let mut leading_break = Vec::new();
+        // (a single line break: `read_break` never appends to a non-empty one)
+        let mut leading_break: &'static [u8] = b"";
         let mut trailing_breaks = Vec::new();
         self.scan_block_scalar_breaks(
             &mut indent,
@@ -1354,18 +1759,16 @@ impl Parser {
                     s.push(b' ');
                 }
             } else {
-                s.extend_from_slice(&leading_break);
+                s.extend_from_slice(leading_break);
             }
-            leading_break.clear();
             s.extend_from_slice(&trailing_breaks);
             trailing_breaks.clear();
 
             leading_blank = self.is_blank(0);
 
-            while !self.is_breakz(0) {
-                self.read(&mut s);
-            }
-            self.read_line(&mut leading_break);
+            let end = self.line_end();
+            self.read_run(&mut s, end, false);
+            leading_break = self.read_break();
             self.scan_block_scalar_breaks(
                 &mut indent,
                 &mut trailing_breaks,
@@ -1375,14 +1778,14 @@ impl Parser {
         }
 
         if chomping != -1 {
-            s.extend_from_slice(&leading_break);
+            s.extend_from_slice(leading_break);
         }
         if chomping == 1 {
             s.extend_from_slice(&trailing_breaks);
         }
 
         let mut token = Token::new(TokenType::Scalar, start_mark, end_mark);
-        token.value = s;
+        token.value = Text::Owned(bytes_to_string(s));
         token.style = if literal {
             ScalarStyle::Literal
         } else {
@@ -1401,9 +1804,11 @@ impl Parser {
         *end_mark = self.mark;
         let mut max_indent = 0;
         loop {
-            while (*indent == 0 || self.mark.column < *indent) && self.c(0) == b' ' {
-                self.skip();
+            let mut n = self.spaces();
+            if *indent != 0 {
+                n = n.min((*indent - self.mark.column).max(0) as usize);
             }
+            self.skip_blanks(n);
             if self.mark.column > max_indent {
                 max_indent = self.mark.column;
             }
@@ -1436,10 +1841,11 @@ impl Parser {
         let start_mark = self.mark;
         self.skip();
 
-        let mut s = Vec::new();
-        let mut leading_break = Vec::new();
+        let mut s = TextBuf::default();
+        // (a single line break: `read_break` never appends to a non-empty one)
+        let mut leading_break: &'static [u8] = b"";
         let mut trailing_breaks = Vec::new();
-        let mut whitespaces = Vec::new();
+        let mut whitespaces = Span::default();
         loop {
             let (c0, c1, c2) = (self.c(0), self.c(1), self.c(2));
             if self.mark.column == 0
@@ -1465,7 +1871,7 @@ impl Parser {
             while !self.is_blankz(0) {
                 let c = self.c(0);
                 if single && c == b'\'' && self.c(1) == b'\'' {
-                    s.push(b'\'');
+                    s.push(self.buf.as_bytes(), b"'");
                     self.skip();
                     self.skip();
                 } else if (single && c == b'\'') || (!single && c == b'"') {
@@ -1477,27 +1883,36 @@ impl Parser {
                     break;
                 } else if !single && c == b'\\' {
                     let mut code_length = 0usize;
-                    match self.c(1) {
-                        b'0' => s.push(0),
-                        b'a' => s.push(0x07),
-                        b'b' => s.push(0x08),
-                        b't' | b'\t' => s.push(0x09),
-                        b'n' => s.push(0x0A),
-                        b'v' => s.push(0x0B),
-                        b'f' => s.push(0x0C),
-                        b'r' => s.push(0x0D),
-                        b'e' => s.push(0x1B),
-                        b' ' => s.push(0x20),
-                        b'"' => s.push(b'"'),
-                        b'\'' => s.push(b'\''),
-                        b'\\' => s.push(b'\\'),
-                        b'N' => s.extend_from_slice(&[0xC2, 0x85]),
-                        b'_' => s.extend_from_slice(&[0xC2, 0xA0]),
-                        b'L' => s.extend_from_slice(&[0xE2, 0x80, 0xA8]),
-                        b'P' => s.extend_from_slice(&[0xE2, 0x80, 0xA9]),
-                        b'x' => code_length = 2,
-                        b'u' => code_length = 4,
-                        b'U' => code_length = 8,
+                    let escaped: &[u8] = match self.c(1) {
+                        b'0' => &[0],
+                        b'a' => &[0x07],
+                        b'b' => &[0x08],
+                        b't' | b'\t' => &[0x09],
+                        b'n' => &[0x0A],
+                        b'v' => &[0x0B],
+                        b'f' => &[0x0C],
+                        b'r' => &[0x0D],
+                        b'e' => &[0x1B],
+                        b' ' => &[0x20],
+                        b'"' => b"\"",
+                        b'\'' => b"'",
+                        b'\\' => b"\\",
+                        b'N' => &[0xC2, 0x85],
+                        b'_' => &[0xC2, 0xA0],
+                        b'L' => &[0xE2, 0x80, 0xA8],
+                        b'P' => &[0xE2, 0x80, 0xA9],
+                        b'x' => {
+                            code_length = 2;
+                            &[]
+                        }
+                        b'u' => {
+                            code_length = 4;
+                            &[]
+                        }
+                        b'U' => {
+                            code_length = 8;
+                            &[]
+                        }
                         _ => {
                             return Err(self.scanner_error(
                                 "while parsing a quoted scalar",
@@ -1505,7 +1920,8 @@ impl Parser {
                                 "found unknown escape character",
                             ))
                         }
-                    }
+                    };
+                    s.push(self.buf.as_bytes(), escaped);
                     self.skip();
                     self.skip();
                     if code_length > 0 {
@@ -1523,7 +1939,7 @@ impl Parser {
                         match char::from_u32(value) {
                             Some(ch) => {
                                 let mut tmp = [0u8; 4];
-                                s.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                                s.push(self.buf.as_bytes(), ch.encode_utf8(&mut tmp).as_bytes());
                             }
                             None => {
                                 return Err(self.scanner_error(
@@ -1538,7 +1954,12 @@ impl Parser {
                         }
                     }
                 } else {
-                    self.read(&mut s);
+                    let end = self.quoted_run_end();
+                    if end > self.pos {
+                        self.read_run_text(&mut s, end);
+                    } else {
+                        self.read_text(&mut s);
+                    }
                 }
             }
 
@@ -1552,14 +1973,15 @@ impl Parser {
 
             while self.is_blank(0) || self.is_break(0) {
                 if self.is_blank(0) {
+                    let n = self.spaces().max(1);
                     if !leading_blanks {
-                        self.read(&mut whitespaces);
+                        self.read_blanks(&mut whitespaces, n);
                     } else {
-                        self.skip();
+                        self.skip_blanks(n);
                     }
                 } else if !leading_blanks {
-                    whitespaces.clear();
-                    self.read_line(&mut leading_break);
+                    whitespaces = Span::default();
+                    leading_break = self.read_break();
                     leading_blanks = true;
                 } else {
                     self.read_line(&mut trailing_breaks);
@@ -1567,28 +1989,29 @@ impl Parser {
             }
 
             if leading_blanks {
+                let buf = self.buf.as_bytes();
                 if leading_break.first() == Some(&b'\n') {
                     if trailing_breaks.is_empty() {
-                        s.push(b' ');
+                        s.push(buf, b" ");
                     } else {
-                        s.extend_from_slice(&trailing_breaks);
+                        s.push(buf, &trailing_breaks);
                     }
                 } else {
-                    s.extend_from_slice(&leading_break);
-                    s.extend_from_slice(&trailing_breaks);
+                    s.push(buf, leading_break);
+                    s.push(buf, &trailing_breaks);
                 }
                 trailing_breaks.clear();
-                leading_break.clear();
+                leading_break = b"";
             } else {
-                s.extend_from_slice(&whitespaces);
-                whitespaces.clear();
+                s.run(self.buf.as_bytes(), whitespaces.start, whitespaces.end);
+                whitespaces = Span::default();
             }
         }
 
         self.skip();
         let end_mark = self.mark;
         let mut token = Token::new(TokenType::Scalar, start_mark, end_mark);
-        token.value = s;
+        token.value = s.finish();
         token.style = if single {
             ScalarStyle::SingleQuoted
         } else {
@@ -1598,10 +2021,11 @@ impl Parser {
     }
 
     fn scan_plain_scalar(&mut self) -> Res<Token> {
-        let mut s = Vec::new();
-        let mut leading_break = Vec::new();
+        let mut s = TextBuf::default();
+        // (a single line break: `read_break` never appends to a non-empty one)
+        let mut leading_break: &'static [u8] = b"";
         let mut trailing_breaks = Vec::new();
-        let mut whitespaces = Vec::new();
+        let mut whitespaces = Span::default();
         let mut leading_blanks = false;
         let indent = self.indent + 1;
 
@@ -1629,26 +2053,32 @@ impl Parser {
                     break;
                 }
                 if leading_blanks || !whitespaces.is_empty() {
+                    let buf = self.buf.as_bytes();
                     if leading_blanks {
                         if leading_break.first() == Some(&b'\n') {
                             if trailing_breaks.is_empty() {
-                                s.push(b' ');
+                                s.push(buf, b" ");
                             } else {
-                                s.extend_from_slice(&trailing_breaks);
+                                s.push(buf, &trailing_breaks);
                             }
                         } else {
-                            s.extend_from_slice(&leading_break);
-                            s.extend_from_slice(&trailing_breaks);
+                            s.push(buf, leading_break);
+                            s.push(buf, &trailing_breaks);
                         }
                         trailing_breaks.clear();
-                        leading_break.clear();
+                        leading_break = b"";
                         leading_blanks = false;
                     } else {
-                        s.extend_from_slice(&whitespaces);
-                        whitespaces.clear();
+                        s.run(buf, whitespaces.start, whitespaces.end);
+                        whitespaces = Span::default();
                     }
                 }
-                self.read(&mut s);
+                let end = self.plain_run_end();
+                if end > self.pos {
+                    self.read_run_text(&mut s, end);
+                } else {
+                    self.read_text(&mut s);
+                }
                 end_mark = self.mark;
             }
 
@@ -1665,14 +2095,15 @@ impl Parser {
                             "found a tab character that violates indentation",
                         ));
                     }
+                    let n = self.spaces().max(1);
                     if !leading_blanks {
-                        self.read(&mut whitespaces);
+                        self.read_blanks(&mut whitespaces, n);
                     } else {
-                        self.skip();
+                        self.skip_blanks(n);
                     }
                 } else if !leading_blanks {
-                    whitespaces.clear();
-                    self.read_line(&mut leading_break);
+                    whitespaces = Span::default();
+                    leading_break = self.read_break();
                     leading_blanks = true;
                 } else {
                     self.read_line(&mut trailing_breaks);
@@ -1685,7 +2116,7 @@ impl Parser {
         }
 
         let mut token = Token::new(TokenType::Scalar, start_mark, end_mark);
-        token.value = s;
+        token.value = s.finish();
         token.style = ScalarStyle::Plain;
         if leading_blanks {
             self.simple_key_allowed = true;
@@ -1717,7 +2148,8 @@ impl Parser {
                         if text.is_empty() {
                             start_mark = self.mark;
                         }
-                        self.read(&mut text);
+                        let end = self.line_end();
+                        self.read_run(&mut text, end, false);
                     } else {
                         self.skip();
                     }
@@ -1868,7 +2300,8 @@ impl Parser {
                     }
                     self.skip_line();
                 } else if self.mark.index >= seen {
-                    self.read(&mut text);
+                    let end = self.line_end();
+                    self.read_run(&mut text, end, false);
                 } else {
                     self.skip();
                 }
@@ -1926,9 +2359,19 @@ fn position_of(text: &[u8], byte_offset: usize) -> (usize, usize) {
     (line + 1, column + 1)
 }
 
+/// Is every byte printable ASCII, a tab or a line break? (Checked in blocks, without
+/// short-circuiting inside a block, so that it vectorises.)
+fn printable_ascii(b: &[u8]) -> bool {
+    b.chunks(64).all(|block| {
+        block.iter().fold(true, |ok, &c| {
+            ok & ((0x20..=0x7E).contains(&c) | (c == b'\t') | (c == b'\n') | (c == b'\r'))
+        })
+    })
+}
+
 /// Decode the input (UTF-8, or UTF-16 with a BOM) into a validated UTF-8 buffer, dropping a
 /// leading BOM, and refusing the characters go-yaml's reader refuses.
-pub fn decode_input(input: &[u8]) -> Result<Vec<u8>, ReaderError> {
+pub fn decode_input(input: &[u8]) -> Result<String, ReaderError> {
     if input.len() >= 2 && (input[..2] == [0xFF, 0xFE] || input[..2] == [0xFE, 0xFF]) {
         let le = input[0] == 0xFF;
         let body = &input[2..];
@@ -1980,7 +2423,7 @@ pub fn decode_input(input: &[u8]) -> Result<Vec<u8>, ReaderError> {
                 None => return Err(err("invalid Unicode character", &out)),
             }
         }
-        return Ok(out.into_bytes());
+        return Ok(out);
     }
     let body = input.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(input);
     let text = match std::str::from_utf8(body) {
@@ -1995,10 +2438,7 @@ pub fn decode_input(input: &[u8]) -> Result<Vec<u8>, ReaderError> {
         }
     };
     // Fast path for the common all-printable-ASCII input.
-    if !body
-        .iter()
-        .all(|&c| c == b'\t' || c == b'\n' || c == b'\r' || (0x20..=0x7E).contains(&c))
-    {
+    if !printable_ascii(body) {
         for (off, ch) in text.char_indices() {
             if !allowed_char(ch as u32) {
                 let (line, column) = position_of(body, off);
@@ -2010,5 +2450,88 @@ pub fn decode_input(input: &[u8]) -> Result<Vec<u8>, ReaderError> {
             }
         }
     }
-    Ok(body.to_vec())
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASSES: [usize; 8] = [
+        STOP_LINE,
+        STOP_PLAIN,
+        STOP_FLOW,
+        STOP_QUOTED,
+        STOP_TEXT,
+        STOP_TEXT_SPACE,
+        STOP_TEXT_QUOTE,
+        STOP_ANALYSIS,
+    ];
+
+    #[test]
+    fn block_filters_cover_their_classes() {
+        for class in CLASSES {
+            for c in 0..=255u8 {
+                if is_stop(class, c) {
+                    assert!(maybe_stop(class, c), "class {class}, byte {c:#x}");
+                }
+            }
+        }
+    }
+
+    fn find_byte_of(class: usize, b: &[u8], i: usize) -> usize {
+        match class {
+            STOP_LINE => find_byte::<STOP_LINE>(b, i),
+            STOP_PLAIN => find_byte::<STOP_PLAIN>(b, i),
+            STOP_FLOW => find_byte::<STOP_FLOW>(b, i),
+            STOP_QUOTED => find_byte::<STOP_QUOTED>(b, i),
+            STOP_TEXT => find_byte::<STOP_TEXT>(b, i),
+            STOP_TEXT_SPACE => find_byte::<STOP_TEXT_SPACE>(b, i),
+            STOP_TEXT_QUOTE => find_byte::<STOP_TEXT_QUOTE>(b, i),
+            _ => find_byte::<STOP_ANALYSIS>(b, i),
+        }
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_stop() {
+        // Mostly harmless bytes with a few of every kind, at every offset and length.
+        const BYTES: &[u8] =
+            b"aaaaaaaaaaaaaaaaaaaaZ09-+/=.\x00\t\n\r :#,?[]{}'\"\\!%&|>\xc2\xe2\x80\xa8\xc3\xa9";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for n in 0..3000 {
+            let len = n % 70;
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    BYTES[(x % BYTES.len() as u64) as usize]
+                })
+                .collect();
+            for class in CLASSES {
+                for start in 0..=len.min(20) {
+                    let want = (start..len).find(|&i| is_stop(class, b[i])).unwrap_or(len);
+                    assert_eq!(
+                        find_byte_of(class, &b, start),
+                        want,
+                        "{class} {b:?} {start}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chars_are_counted() {
+        for s in [
+            "",
+            "abc",
+            "é",
+            "a\u{2028}b",
+            "\u{1F600}x",
+            "ENC[AES256_GCM,data:x]",
+        ] {
+            assert_eq!(count_chars(s.as_bytes()), s.chars().count() as i64, "{s:?}");
+        }
+    }
 }
