@@ -57,10 +57,10 @@ fuzz_target!(|data: &[u8]| {
         // writes keys longer than 128 bytes as `? key` and shifts their comments each round,
         // and sealwright does the same; the JSON rendering ignores comments.)
         let again = fmt.parse_plain(&twice).expect("canonical output must parse again");
-        let data = |b: &[sealwright::sops::Map]| -> Vec<String> {
+        let values = |b: &[sealwright::sops::Map]| -> Vec<String> {
             b.iter().map(|m| sealwright::sops::store::json::emit(m, None)).collect()
         };
-        assert_eq!(data(&reparsed), data(&again), "{fmt:?}: data changed on re-parse");
+        assert_eq!(values(&reparsed), values(&again), "{fmt:?}: data changed on re-parse");
         if data.len() < 4096 {
             let settings = EncryptSettings {
                 keys: KeySpec { groups: vec![vec![keys().recipient.clone()]], shamir_threshold: 0 },

@@ -433,6 +433,21 @@ mod tests {
     }
 
     #[test]
+    fn foreign_key_entries_are_carried_through() {
+        let mut m = sample();
+        let pgp = Value::Seq(vec![Value::Map(Map::from_pairs([
+            ("fp", Value::str("ABCDEF")),
+            ("enc", Value::str("-----BEGIN PGP MESSAGE-----\n")),
+        ]))]);
+        m.insert("pgp", pgp.clone());
+        let md = Metadata::from_map(&m).unwrap();
+        assert!(md.has_foreign_keys());
+        let back = md.to_map(false);
+        assert_eq!(back.get("pgp"), Some(&pgp));
+        assert!(back.get("age").is_some());
+    }
+
+    #[test]
     fn mac_aad_is_canonical_rfc3339() {
         let mut md = Metadata::from_map(&sample()).unwrap();
         md.last_modified = "2026-11-23T06:32:18.5+00:00".into();
