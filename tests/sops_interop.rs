@@ -451,3 +451,27 @@ fn stdin_with_input_type() {
         b"{\n\t\"a\": \"b\"\n}\n"
     );
 }
+
+#[test]
+fn rotate_adds_and_removes_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = encrypted_secret(d);
+    let plain = ok(sops(d, Some(1), &["decrypt", &f]));
+    ok(sealwright(
+        d,
+        Some(1),
+        &["sops", "rotate", "-i", "--add-age", KEY2_PUB, &f],
+    ));
+    assert_eq!(ok(sops(d, Some(2), &["decrypt", &f])), plain);
+    assert_eq!(ok(sops(d, Some(1), &["decrypt", &f])), plain);
+    ok(sealwright(
+        d,
+        Some(2),
+        &["sops", "rotate", "-i", "--rm-age", KEY1_PUB, &f],
+    ));
+    assert_eq!(ok(sops(d, Some(2), &["decrypt", &f])), plain);
+    // key1 lost access: the new data key was never wrapped for it.
+    assert!(!run(sops(d, Some(1), &["decrypt", &f])).status.success());
+    assert!(!std::fs::read_to_string(&f).unwrap().contains(KEY1_PUB));
+}
