@@ -1,9 +1,11 @@
 //! sealwright: secrets the GitOps way for platform teams running Flux.
 //!
-//! This crate holds the SOPS engine ([`sops`]) and the command line ([`cli`]). Later concerns
+//! This crate holds the SOPS engine ([`sops`]), age keys and their store ([`keys`]) and the command
+//! line ([`cli`]). Later concerns
 //! (keys, git, host, render, reconcile, api) follow the layout of `../shared/DESIGN.md` section 5.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod error;
+pub mod keys;
 pub mod sops;

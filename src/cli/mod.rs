@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod keys;
 pub mod sops;
 
 #[derive(Parser)]
@@ -22,11 +23,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// SOPS files: encrypt, decrypt, updatekeys, rotate, set (compatible with sops 3.11)
     #[command(subcommand)]
     Sops(sops::SopsCommand),
+    /// age keypairs: generate
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -35,6 +41,7 @@ pub fn main() -> i32 {
     init_tracing(cli.verbose);
     match cli.command {
         Command::Sops(cmd) => sops::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
     }
 }
 

@@ -1,0 +1,278 @@
+//! age keypairs and where they are kept: the per-app key type and the key store.
+//!
+//! An [`AgeKey`] holds an X25519 private key: it does not implement `Debug`, hands its secret out
+//! only as a `SecretString`, and is zeroised on drop (age's identity type wipes itself). Key stores
+//! are a trait because the embedded default keeps files under the data dir and controller mode
+//! will keep Kubernetes Secrets.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use age::x25519;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::sops::scalar::DateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key store {path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("key file {path} is readable by group or others (mode {mode:o}); run chmod 600 on it")]
+    TooOpen { path: String, mode: u32 },
+    #[error("key file {path}: no AGE-SECRET-KEY-1 line, or more than one")]
+    Malformed { path: String },
+    #[error("app name {name:?}: {problem}")]
+    BadName { name: String, problem: &'static str },
+}
+
+/// An age X25519 keypair.
+pub struct AgeKey {
+    identity: x25519::Identity,
+}
+
+impl AgeKey {
+    pub fn generate() -> AgeKey {
+        AgeKey {
+            identity: x25519::Identity::generate(),
+        }
+    }
+
+    /// The public key, `age1...`.
+    pub fn recipient(&self) -> String {
+        self.identity.to_public().to_string()
+    }
+
+    /// The private key, `AGE-SECRET-KEY-1...`.
+    pub fn secret(&self) -> SecretString {
+        self.identity.to_string()
+    }
+
+    /// The identity file text, in age-keygen's format (what Flux's `.agekey` entries hold).
+    pub fn identity_file(&self, created: DateTime) -> SecretString {
+        SecretString::from(format!(
+            "# created: {}\n# public key: {}\n{}\n",
+            created.rfc3339(),
+            self.recipient(),
+            self.secret().expose_secret()
+        ))
+    }
+
+    /// Parses identity file text holding exactly one X25519 identity.
+    pub fn from_identity_file(text: &str, path: &str) -> Result<AgeKey, KeyError> {
+        let mut keys = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| l.starts_with("AGE-SECRET-KEY-1"));
+        let malformed = || KeyError::Malformed {
+            path: path.to_string(),
+        };
+        let line = keys.next().ok_or_else(malformed)?;
+        if keys.next().is_some() {
+            return Err(malformed());
+        }
+        let identity = line.parse::<x25519::Identity>().map_err(|_| malformed())?;
+        Ok(AgeKey { identity })
+    }
+}
+
+/// Where app keys live. One small trait: files here, Kubernetes Secrets in controller mode.
+pub trait KeyStore: Send + Sync {
+    /// The app's key, if one exists.
+    fn get(&self, app: &str) -> Result<Option<AgeKey>, KeyError>;
+    /// The app's key, created (and stored) first if it does not exist yet.
+    fn get_or_create(&self, app: &str) -> Result<AgeKey, KeyError>;
+}
+
+/// The embedded default: one identity file per app, `<dir>/<app>.agekey`, mode 0600.
+pub struct FileKeyStore {
+    dir: PathBuf,
+}
+
+impl FileKeyStore {
+    pub fn new(dir: impl Into<PathBuf>) -> FileKeyStore {
+        FileKeyStore { dir: dir.into() }
+    }
+
+    fn path(&self, app: &str) -> Result<PathBuf, KeyError> {
+        validate_app_name(app)?;
+        Ok(self.dir.join(format!("{app}.agekey")))
+    }
+}
+
+/// App names become file and repository names: a DNS-1123 label (lowercase alphanumerics and
+/// `-`, starting and ending alphanumeric, at most 63 characters).
+pub fn validate_app_name(name: &str) -> Result<(), KeyError> {
+    let bad = |problem| KeyError::BadName {
+        name: name.to_string(),
+        problem,
+    };
+    if name.is_empty() || name.len() > 63 {
+        return Err(bad("must be 1 to 63 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad("only lowercase letters, digits and '-' are allowed"));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(bad("must start and end with a letter or digit"));
+    }
+    Ok(())
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> KeyError {
+    KeyError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Reads an identity file, refusing one that group or others can read.
+pub fn read_identity_file(path: &Path) -> Result<Option<AgeKey>, KeyError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::TooOpen {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| io_err(path, e))?);
+    AgeKey::from_identity_file(&text, &path.display().to_string()).map(Some)
+}
+
+/// Writes an identity file atomically: a 0600 temp file in the same directory, synced, then
+/// renamed into place, so a crash never leaves a partial key and no other user can ever read it.
+pub fn write_identity_file(path: &Path, key: &AgeKey, created: DateTime) -> Result<(), KeyError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(key.identity_file(created).expose_secret().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
+    Ok(())
+}
+
+impl KeyStore for FileKeyStore {
+    fn get(&self, app: &str) -> Result<Option<AgeKey>, KeyError> {
+        read_identity_file(&self.path(app)?)
+    }
+
+    fn get_or_create(&self, app: &str) -> Result<AgeKey, KeyError> {
+        let path = self.path(app)?;
+        if let Some(k) = read_identity_file(&path)? {
+            return Ok(k);
+        }
+        let key = AgeKey::generate();
+        write_identity_file(&path, &key, DateTime::now_utc())?;
+        tracing::info!(app, recipient = %key.recipient(), "created app key");
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_creates_once_with_mode_0600_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        assert!(store.get("billing").unwrap().is_none());
+        let k = store.get_or_create("billing").unwrap();
+        let path = dir.path().join("keys/billing.agekey");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = store.get_or_create("billing").unwrap();
+        assert_eq!(again.recipient(), k.recipient());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# created: "));
+        assert!(text.contains(&format!("# public key: {}", k.recipient())));
+        // No temp files left behind.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("keys")).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn too_open_permissions_are_refused_and_nothing_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path());
+        let k = store.get_or_create("app").unwrap();
+        let path = dir.path().join("app.agekey");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.get_or_create("app").err().unwrap();
+        assert!(
+            matches!(err, KeyError::TooOpen { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("AGE-SECRET-KEY"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            store.get("app").unwrap().unwrap().recipient(),
+            k.recipient()
+        );
+    }
+
+    #[test]
+    fn app_names_are_dns_labels() {
+        for ok in ["a", "billing-prod", "x1", &"a".repeat(63)] {
+            assert!(validate_app_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Billing",
+            "a/b",
+            "..",
+            "-a",
+            "a-",
+            "a_b",
+            &"a".repeat(64),
+        ] {
+            let err = validate_app_name(bad).unwrap_err();
+            assert!(err.to_string().contains("app name"), "{bad}: {err}");
+        }
+        let store = FileKeyStore::new("/nonexistent");
+        assert!(matches!(store.get("../etc"), Err(KeyError::BadName { .. })));
+    }
+
+    #[test]
+    fn malformed_identity_files() {
+        assert!(AgeKey::from_identity_file("# nothing\n", "f").is_err());
+        let k = AgeKey::generate();
+        let two = format!(
+            "{}\n{}\n",
+            k.secret().expose_secret(),
+            k.secret().expose_secret()
+        );
+        assert!(AgeKey::from_identity_file(&two, "f").is_err());
+        let one = k.identity_file(DateTime::from_unix(0));
+        let back = AgeKey::from_identity_file(one.expose_secret(), "f").unwrap();
+        assert_eq!(back.recipient(), k.recipient());
+    }
+}
