@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod error;
+pub mod fsutil;
 pub mod keys;
 pub mod sops;

@@ -250,34 +250,12 @@ fn write_output(file: &Path, bytes: &[u8], in_place: bool) -> Res<()> {
 }
 
 fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.sealwright-{}", std::process::id()));
+    use std::os::unix::fs::PermissionsExt;
+    // Keep the file's permissions; a new file gets 0600.
     let mode = std::fs::metadata(file)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    crate::fsutil::write_atomic(file, bytes, mode)
 }
 
 fn load_config(file: &Path, explicit: Option<&Path>) -> Res<Option<SopsConfig>> {

@@ -5,8 +5,7 @@
 //! are a trait because the embedded default keeps files under the data dir and controller mode
 //! will keep Kubernetes Secrets.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use age::x25519;
@@ -150,31 +149,12 @@ pub fn read_identity_file(path: &Path) -> Result<Option<AgeKey>, KeyError> {
 /// Writes an identity file atomically: a 0600 temp file in the same directory, synced, then
 /// renamed into place, so a crash never leaves a partial key and no other user can ever read it.
 pub fn write_identity_file(path: &Path, key: &AgeKey, created: DateTime) -> Result<(), KeyError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(key.identity_file(created).expose_secret().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path, e));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
-    Ok(())
+    let text = key.identity_file(created);
+    crate::fsutil::write_atomic(path, text.expose_secret().as_bytes(), 0o600)
+        .map_err(|e| io_err(path, e))
 }
 
 impl KeyStore for FileKeyStore {
