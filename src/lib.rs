@@ -6,7 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
+pub mod model;
+pub mod names;
+pub mod render;
 pub mod sops;

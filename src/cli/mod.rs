@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod flux;
 pub mod keys;
 pub mod sops;
 
@@ -33,6 +34,9 @@ pub enum Command {
     /// age keypairs: generate
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Flux repo and platform repo contents: render
+    #[command(subcommand)]
+    Flux(flux::FluxCommand),
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -42,6 +46,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Sops(cmd) => sops::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Flux(cmd) => flux::run(cmd),
     }
 }
 

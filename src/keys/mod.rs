@@ -1,9 +1,15 @@
-//! age keypairs and where they are kept: the per-app key type and the key store.
+//! Keys sealwright holds and where they are kept: per-app age keypairs, per-app SSH deploy keys,
+//! sealwright's own operator key and the cluster recipient.
 //!
 //! An [`AgeKey`] holds an X25519 private key: it does not implement `Debug`, hands its secret out
 //! only as a `SecretString`, and is zeroised on drop (age's identity type wipes itself). Key stores
 //! are a trait because the embedded default keeps files under the data dir and controller mode
-//! will keep Kubernetes Secrets.
+//! will keep Kubernetes Secrets. The key chain (cluster key → app key → secrets) is in [`chain`].
+
+pub mod chain;
+pub mod deploy;
+
+pub use deploy::DeployKey;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +17,7 @@ use std::path::{Path, PathBuf};
 use age::x25519;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::names::{validate_label, NameError};
 use crate::sops::scalar::DateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +28,10 @@ pub enum KeyError {
     TooOpen { path: String, mode: u32 },
     #[error("key file {path}: no AGE-SECRET-KEY-1 line, or more than one")]
     Malformed { path: String },
-    #[error("app name {name:?}: {problem}")]
-    BadName { name: String, problem: &'static str },
+    #[error("key file {path}: {reason}")]
+    BadDeployKey { path: String, reason: String },
+    #[error(transparent)]
+    BadName(#[from] NameError),
 }
 
 /// An age X25519 keypair.
@@ -45,6 +54,13 @@ impl AgeKey {
     /// The private key, `AGE-SECRET-KEY-1...`.
     pub fn secret(&self) -> SecretString {
         self.identity.to_string()
+    }
+
+    /// This key as a decryption identity for the SOPS engine.
+    pub fn identities(&self) -> crate::sops::agekeys::Identities {
+        let mut ids = crate::sops::agekeys::Identities::default();
+        ids.push(self.identity.clone());
+        ids
     }
 
     /// The identity file text, in age-keygen's format (what Flux's `.agekey` entries hold).
@@ -81,9 +97,13 @@ pub trait KeyStore: Send + Sync {
     fn get(&self, app: &str) -> Result<Option<AgeKey>, KeyError>;
     /// The app's key, created (and stored) first if it does not exist yet.
     fn get_or_create(&self, app: &str) -> Result<AgeKey, KeyError>;
+    /// The app's SSH deploy key (read access to its platform repo), created first if needed.
+    fn deploy_key(&self, app: &str) -> Result<DeployKey, KeyError>;
 }
 
-/// The embedded default: one identity file per app, `<dir>/<app>.agekey`, mode 0600.
+/// The embedded default: one identity file per app, `<dir>/<app>.agekey`, and one OpenSSH key per
+/// app, `<dir>/<app>.deploy-key`, all mode 0600. sealwright's own keys use names that can never
+/// be app names (a leading `_` is not a DNS label): `_operator.agekey`, `_cluster.agekey`.
 pub struct FileKeyStore {
     dir: PathBuf,
 }
@@ -97,31 +117,47 @@ impl FileKeyStore {
         validate_app_name(app)?;
         Ok(self.dir.join(format!("{app}.agekey")))
     }
+
+    /// The directory the keys live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// sealwright's own keypair (it encrypts sealwright's state), created on first use.
+    pub fn operator_key(&self) -> Result<AgeKey, KeyError> {
+        get_or_create_file(&self.dir.join("_operator.agekey"), "operator")
+    }
+
+    /// The embedded default plays the cluster too: its key is created on first use and kept
+    /// here, so a demo can decrypt what Flux would. A real cluster's recipient is configured
+    /// instead, and its private half never reaches sealwright.
+    pub fn local_cluster_key(&self) -> Result<AgeKey, KeyError> {
+        get_or_create_file(&self.dir.join("_cluster.agekey"), "cluster")
+    }
+
+    /// Where [`FileKeyStore::local_cluster_key`] keeps the cluster key.
+    pub fn local_cluster_key_path(&self) -> PathBuf {
+        self.dir.join("_cluster.agekey")
+    }
+}
+
+fn get_or_create_file(path: &Path, what: &str) -> Result<AgeKey, KeyError> {
+    if let Some(k) = read_identity_file(path)? {
+        return Ok(k);
+    }
+    let key = AgeKey::generate();
+    write_identity_file(path, &key, DateTime::now_utc())?;
+    tracing::info!(key = what, path = %path.display(), recipient = %key.recipient(), "created key");
+    Ok(key)
 }
 
 /// App names become file and repository names: a DNS-1123 label (lowercase alphanumerics and
 /// `-`, starting and ending alphanumeric, at most 63 characters).
 pub fn validate_app_name(name: &str) -> Result<(), KeyError> {
-    let bad = |problem| KeyError::BadName {
-        name: name.to_string(),
-        problem,
-    };
-    if name.is_empty() || name.len() > 63 {
-        return Err(bad("must be 1 to 63 characters"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(bad("only lowercase letters, digits and '-' are allowed"));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(bad("must start and end with a letter or digit"));
-    }
-    Ok(())
+    Ok(validate_label("app name", name)?)
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> KeyError {
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> KeyError {
     KeyError::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
@@ -130,6 +166,17 @@ fn io_err(path: &Path, e: std::io::Error) -> KeyError {
 
 /// Reads an identity file, refusing one that group or others can read.
 pub fn read_identity_file(path: &Path) -> Result<Option<AgeKey>, KeyError> {
+    let Some(text) = read_private_file(path)? else {
+        return Ok(None);
+    };
+    AgeKey::from_identity_file(&text, &path.display().to_string()).map(Some)
+}
+
+/// Reads a private key file (`None` if it does not exist), refusing one that group or others
+/// can read: a key that others could have copied is no longer private.
+pub(crate) fn read_private_file(
+    path: &Path,
+) -> Result<Option<zeroize::Zeroizing<String>>, KeyError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -143,7 +190,7 @@ pub fn read_identity_file(path: &Path) -> Result<Option<AgeKey>, KeyError> {
         });
     }
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| io_err(path, e))?);
-    AgeKey::from_identity_file(&text, &path.display().to_string()).map(Some)
+    Ok(Some(text))
 }
 
 /// Writes an identity file atomically: a 0600 temp file in the same directory, synced, then
@@ -164,12 +211,26 @@ impl KeyStore for FileKeyStore {
 
     fn get_or_create(&self, app: &str) -> Result<AgeKey, KeyError> {
         let path = self.path(app)?;
-        if let Some(k) = read_identity_file(&path)? {
+        get_or_create_file(&path, app)
+    }
+
+    fn deploy_key(&self, app: &str) -> Result<DeployKey, KeyError> {
+        validate_app_name(app)?;
+        let path = self.dir.join(format!("{app}.deploy-key"));
+        if let Some(k) = deploy::read_file(&path)? {
             return Ok(k);
         }
-        let key = AgeKey::generate();
-        write_identity_file(&path, &key, DateTime::now_utc())?;
-        tracing::info!(app, recipient = %key.recipient(), "created app key");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        }
+        let key = DeployKey::generate(&format!("sealwright {app}-platform"));
+        crate::fsutil::write_atomic(
+            &path,
+            key.private_openssh().expose_secret().as_bytes(),
+            0o600,
+        )
+        .map_err(|e| io_err(&path, e))?;
+        tracing::info!(app, fingerprint = %key.fingerprint(), "created deploy key");
         Ok(key)
     }
 }
@@ -235,7 +296,7 @@ mod tests {
             &"a".repeat(64),
         ] {
             let err = validate_app_name(bad).unwrap_err();
-            assert!(err.to_string().contains("app name"), "{bad}: {err}");
+            assert!(err.to_string().starts_with("app name: "), "{bad}: {err}");
         }
         let store = FileKeyStore::new("/nonexistent");
         assert!(matches!(store.get("../etc"), Err(KeyError::BadName { .. })));

@@ -1,0 +1,914 @@
+//! Desired state + keys → the exact files each repository should hold.
+//!
+//! [`render`] is a pure function of its inputs: no I/O, no clock (the time comes in as an
+//! argument). Given the same state and keys it returns byte-identical files except for SOPS
+//! ciphertext; given the files the previous round produced as well, it keeps even those
+//! identical (noise-free re-encryption, see [`seal`]). Which files exist:
+//!
+//! - Flux repo: `clusters/<cluster>/apps.yaml`, `apps/kustomization.yaml`, `.sops.yaml`, and per
+//!   app `apps/<app>-platform/{kustomization,gitrepository,sync,rbac}.yaml`,
+//!   `age-secret.sops.yaml` and (ssh:// repos) `deploy-key.sops.yaml`;
+//! - each app's platform repo: `.sops.yaml`, `secrets/kustomization.yaml` and one
+//!   `secrets/<namespace>/<name>.sops.yaml` per Secret and target namespace.
+//!
+//! Every file comes from a template (see [`templates`]); secret values never go through one.
+
+pub mod seal;
+pub mod templates;
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use minijinja::Value as J;
+use secrecy::ExposeSecret;
+
+use crate::keys::chain::{age_secret_name, agekey_entry, deploy_key_secret_name};
+use crate::keys::{AgeKey, DeployKey};
+use crate::model::{App, Cluster, DesiredState};
+use crate::sops::scalar::DateTime;
+use crate::sops::{Map, MapItem, Value};
+
+pub use templates::{TemplateError, Templates};
+
+/// The files of one repository: path → bytes, in path order.
+pub type Tree = BTreeMap<String, Vec<u8>>;
+
+/// The files of the Flux repo and of every app's platform repo (keyed `<app>-platform`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub flux: Tree,
+    pub platform: BTreeMap<String, Tree>,
+}
+
+/// The keys of one app.
+pub struct AppKeys {
+    pub age: AgeKey,
+    /// Needed when the app's platform repo is reached over ssh://.
+    pub deploy: Option<DeployKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{path}: {source}")]
+    Sops {
+        path: String,
+        source: crate::sops::SopsError,
+    },
+    #[error("app {app}: no {what} given to render with")]
+    MissingKey { app: String, what: &'static str },
+}
+
+/// The platform repo folder name of an app: `<app>-platform`.
+pub fn platform_repo_name(app: &str) -> String {
+    format!("{app}-platform")
+}
+
+/// The file a Secret lives in, in its app's platform repo.
+pub fn secret_path(namespace: &str, name: &str) -> String {
+    format!("secrets/{namespace}/{name}.sops.yaml")
+}
+
+/// Whether sealwright owns `path` in the Flux repo: `apps/`, the repo's `.sops.yaml` and each
+/// cluster's `apps.yaml`. Everything else (the `flux bootstrap` files first of all) is left alone.
+pub fn owned_in_flux_repo(path: &str) -> bool {
+    path == ".sops.yaml"
+        || path.starts_with("apps/")
+        || path
+            .strip_prefix("clusters/")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, file)| file == "apps.yaml")
+}
+
+/// Whether sealwright owns `path` in a platform repo: `.sops.yaml` and `secrets/`. The rest
+/// (`<env>.yaml` and anything else) belongs to the app team.
+pub fn owned_in_platform_repo(path: &str) -> bool {
+    path == ".sops.yaml" || path.starts_with("secrets/")
+}
+
+/// Renders everything. `previous` is what the repositories hold now (only the files this
+/// function owns are looked at); pass `Rendered::default()` for a first render.
+pub fn render(
+    state: &DesiredState,
+    keys: &BTreeMap<String, AppKeys>,
+    previous: &Rendered,
+    templates: &Templates,
+    now: DateTime,
+) -> Result<Rendered, RenderError> {
+    let cluster = &state.cluster;
+    let mut out = Rendered::default();
+    let cluster_ctx = cluster_ctx(cluster);
+    let empty = Tree::new();
+    for app in &state.apps {
+        let _span = tracing::debug_span!("render", app = %app.name).entered();
+        let k = keys.get(&app.name).ok_or_else(|| RenderError::MissingKey {
+            app: app.name.clone(),
+            what: "age key",
+        })?;
+        let repo = platform_repo_name(&app.name);
+        let prev = previous.platform.get(&repo).unwrap_or(&empty);
+        out.platform.insert(
+            repo,
+            render_platform(cluster, app, &k.age, prev, templates, now)?,
+        );
+        render_flux_app(
+            cluster,
+            app,
+            k,
+            &previous.flux,
+            templates,
+            now,
+            &mut out.flux,
+        )?;
+    }
+    // Sorted, so reordering apps in the configuration is not a change.
+    let mut names: Vec<&str> = state.apps.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    let apps: Vec<J> = names
+        .into_iter()
+        .map(|n| J::from_serialize(serde_name(n)))
+        .collect();
+    let put = |out: &mut Tree, path: String, name: &str, ctx: J| -> Result<(), RenderError> {
+        out.insert(path, templates.render(name, &ctx)?.into_bytes());
+        Ok(())
+    };
+    put(
+        &mut out.flux,
+        format!("clusters/{}/apps.yaml", cluster.name),
+        "flux-apps.yaml.j2",
+        ctx(&cluster_ctx, None, &[]),
+    )?;
+    put(
+        &mut out.flux,
+        "apps/kustomization.yaml".into(),
+        "flux-apps-kustomization.yaml.j2",
+        ctx(&cluster_ctx, None, &[("apps", J::from(apps))]),
+    )?;
+    put(
+        &mut out.flux,
+        ".sops.yaml".into(),
+        "flux-sops.yaml.j2",
+        ctx(
+            &cluster_ctx,
+            None,
+            &[("recipients", J::from_serialize(cluster.recipients.list()))],
+        ),
+    )?;
+    Ok(out)
+}
+
+fn serde_name(name: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([("name", name.to_string())])
+}
+
+/// The recipients of an app's platform secrets: its own key, plus break-glass if configured.
+pub fn app_recipients(cluster: &Cluster, app_key: &AgeKey) -> Vec<String> {
+    let mut v = vec![app_key.recipient()];
+    v.extend(cluster.recipients.break_glass.iter().cloned());
+    v
+}
+
+fn render_platform(
+    cluster: &Cluster,
+    app: &App,
+    key: &AgeKey,
+    prev: &Tree,
+    templates: &Templates,
+    now: DateTime,
+) -> Result<Tree, RenderError> {
+    let cluster_ctx = cluster_ctx(cluster);
+    let app_ctx = app_ctx(app);
+    let recipients = app_recipients(cluster, key);
+    let mut tree = Tree::new();
+    let sops_yaml = templates.render(
+        "platform-sops.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[("recipients", J::from_serialize(&recipients))],
+        ),
+    )?;
+    tree.insert(".sops.yaml".into(), sops_yaml.into_bytes());
+    let mut files = Vec::new();
+    for secret in &app.secrets {
+        for ns in app.target_namespaces(secret) {
+            let path = secret_path(ns, &secret.target_name);
+            let _span = tracing::debug_span!("secret", %path).entered();
+            let values: Vec<String> = secret
+                .data
+                .iter()
+                .map(|(_, v)| base64::engine::general_purpose::STANDARD.encode(v.expose()))
+                .collect();
+            let data: Vec<J> = secret
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| {
+                    J::from_serialize(BTreeMap::from([("key", k.clone()), ("value", token(i))]))
+                })
+                .collect();
+            let text = templates.render(
+                "secret.yaml.j2",
+                &ctx(
+                    &cluster_ctx,
+                    Some(&app_ctx),
+                    &[
+                        ("secret", secret_ctx(secret)),
+                        ("namespace", J::from(ns)),
+                        ("data", J::from(data)),
+                    ],
+                ),
+            )?;
+            let branches = fill("secret.yaml.j2", &text, &values)?;
+            let bytes = seal::with_app_key(
+                &path,
+                branches,
+                &recipients,
+                key,
+                prev.get(&path).map(Vec::as_slice),
+                now,
+            )?;
+            tree.insert(path.clone(), bytes);
+            files.push(path["secrets/".len()..].to_string());
+        }
+    }
+    files.sort();
+    let kust = templates.render(
+        "platform-secrets-kustomization.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[("files", J::from_serialize(&files))],
+        ),
+    )?;
+    tree.insert("secrets/kustomization.yaml".into(), kust.into_bytes());
+    Ok(tree)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_flux_app(
+    cluster: &Cluster,
+    app: &App,
+    keys: &AppKeys,
+    prev: &Tree,
+    templates: &Templates,
+    now: DateTime,
+    out: &mut Tree,
+) -> Result<(), RenderError> {
+    let dir = format!("apps/{}", platform_repo_name(&app.name));
+    let cluster_ctx = cluster_ctx(cluster);
+    let app_ctx = app_ctx(app);
+    let recipients = cluster.recipients.list();
+    let age_secret = age_secret_name(&app.name);
+    let deploy_secret = deploy_key_secret_name(&app.name);
+    let mut files = vec!["gitrepository.yaml", "sync.yaml"];
+
+    let text = templates.render(
+        "flux-gitrepository.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[("deploy_key_secret", J::from(deploy_secret.as_str()))],
+        ),
+    )?;
+    out.insert(format!("{dir}/gitrepository.yaml"), text.into_bytes());
+    let text = templates.render(
+        "flux-sync.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[("age_key_secret", J::from(age_secret.as_str()))],
+        ),
+    )?;
+    out.insert(format!("{dir}/sync.yaml"), text.into_bytes());
+
+    let namespaces = rbac_namespaces(app);
+    if !namespaces.is_empty() {
+        let text = templates.render(
+            "flux-rbac.yaml.j2",
+            &ctx(
+                &cluster_ctx,
+                Some(&app_ctx),
+                &[("namespaces", J::from_serialize(&namespaces))],
+            ),
+        )?;
+        out.insert(format!("{dir}/rbac.yaml"), text.into_bytes());
+        files.push("rbac.yaml");
+    }
+
+    // The key chain: the app's private key, readable only with the cluster key.
+    let path = format!("{dir}/age-secret.sops.yaml");
+    let text = templates.render(
+        "flux-age-secret.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[
+                ("age_key_secret", J::from(age_secret.as_str())),
+                ("app_recipient", J::from(keys.age.recipient())),
+                ("age_key", J::from(token(0))),
+            ],
+        ),
+    )?;
+    let entry = agekey_entry(&keys.age);
+    let values = [b64(entry.expose_secret().as_bytes())];
+    let branches = fill("flux-age-secret.yaml.j2", &text, &values)?;
+    let bytes = seal::for_cluster(
+        &path,
+        branches,
+        &recipients,
+        prev.get(&path).map(Vec::as_slice),
+        now,
+    )?;
+    out.insert(path, bytes);
+    files.push("age-secret.sops.yaml");
+
+    if app.repo.is_ssh() {
+        let deploy = keys
+            .deploy
+            .as_ref()
+            .ok_or_else(|| RenderError::MissingKey {
+                app: app.name.clone(),
+                what: "deploy key",
+            })?;
+        let path = format!("{dir}/deploy-key.sops.yaml");
+        let text = templates.render(
+            "flux-deploy-key.yaml.j2",
+            &ctx(
+                &cluster_ctx,
+                Some(&app_ctx),
+                &[
+                    ("deploy_key_secret", J::from(deploy_secret.as_str())),
+                    ("deploy_key_fingerprint", J::from(deploy.fingerprint())),
+                    ("identity", J::from(token(0))),
+                    ("identity_pub", J::from(token(1))),
+                    ("known_hosts", J::from(token(2))),
+                ],
+            ),
+        )?;
+        let known_hosts = normalise_known_hosts(app.repo.known_hosts.as_deref().unwrap_or(""));
+        let values = [
+            b64(deploy.private_openssh().expose_secret().as_bytes()),
+            b64(format!("{}\n", deploy.public_openssh()).as_bytes()),
+            b64(known_hosts.as_bytes()),
+        ];
+        let branches = fill("flux-deploy-key.yaml.j2", &text, &values)?;
+        let bytes = seal::for_cluster(
+            &path,
+            branches,
+            &recipients,
+            prev.get(&path).map(Vec::as_slice),
+            now,
+        )?;
+        out.insert(path, bytes);
+        files.push("deploy-key.sops.yaml");
+    }
+
+    files.sort_unstable();
+    let text = templates.render(
+        "flux-app-kustomization.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[("files", J::from_serialize(&files))],
+        ),
+    )?;
+    out.insert(format!("{dir}/kustomization.yaml"), text.into_bytes());
+    Ok(())
+}
+
+/// One line per entry, surrounding blank space trimmed, ending in a newline.
+fn normalise_known_hosts(text: &str) -> String {
+    let mut s: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    s.push('\n');
+    s
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[derive(serde::Serialize)]
+struct RbacNamespace {
+    name: String,
+    secrets: Vec<String>,
+}
+
+/// The namespaces that receive at least one of the app's Secrets, with those Secrets' names.
+/// A namespace with none gets no Role at all: a Role with empty `resourceNames` would grant
+/// every Secret of the namespace.
+fn rbac_namespaces(app: &App) -> Vec<RbacNamespace> {
+    app.environments
+        .iter()
+        .filter_map(|env| {
+            let mut secrets: Vec<String> = app
+                .secrets
+                .iter()
+                .filter(|s| app.target_namespaces(s).contains(&env.namespace.as_str()))
+                .map(|s| s.target_name.clone())
+                .collect();
+            secrets.sort();
+            (!secrets.is_empty()).then(|| RbacNamespace {
+                name: env.namespace.clone(),
+                secrets,
+            })
+        })
+        .collect()
+}
+
+/// The stand-in a template places where the `i`-th secret value goes. Secret values never go
+/// through minijinja (whose strings cannot be wiped); [`fill`] puts them into the parsed tree.
+fn token(i: usize) -> String {
+    format!("sealwright-value-{i}-7a0c1e5d")
+}
+
+/// Parses a rendered template and replaces each token by its value. Every token must appear
+/// exactly once, as a whole scalar: otherwise a custom template dropped or duplicated a value.
+fn fill(template: &str, text: &str, values: &[String]) -> Result<Vec<Map>, RenderError> {
+    let bad = |reason: String| TemplateError::Bad {
+        name: template.to_string(),
+        reason,
+    };
+    let mut branches = crate::sops::store::yaml::parse(text.as_bytes())
+        .map_err(|e| bad(format!("output is not YAML: {e}")))?;
+    let mut seen = vec![0usize; values.len()];
+    fn walk(v: &mut Value, values: &[String], seen: &mut [usize]) {
+        match v {
+            Value::Str(s) => {
+                if let Some(i) = (0..values.len()).find(|&i| *s == token(i)) {
+                    *s = values[i].clone();
+                    seen[i] += 1;
+                }
+            }
+            Value::Map(m) => walk_map(m, values, seen),
+            Value::Seq(items) => items.iter_mut().for_each(|x| walk(x, values, seen)),
+            _ => {}
+        }
+    }
+    fn walk_map(m: &mut Map, values: &[String], seen: &mut [usize]) {
+        for item in &mut m.items {
+            if let MapItem::Pair(_, v) = item {
+                walk(v, values, seen);
+            }
+        }
+    }
+    for b in &mut branches {
+        walk_map(b, values, &mut seen);
+    }
+    if let Some(i) = seen.iter().position(|&n| n != 1) {
+        return Err(bad(format!(
+            "secret value #{i} must be placed exactly once as a whole YAML value (it was placed {} times)",
+            seen[i]
+        ))
+        .into());
+    }
+    Ok(branches)
+}
+
+// Contexts. Each template gets `cluster`, `app` (except the cluster-wide ones) and its own
+// variables; the same builders serve the start-up check, so a template that uses a variable its
+// real context lacks fails there.
+
+fn cluster_ctx(c: &Cluster) -> J {
+    J::from_serialize(BTreeMap::from([
+        ("name", J::from(c.name.as_str())),
+        ("flux_namespace", J::from(c.flux_namespace.as_str())),
+        ("flux_source", J::from(c.flux_source.as_str())),
+        ("decryption_secret", J::from(c.decryption_secret.as_str())),
+        ("recipients", J::from_serialize(c.recipients.list())),
+    ]))
+}
+
+fn app_ctx(a: &App) -> J {
+    let envs: Vec<J> = a
+        .environments
+        .iter()
+        .map(|e| {
+            J::from_serialize(BTreeMap::from([
+                ("name", e.name.as_str()),
+                ("namespace", e.namespace.as_str()),
+            ]))
+        })
+        .collect();
+    J::from_serialize(BTreeMap::from([
+        ("name", J::from(a.name.as_str())),
+        (
+            "repo",
+            J::from_serialize(BTreeMap::from([
+                ("url", J::from(a.repo.url.as_str())),
+                ("branch", J::from(a.repo.branch.as_str())),
+                ("is_ssh", J::from(a.repo.is_ssh())),
+            ])),
+        ),
+        ("environments", J::from(envs)),
+    ]))
+}
+
+fn secret_ctx(s: &crate::model::ManagedSecret) -> J {
+    J::from_serialize(BTreeMap::from([
+        ("name", J::from(s.name.as_str())),
+        ("target_name", J::from(s.target_name.as_str())),
+        ("type", J::from(s.type_.as_str())),
+        ("environments", J::from_serialize(&s.environments)),
+    ]))
+}
+
+fn ctx(cluster: &J, app: Option<&J>, extra: &[(&str, J)]) -> J {
+    let mut m: BTreeMap<String, J> = BTreeMap::new();
+    m.insert("cluster".into(), cluster.clone());
+    if let Some(a) = app {
+        m.insert("app".into(), a.clone());
+    }
+    for (k, v) in extra {
+        m.insert(k.to_string(), v.clone());
+    }
+    J::from_serialize(m)
+}
+
+/// One context per template, shaped exactly like the real ones, for the start-up check.
+fn sample_contexts() -> Vec<(&'static str, J)> {
+    use crate::keys::chain::ChainRecipients;
+    use crate::model::{Environment, ManagedSecret, PlatformRepo, SecretValue};
+    const R: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let cluster = Cluster {
+        name: "sample".into(),
+        recipients: ChainRecipients {
+            cluster: R.into(),
+            break_glass: Some(R.into()),
+        },
+        flux_namespace: "flux-system".into(),
+        flux_source: "flux-system".into(),
+        decryption_secret: "sops-age".into(),
+    };
+    let secret = ManagedSecret {
+        name: "db".into(),
+        target_name: "db".into(),
+        environments: vec!["prod".into()],
+        type_: "Opaque".into(),
+        data: vec![("password".into(), SecretValue::new(b"x".to_vec()))],
+    };
+    let app = App {
+        name: "sample".into(),
+        repo: PlatformRepo {
+            url: "ssh://git@example.com/org/sample-platform.git".into(),
+            branch: "main".into(),
+            known_hosts: Some("example.com ssh-ed25519 AAAA".into()),
+        },
+        environments: vec![Environment {
+            name: "prod".into(),
+            namespace: "sample-prod".into(),
+        }],
+        secrets: vec![secret.clone()],
+    };
+    let c = cluster_ctx(&cluster);
+    let a = app_ctx(&app);
+    let recipients = J::from_serialize([R, R]);
+    let data = J::from(vec![J::from_serialize(BTreeMap::from([
+        ("key", "password".to_string()),
+        ("value", token(0)),
+    ]))]);
+    let files = J::from_serialize(["sample-prod/db.sops.yaml"]);
+    vec![
+        (
+            "platform-sops.yaml.j2",
+            ctx(&c, Some(&a), &[("recipients", recipients.clone())]),
+        ),
+        (
+            "platform-secrets-kustomization.yaml.j2",
+            ctx(&c, Some(&a), &[("files", files.clone())]),
+        ),
+        (
+            "secret.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[
+                    ("secret", secret_ctx(&secret)),
+                    ("namespace", J::from("sample-prod")),
+                    ("data", data),
+                ],
+            ),
+        ),
+        ("flux-apps.yaml.j2", ctx(&c, None, &[])),
+        (
+            "flux-apps-kustomization.yaml.j2",
+            ctx(
+                &c,
+                None,
+                &[(
+                    "apps",
+                    J::from(vec![J::from_serialize(serde_name("sample"))]),
+                )],
+            ),
+        ),
+        (
+            "flux-app-kustomization.yaml.j2",
+            ctx(&c, Some(&a), &[("files", J::from_serialize(["sync.yaml"]))]),
+        ),
+        (
+            "flux-gitrepository.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[("deploy_key_secret", J::from("sample-platform-deploy-key"))],
+            ),
+        ),
+        (
+            "flux-sync.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[("age_key_secret", J::from("sample-platform-age-key"))],
+            ),
+        ),
+        (
+            "flux-rbac.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[("namespaces", J::from_serialize(rbac_namespaces(&app)))],
+            ),
+        ),
+        (
+            "flux-age-secret.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[
+                    ("age_key_secret", J::from("sample-platform-age-key")),
+                    ("app_recipient", J::from(R)),
+                    ("age_key", J::from(token(0))),
+                ],
+            ),
+        ),
+        (
+            "flux-deploy-key.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[
+                    ("deploy_key_secret", J::from("sample-platform-deploy-key")),
+                    ("deploy_key_fingerprint", J::from("SHA256:sample")),
+                    ("identity", J::from(token(0))),
+                    ("identity_pub", J::from(token(1))),
+                    ("known_hosts", J::from(token(2))),
+                ],
+            ),
+        ),
+        (
+            "flux-sops.yaml.j2",
+            ctx(&c, None, &[("recipients", recipients)]),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::chain::ChainRecipients;
+    use crate::model::{Environment, ManagedSecret, PlatformRepo, SecretValue};
+
+    fn state(cluster: &AgeKey) -> DesiredState {
+        DesiredState {
+            cluster: Cluster {
+                name: "prod".into(),
+                recipients: ChainRecipients {
+                    cluster: cluster.recipient(),
+                    break_glass: None,
+                },
+                flux_namespace: "flux-system".into(),
+                flux_source: "flux-system".into(),
+                decryption_secret: "sops-age".into(),
+            },
+            apps: vec![
+                App {
+                    name: "shop".into(),
+                    repo: PlatformRepo {
+                        url: "ssh://git@example.com/acme/shop-platform.git".into(),
+                        branch: "main".into(),
+                        known_hosts: Some("example.com ssh-ed25519 AAAAC3Nza".into()),
+                    },
+                    environments: vec![
+                        Environment {
+                            name: "staging".into(),
+                            namespace: "shop-staging".into(),
+                        },
+                        Environment {
+                            name: "prod".into(),
+                            namespace: "shop-prod".into(),
+                        },
+                    ],
+                    secrets: vec![ManagedSecret {
+                        name: "db".into(),
+                        target_name: "db".into(),
+                        environments: vec!["prod".into()],
+                        type_: "Opaque".into(),
+                        data: vec![
+                            ("user".into(), SecretValue::new(b"shop".to_vec())),
+                            (
+                                "password".into(),
+                                SecretValue::new(b"hunter2-xyzzy".to_vec()),
+                            ),
+                        ],
+                    }],
+                },
+                App {
+                    name: "blog".into(),
+                    repo: PlatformRepo {
+                        url: "https://git.example.com/acme/blog-platform.git".into(),
+                        branch: "main".into(),
+                        known_hosts: None,
+                    },
+                    environments: vec![Environment {
+                        name: "prod".into(),
+                        namespace: "blog".into(),
+                    }],
+                    secrets: vec![],
+                },
+            ],
+        }
+    }
+
+    fn keys() -> BTreeMap<String, AppKeys> {
+        BTreeMap::from([
+            (
+                "shop".to_string(),
+                AppKeys {
+                    age: AgeKey::generate(),
+                    deploy: Some(DeployKey::generate("t")),
+                },
+            ),
+            (
+                "blog".to_string(),
+                AppKeys {
+                    age: AgeKey::generate(),
+                    deploy: None,
+                },
+            ),
+        ])
+    }
+
+    fn text(tree: &Tree, path: &str) -> String {
+        String::from_utf8(
+            tree.get(path)
+                .unwrap_or_else(|| panic!("no {path}"))
+                .clone(),
+        )
+        .unwrap()
+    }
+
+    /// Blanks out what differs between two encryptions of the same plaintext.
+    fn mask(s: &str) -> String {
+        let re = regex::Regex::new(
+            r"(?s)ENC\[[^\]]*\]|-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----",
+        )
+        .unwrap();
+        re.replace_all(s, "<ciphertext>").into_owned()
+    }
+
+    #[test]
+    fn the_file_set_and_its_shape() {
+        let ck = AgeKey::generate();
+        let st = state(&ck);
+        let k = keys();
+        let t = Templates::embedded().unwrap();
+        let now = DateTime::from_unix(1_700_000_000);
+        let out = render(&st, &k, &Rendered::default(), &t, now).unwrap();
+        let flux: Vec<&str> = out.flux.keys().map(String::as_str).collect();
+        assert_eq!(
+            flux,
+            [
+                ".sops.yaml",
+                "apps/blog-platform/age-secret.sops.yaml",
+                "apps/blog-platform/gitrepository.yaml",
+                "apps/blog-platform/kustomization.yaml",
+                "apps/blog-platform/sync.yaml",
+                "apps/kustomization.yaml",
+                "apps/shop-platform/age-secret.sops.yaml",
+                "apps/shop-platform/deploy-key.sops.yaml",
+                "apps/shop-platform/gitrepository.yaml",
+                "apps/shop-platform/kustomization.yaml",
+                "apps/shop-platform/rbac.yaml",
+                "apps/shop-platform/sync.yaml",
+                "clusters/prod/apps.yaml",
+            ]
+        );
+        let shop: Vec<&str> = out.platform["shop-platform"]
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            shop,
+            [
+                ".sops.yaml",
+                "secrets/kustomization.yaml",
+                "secrets/shop-prod/db.sops.yaml"
+            ]
+        );
+        assert!(flux
+            .iter()
+            .chain(&shop)
+            .all(|p| owned_in_flux_repo(p) || owned_in_platform_repo(p)));
+        // https: no deploy key, no secretRef; no secrets: no Role, an empty list.
+        let blog_git = text(&out.flux, "apps/blog-platform/gitrepository.yaml");
+        assert!(!blog_git.contains("secretRef"), "{blog_git}");
+        assert!(
+            text(&out.platform["blog-platform"], "secrets/kustomization.yaml")
+                .contains("resources: []")
+        );
+        assert!(text(&out.flux, "apps/kustomization.yaml")
+            .contains("  - blog-platform\n  - shop-platform\n"));
+        // Values are base64 in data, and never in clear anywhere.
+        for tree in std::iter::once(&out.flux).chain(out.platform.values()) {
+            for (p, bytes) in tree {
+                let s = String::from_utf8_lossy(bytes);
+                assert!(!s.contains("hunter2"), "{p}");
+                assert!(!s.contains("AGE-SECRET-KEY"), "{p}");
+                assert!(!s.contains("OPENSSH PRIVATE"), "{p}");
+            }
+        }
+        let enc = Format::Yaml
+            .parse_encrypted(&out.platform["shop-platform"]["secrets/shop-prod/db.sops.yaml"])
+            .unwrap();
+        let dec = crate::sops::document::decrypt(&enc, &k["shop"].age.identities(), true).unwrap();
+        let data = dec.branches[0].get("data").unwrap().as_map().unwrap();
+        assert_eq!(
+            data.get("password").unwrap().as_str(),
+            Some("aHVudGVyMi14eXp6eQ==")
+        );
+    }
+
+    use crate::sops::document::Format;
+
+    #[test]
+    fn deterministic_and_noise_free() {
+        let ck = AgeKey::generate();
+        let st = state(&ck);
+        let k = keys();
+        let t = Templates::embedded().unwrap();
+        let now = DateTime::from_unix(1_700_000_000);
+        let a = render(&st, &k, &Rendered::default(), &t, now).unwrap();
+        let b = render(&st, &k, &Rendered::default(), &t, now).unwrap();
+        let trees = |r: &Rendered| {
+            let mut v: Vec<(String, String)> = r
+                .flux
+                .iter()
+                .map(|(p, b)| (format!("flux/{p}"), mask(&String::from_utf8_lossy(b))))
+                .collect();
+            for (repo, tree) in &r.platform {
+                v.extend(
+                    tree.iter()
+                        .map(|(p, b)| (format!("{repo}/{p}"), mask(&String::from_utf8_lossy(b)))),
+                );
+            }
+            v
+        };
+        assert_eq!(
+            trees(&a),
+            trees(&b),
+            "same input, same files but for ciphertext"
+        );
+        let later = DateTime::from_unix(1_800_000_000);
+        let c = render(&st, &k, &a, &t, later).unwrap();
+        assert_eq!(a, c, "with the previous files, byte-identical");
+    }
+
+    #[test]
+    fn a_template_that_drops_a_value_is_an_error() {
+        let e = fill("secret.yaml.j2", "data: {}\n", &["x".into()]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("template secret.yaml.j2: "),
+            "{e}"
+        );
+        let twice = format!("a: {}\nb: {}\n", token(0), token(0));
+        assert!(fill("t", &twice, &["x".into()]).is_err());
+        let ok = fill("t", &format!("a: {}\n", token(0)), &["x".into()]).unwrap();
+        assert_eq!(ok[0].get("a").unwrap().as_str(), Some("x"));
+    }
+
+    #[test]
+    fn ownership() {
+        assert!(owned_in_flux_repo("clusters/prod/apps.yaml"));
+        assert!(!owned_in_flux_repo(
+            "clusters/prod/flux-system/gotk-sync.yaml"
+        ));
+        assert!(!owned_in_flux_repo("clusters/prod/other.yaml"));
+        assert!(owned_in_flux_repo("apps/x-platform/sync.yaml"));
+        assert!(owned_in_platform_repo("secrets/ns/a.sops.yaml"));
+        assert!(!owned_in_platform_repo("staging.yaml"));
+    }
+
+    #[test]
+    fn every_template_has_a_sample_context() {
+        let names: Vec<&str> = sample_contexts().iter().map(|(n, _)| *n).collect();
+        for (n, _) in templates::DEFAULTS {
+            assert!(names.contains(n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Encrypting rendered Secrets, noise-free.
+//!
+//! Two cases, because sealwright can open one kind of file and not the other:
+//! - platform secrets are encrypted to the app key, which sealwright holds: the previous file is
+//!   decrypted and re-encrypted with its data key, so values whose plaintext did not change keep
+//!   their exact ciphertext, and a file with no change at all comes back byte for byte;
+//! - the app key and deploy key Secrets in the Flux repo are encrypted to the cluster key, whose
+//!   private half sealwright never has. The plaintext's SHA-256 is written unencrypted into the
+//!   annotation `sealwright.dev/fingerprint`; when the previous file carries the same fingerprint
+//!   and the same recipients, it is kept as is. Publishing that hash is safe only because every
+//!   such Secret contains a freshly generated 256-bit private key: the hash cannot be inverted or
+//!   guessed. Never use it for user-supplied values.
+//!
+//! Everything is YAML with `encrypted_regex: ^(data|stringData)$`, so kustomize (and people) can
+//! read `apiVersion`, `kind` and `metadata` without a key, as Flux requires.
+
+use sha2::{Digest, Sha256};
+
+use super::RenderError;
+use crate::keys::AgeKey;
+use crate::sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
+use crate::sops::rules::CryptRule;
+use crate::sops::scalar::DateTime;
+use crate::sops::{Map, Value};
+
+/// The annotation holding the plaintext fingerprint of a Secret encrypted to the cluster key.
+pub const FINGERPRINT_ANNOTATION: &str = "sealwright.dev/fingerprint";
+
+const ENCRYPTED_REGEX: &str = "^(data|stringData)$";
+
+fn settings(recipients: &[String]) -> Result<EncryptSettings, RenderError> {
+    let rule =
+        CryptRule::from_key("encrypted_regex", ENCRYPTED_REGEX).map_err(|e| RenderError::Sops {
+            path: "(rule)".into(),
+            source: crate::sops::SopsError::from(e),
+        })?;
+    Ok(EncryptSettings {
+        keys: KeySpec {
+            groups: vec![recipients.to_vec()],
+            shamir_threshold: 0,
+        },
+        rule,
+        mac_only_encrypted: false,
+    })
+}
+
+fn sops_err(path: &str) -> impl Fn(crate::sops::SopsError) -> RenderError + '_ {
+    move |source| RenderError::Sops {
+        path: path.to_string(),
+        source,
+    }
+}
+
+fn fresh(
+    path: &str,
+    branches: Vec<Map>,
+    recipients: &[String],
+    now: DateTime,
+) -> Result<Vec<u8>, RenderError> {
+    let doc = document::encrypt(branches, &settings(recipients)?, Format::Yaml, now)
+        .map_err(sops_err(path))?;
+    Format::Yaml
+        .emit_encrypted(&doc, EmitOptions::default())
+        .map_err(sops_err(path))
+}
+
+/// Whether a previous document was written for exactly these recipients with our crypt rule.
+fn same_keys(prev: &document::Encrypted, recipients: &[String]) -> bool {
+    let md = &prev.metadata;
+    md.recipients() == vec![recipients.to_vec()]
+        && !md.has_foreign_keys()
+        && md.shamir_threshold <= 1
+        && md.rule().key() == "encrypted_regex"
+        && md.rule().source() == ENCRYPTED_REGEX
+        && !md.mac_only_encrypted
+}
+
+/// Encrypts a platform secret to `recipients` (the app key first), reusing `previous`.
+pub fn with_app_key(
+    path: &str,
+    branches: Vec<Map>,
+    recipients: &[String],
+    key: &AgeKey,
+    previous: Option<&[u8]>,
+    now: DateTime,
+) -> Result<Vec<u8>, RenderError> {
+    if let Some(bytes) = previous {
+        match reuse_with_key(path, &branches, recipients, key, bytes, now) {
+            Ok(Some(out)) => return Ok(out),
+            Ok(None) => {}
+            // A previous file we cannot open (another key, tampered) is replaced, not fatal:
+            // the desired state is the source of truth. The reason names no value.
+            Err(reason) => {
+                tracing::warn!(%path, %reason, "previous file not reusable; encrypting afresh")
+            }
+        }
+    }
+    fresh(path, branches, recipients, now)
+}
+
+fn reuse_with_key(
+    path: &str,
+    branches: &[Map],
+    recipients: &[String],
+    key: &AgeKey,
+    bytes: &[u8],
+    now: DateTime,
+) -> Result<Option<Vec<u8>>, String> {
+    let prev = Format::Yaml
+        .parse_encrypted(bytes)
+        .map_err(|e| e.to_string())?;
+    if !same_keys(&prev, recipients) {
+        tracing::debug!(%path, "recipients changed; encrypting afresh");
+        return Ok(None);
+    }
+    let dec = document::decrypt(&prev, &key.identities(), true).map_err(|e| e.to_string())?;
+    let (next, changed) =
+        document::reencrypt(&prev, &dec, branches.to_vec(), now).map_err(|e| e.to_string())?;
+    if !changed {
+        return Ok(Some(bytes.to_vec()));
+    }
+    Format::Yaml
+        .emit_encrypted(&next, EmitOptions::default())
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Encrypts a Secret holding key material to the cluster `recipients`, keeping `previous`
+/// byte for byte when its fingerprint and recipients match.
+pub fn for_cluster(
+    path: &str,
+    mut branches: Vec<Map>,
+    recipients: &[String],
+    previous: Option<&[u8]>,
+    now: DateTime,
+) -> Result<Vec<u8>, RenderError> {
+    let plain = Format::Yaml
+        .emit_plain(&branches, EmitOptions::default())
+        .map_err(sops_err(path))?;
+    let fingerprint = format!(
+        "sha256:{}",
+        Sha256::digest(&plain)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    drop(zeroize::Zeroizing::new(plain));
+    for b in &mut branches {
+        set_annotation(b, FINGERPRINT_ANNOTATION, &fingerprint);
+    }
+    if let Some(bytes) = previous {
+        if let Ok(prev) = Format::Yaml.parse_encrypted(bytes) {
+            let kept = prev.branches.len() == 1
+                && annotation(&prev.branches[0], FINGERPRINT_ANNOTATION)
+                    == Some(fingerprint.as_str())
+                && same_keys(&prev, recipients);
+            if kept {
+                return Ok(bytes.to_vec());
+            }
+        }
+    }
+    fresh(path, branches, recipients, now)
+}
+
+fn annotation<'a>(doc: &'a Map, key: &str) -> Option<&'a str> {
+    doc.get("metadata")?
+        .as_map()?
+        .get("annotations")?
+        .as_map()?
+        .get(key)?
+        .as_str()
+}
+
+fn set_annotation(doc: &mut Map, key: &str, value: &str) {
+    let Some(Value::Map(meta)) = doc.get_mut("metadata") else {
+        return;
+    };
+    if !matches!(meta.get("annotations"), Some(Value::Map(_))) {
+        meta.insert("annotations", Value::Map(Map::new()));
+    }
+    if let Some(Value::Map(ann)) = meta.get_mut("annotations") {
+        ann.insert(key, Value::str(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::store::yaml;
+
+    fn doc(value: &str) -> Vec<Map> {
+        yaml::parse(
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: n\ndata:\n  a: {value}\n  b: YmJi\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn app_key_files_are_noise_free() {
+        let key = AgeKey::generate();
+        let r = vec![key.recipient()];
+        let t0 = DateTime::from_unix(1_700_000_000);
+        let t1 = DateTime::from_unix(1_800_000_000);
+        let first = with_app_key("p", doc("YWFh"), &r, &key, None, t0).unwrap();
+        let again = with_app_key("p", doc("YWFh"), &r, &key, Some(&first), t1).unwrap();
+        assert_eq!(first, again, "no change, no diff");
+        let changed = with_app_key("p", doc("enp6"), &r, &key, Some(&first), t1).unwrap();
+        let (a, b) = (
+            String::from_utf8(first.clone()).unwrap(),
+            String::from_utf8(changed).unwrap(),
+        );
+        let diff: Vec<_> = a.lines().zip(b.lines()).filter(|(x, y)| x != y).collect();
+        // The changed value, lastmodified and the MAC; b's ciphertext stays.
+        assert_eq!(diff.len(), 3, "{diff:#?}");
+        // Another key cannot open the previous file: encrypted afresh, not an error.
+        let other = AgeKey::generate();
+        let r2 = vec![other.recipient()];
+        let redone = with_app_key("p", doc("YWFh"), &r2, &other, Some(&first), t1).unwrap();
+        assert_ne!(redone, first);
+    }
+
+    #[test]
+    fn cluster_files_keep_their_bytes_while_the_fingerprint_holds() {
+        let cluster = AgeKey::generate();
+        let r = vec![cluster.recipient()];
+        let t = DateTime::from_unix(1_700_000_000);
+        let first = for_cluster("p", doc("YWFh"), &r, None, t).unwrap();
+        let text = String::from_utf8(first.clone()).unwrap();
+        assert!(
+            text.contains("sealwright.dev/fingerprint: sha256:"),
+            "{text}"
+        );
+        assert_eq!(
+            for_cluster("p", doc("YWFh"), &r, Some(&first), t).unwrap(),
+            first
+        );
+        assert_ne!(
+            for_cluster("p", doc("enp6"), &r, Some(&first), t).unwrap(),
+            first
+        );
+        let r2 = vec![cluster.recipient(), AgeKey::generate().recipient()];
+        assert_ne!(
+            for_cluster("p", doc("YWFh"), &r2, Some(&first), t).unwrap(),
+            first
+        );
+        // And the cluster key opens it, annotation and all.
+        let enc = Format::Yaml.parse_encrypted(&first).unwrap();
+        let dec = document::decrypt(&enc, &cluster.identities(), true).unwrap();
+        let data = dec.branches[0].get("data").unwrap().as_map().unwrap();
+        assert_eq!(data.get("a").unwrap().as_str(), Some("YWFh"));
+    }
+}
