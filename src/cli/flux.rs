@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::keys::{FileKeyStore, KeyStore};
+use crate::keys::{AgeKey, FileKeyStore, KeyStore};
 use crate::render::{self, AppKeys, Rendered, Templates, Tree};
 use crate::sops::scalar::DateTime;
 
@@ -72,10 +72,19 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<()> {
         None => default_keys_dir()?,
     };
     let store = FileKeyStore::new(&keys_dir);
-    let recipient = match (a.cluster_recipient, config.cluster.recipient.clone()) {
-        (Some(r), _) => r,
-        (None, Some(r)) => r,
-        (None, None) => {
+    let given = a
+        .cluster_recipient
+        .or_else(|| config.cluster.recipient.clone());
+    let check = |recipient: String| {
+        config
+            .desired_state(recipient)
+            .with_context(|| format!("config {}", a.config.display()))
+    };
+    let state = match given {
+        Some(r) => check(r)?,
+        None => {
+            // Check everything else before a key is generated: a bad config leaves no trace.
+            check(AgeKey::generate().recipient())?;
             // The embedded default plays the cluster: its key is generated once, kept next to
             // the app keys, and is what a demo decrypts with.
             let existed = store.local_cluster_key_path().exists();
@@ -87,12 +96,9 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<()> {
                     key.recipient()
                 );
             }
-            key.recipient()
+            check(key.recipient())?
         }
     };
-    let state = config
-        .desired_state(recipient)
-        .with_context(|| format!("config {}", a.config.display()))?;
     let mut keys = BTreeMap::new();
     for app in &state.apps {
         let age = store.get_or_create(&app.name)?;

@@ -2,6 +2,8 @@
 //! helpers to run them and the `sealwright` binary with a controlled environment.
 #![allow(dead_code)]
 
+pub mod crd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
