@@ -303,6 +303,40 @@ mod tests {
     }
 
     #[test]
+    fn operator_and_local_cluster_keys_are_made_once_and_never_collide_with_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path());
+        let op = store.operator_key().unwrap();
+        let cl = store.local_cluster_key().unwrap();
+        assert_ne!(op.recipient(), cl.recipient());
+        assert_eq!(store.operator_key().unwrap().recipient(), op.recipient());
+        assert_eq!(store.local_cluster_key().unwrap().recipient(), cl.recipient());
+        // Their file names are not app names, so no app can ever get (or overwrite) them.
+        for name in ["_operator", "_cluster"] {
+            assert!(validate_app_name(name).is_err());
+        }
+        let mode = std::fs::metadata(store.local_cluster_key_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn deploy_keys_are_made_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path());
+        let k = store.deploy_key("shop").unwrap();
+        assert_eq!(store.deploy_key("shop").unwrap().public_openssh(), k.public_openssh());
+        let path = dir.path().join("shop.deploy-key");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(store.deploy_key("shop"), Err(KeyError::TooOpen { .. })));
+        assert!(matches!(store.deploy_key("../x"), Err(KeyError::BadName(_))));
+    }
+
+    #[test]
     fn malformed_identity_files() {
         assert!(AgeKey::from_identity_file("# nothing\n", "f").is_err());
         let k = AgeKey::generate();
