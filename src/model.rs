@@ -241,6 +241,22 @@ fn validate_app(
         if s.data.is_empty() {
             return Err(err(format!("{g}.data"), "needs at least one key"));
         }
+        // Kubernetes refuses these types without their keys; say so here, not at apply time.
+        let required: &[&str] = match s.type_.as_str() {
+            "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+            "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+            "kubernetes.io/dockercfg" => &[".dockercfg"],
+            "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+            _ => &[],
+        };
+        for key in required {
+            if !s.data.iter().any(|(k, _)| k == key) {
+                return Err(err(
+                    format!("{g}.data"),
+                    format!("a Secret of type {} needs the key {key:?}", s.type_),
+                ));
+            }
+        }
         let mut keys = BTreeSet::new();
         for (key, _) in &s.data {
             validate_data_key(&format!("{g}.data"), key)?;
@@ -319,6 +335,17 @@ fn validate_repo(f: &str, repo: &PlatformRepo) -> Result<(), ModelError> {
         return Err(err(
             format!("{f}.url"),
             format!("{url:?} needs a host and a repository path"),
+        ));
+    }
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    if url.starts_with("https://") && authority.contains('@') {
+        // Never echo it: the user part may be a token.
+        return Err(err(
+            format!("{f}.url"),
+            "must not carry credentials (user@ or user:token@): the URL is committed in clear",
         ));
     }
     validate_branch(&format!("{f}.branch"), &repo.branch)?;
@@ -429,6 +456,7 @@ mod tests {
         assert_eq!(e.field, field, "{e}");
         assert!(e.problem.contains(words), "{e}");
         assert!(!e.to_string().contains("hunter2"));
+        assert!(!e.to_string().contains("ghp_TOKEN"));
     }
 
     #[test]
@@ -531,6 +559,19 @@ mod tests {
             |s| s.apps[0].repo.url = "ssh://git@example.com:2222/acme/x.git".into(),
             "apps[0].repo.known_hosts",
             "[example.com]:2222",
+        );
+        fails(
+            |s| {
+                s.apps[0].repo.url = "https://bob:ghp_TOKEN@example.com/a/b.git".into();
+                s.apps[0].repo.known_hosts = None;
+            },
+            "apps[0].repo.url",
+            "credentials",
+        );
+        fails(
+            |s| s.apps[0].secrets[0].type_ = "kubernetes.io/tls".into(),
+            "apps[0].secrets[0].data",
+            "tls.crt",
         );
         fails(
             |s| s.apps[0].repo.branch = "a..b".into(),

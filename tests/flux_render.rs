@@ -232,8 +232,10 @@ fn every_rendered_directory_builds_with_kubectl_kustomize() {
     assert_eq!(count("Secret"), 4, "an age key and a deploy key per app");
     assert_eq!(count("GitRepository"), 2);
     assert_eq!(count("Kustomization"), 2);
-    assert_eq!(count("Role"), 4);
-    assert_eq!(count("RoleBinding"), 4);
+    assert_eq!(count("ServiceAccount"), 2, "one per app, for its sync");
+    assert_eq!(count("Namespace"), 4, "every environment namespace");
+    assert_eq!(count("Role"), 8, "apply + read in each namespace");
+    assert_eq!(count("RoleBinding"), 8);
 }
 
 /// The real sops decrypting one resource as kustomize-controller does after `kustomize build`:
@@ -403,7 +405,7 @@ fn sops_with(cwd: &Path, key_file: &Path, args: &[&str]) -> Command {
 /// Ciphertext, age stanzas and times change on every fresh encryption: mask them.
 fn masked(text: &str) -> String {
     let re = regex::Regex::new(
-        r"(?s)ENC\[AES256_GCM,[^\]]*\]|-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----|lastmodified: \x22[^\x22]*\x22",
+        r"(?s)ENC\[AES256_GCM,[^\]]*\]|-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----|lastmodified: \x22[^\x22]*\x22|hmac-sha256:[0-9a-f]{64}",
     )
     .unwrap();
     re.replace_all(text, |c: &regex::Captures| {
@@ -412,6 +414,9 @@ fn masked(text: &str) -> String {
             "ENC[<ciphertext>]".to_string()
         } else if m.starts_with("lastmodified") {
             "lastmodified: \"<time>\"".to_string()
+        } else if m.starts_with("hmac-sha256:") {
+            // The seal tag binds the (fresh, random) data key: it changes with the ciphertext.
+            "hmac-sha256:<seal>".to_string()
         } else {
             // Keep the line structure of the block scalar: one masked line, same indentation.
             "-----BEGIN AGE ENCRYPTED FILE-----<masked>-----END AGE ENCRYPTED FILE-----".to_string()

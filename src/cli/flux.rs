@@ -31,7 +31,9 @@ pub struct RenderArgs {
     /// Output directory: DIR/flux/ and DIR/platform/<app>-platform/
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// The cluster's age recipient; overrides cluster.recipient of the configuration
+    /// The cluster's age recipient; overrides cluster.recipient of the configuration. With
+    /// neither, a local cluster key is generated in the keys dir (_cluster.agekey): fine for a
+    /// demo, but whoever reads that directory can then open every app key
     #[arg(long, value_name = "AGE1...")]
     pub cluster_recipient: Option<String>,
     /// Where app keys are created or read (one 0600 file per key)
@@ -112,12 +114,14 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<()> {
     let flux_dir = a.out.join("flux");
     let platform_dir = a.out.join("platform");
     let mut previous = Rendered {
-        flux: read_tree(&flux_dir, render::owned_in_flux_repo)?,
+        flux: read_tree(&flux_dir, &|p| {
+            render::owned_in_flux_repo(&state.cluster.name, p)
+        })?,
         platform: BTreeMap::new(),
     };
     for app in &state.apps {
         let name = render::platform_repo_name(&app.name);
-        let tree = read_tree(&platform_dir.join(&name), render::owned_in_platform_repo)?;
+        let tree = read_tree(&platform_dir.join(&name), &render::owned_in_platform_repo)?;
         previous.platform.insert(name, tree);
     }
     let rendered = render::render(&state, &keys, &previous, &templates, DateTime::now_utc())?;
@@ -148,7 +152,7 @@ struct Counts {
 }
 
 /// The files under `root` that `owned` selects, by path relative to `root` (`/`-separated).
-fn read_tree(root: &Path, owned: fn(&str) -> bool) -> anyhow::Result<Tree> {
+fn read_tree(root: &Path, owned: &dyn Fn(&str) -> bool) -> anyhow::Result<Tree> {
     let mut tree = Tree::new();
     if !root.exists() {
         return Ok(tree);

@@ -310,7 +310,10 @@ mod tests {
         let cl = store.local_cluster_key().unwrap();
         assert_ne!(op.recipient(), cl.recipient());
         assert_eq!(store.operator_key().unwrap().recipient(), op.recipient());
-        assert_eq!(store.local_cluster_key().unwrap().recipient(), cl.recipient());
+        assert_eq!(
+            store.local_cluster_key().unwrap().recipient(),
+            cl.recipient()
+        );
         // Their file names are not app names, so no app can ever get (or overwrite) them.
         for name in ["_operator", "_cluster"] {
             assert!(validate_app_name(name).is_err());
@@ -327,13 +330,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileKeyStore::new(dir.path());
         let k = store.deploy_key("shop").unwrap();
-        assert_eq!(store.deploy_key("shop").unwrap().public_openssh(), k.public_openssh());
+        assert_eq!(
+            store.deploy_key("shop").unwrap().public_openssh(),
+            k.public_openssh()
+        );
         let path = dir.path().join("shop.deploy-key");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(matches!(store.deploy_key("shop"), Err(KeyError::TooOpen { .. })));
-        assert!(matches!(store.deploy_key("../x"), Err(KeyError::BadName(_))));
+        assert!(matches!(
+            store.deploy_key("shop"),
+            Err(KeyError::TooOpen { .. })
+        ));
+        assert!(matches!(
+            store.deploy_key("../x"),
+            Err(KeyError::BadName(_))
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use minijinja::Value as J;
 use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
 use crate::keys::chain::{age_secret_name, agekey_entry, deploy_key_secret_name};
 use crate::keys::{AgeKey, DeployKey};
@@ -70,21 +71,66 @@ pub fn secret_path(namespace: &str, name: &str) -> String {
     format!("secrets/{namespace}/{name}.sops.yaml")
 }
 
-/// Whether sealwright owns `path` in the Flux repo: `apps/`, the repo's `.sops.yaml` and each
-/// cluster's `apps.yaml`. Everything else (the `flux bootstrap` files first of all) is left alone.
-pub fn owned_in_flux_repo(path: &str) -> bool {
-    path == ".sops.yaml"
-        || path.starts_with("apps/")
-        || path
-            .strip_prefix("clusters/")
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(_, file)| file == "apps.yaml")
+/// The files sealwright writes in each app's folder of the Flux repo.
+pub const FLUX_APP_FILES: &[&str] = &[
+    "kustomization.yaml",
+    "gitrepository.yaml",
+    "sync.yaml",
+    "rbac.yaml",
+    "age-secret.sops.yaml",
+    "deploy-key.sops.yaml",
+];
+
+/// Whether sealwright owns `path` in the Flux repo of `cluster`: the repo's `.sops.yaml`,
+/// `clusters/<cluster>/apps.yaml`, `apps/kustomization.yaml` and the known files of each
+/// `apps/<app>-platform/` folder. Nothing else: not the `flux bootstrap` files, not other
+/// clusters' `apps.yaml` in a fleet repo, not `apps/base/...` of Flux's reference layout.
+pub fn owned_in_flux_repo(cluster: &str, path: &str) -> bool {
+    if path == ".sops.yaml" || path == "apps/kustomization.yaml" {
+        return true;
+    }
+    if path
+        .strip_prefix("clusters/")
+        .and_then(|r| r.strip_suffix("/apps.yaml"))
+        == Some(cluster)
+    {
+        return true;
+    }
+    match path
+        .strip_prefix("apps/")
+        .map(|r| r.split('/').collect::<Vec<_>>())
+    {
+        Some(parts) => {
+            parts.len() == 2
+                && parts[0]
+                    .strip_suffix("-platform")
+                    .is_some_and(|app| crate::names::validate_label("app", app).is_ok())
+                && FLUX_APP_FILES.contains(&parts[1])
+        }
+        None => false,
+    }
 }
 
-/// Whether sealwright owns `path` in a platform repo: `.sops.yaml` and `secrets/`. The rest
-/// (`<env>.yaml` and anything else) belongs to the app team.
+/// Whether sealwright owns `path` in a platform repo: `.sops.yaml`,
+/// `secrets/kustomization.yaml` and `secrets/<namespace>/<name>.sops.yaml`. The rest (the app
+/// team's `<env>.yaml` and anything else) is left alone.
 pub fn owned_in_platform_repo(path: &str) -> bool {
-    path == ".sops.yaml" || path.starts_with("secrets/")
+    if path == ".sops.yaml" || path == "secrets/kustomization.yaml" {
+        return true;
+    }
+    match path
+        .strip_prefix("secrets/")
+        .map(|r| r.split('/').collect::<Vec<_>>())
+    {
+        Some(parts) => {
+            parts.len() == 2
+                && crate::names::validate_label("namespace", parts[0]).is_ok()
+                && parts[1]
+                    .strip_suffix(".sops.yaml")
+                    .is_some_and(|n| crate::names::validate_label("name", n).is_ok())
+        }
+        None => false,
+    }
 }
 
 /// Renders everything. `previous` is what the repositories hold now (only the files this
@@ -195,11 +241,8 @@ fn render_platform(
         for ns in app.target_namespaces(secret) {
             let path = secret_path(ns, &secret.target_name);
             let _span = tracing::debug_span!("secret", %path).entered();
-            let values: Vec<String> = secret
-                .data
-                .iter()
-                .map(|(_, v)| base64::engine::general_purpose::STANDARD.encode(v.expose()))
-                .collect();
+            let values: Vec<Zeroizing<String>> =
+                secret.data.iter().map(|(_, v)| b64(v.expose())).collect();
             let data: Vec<J> = secret
                 .data
                 .iter()
@@ -283,19 +326,16 @@ fn render_flux_app(
     )?;
     out.insert(format!("{dir}/sync.yaml"), text.into_bytes());
 
-    let namespaces = rbac_namespaces(app);
-    if !namespaces.is_empty() {
-        let text = templates.render(
-            "flux-rbac.yaml.j2",
-            &ctx(
-                &cluster_ctx,
-                Some(&app_ctx),
-                &[("namespaces", J::from_serialize(&namespaces))],
-            ),
-        )?;
-        out.insert(format!("{dir}/rbac.yaml"), text.into_bytes());
-        files.push("rbac.yaml");
-    }
+    let text = templates.render(
+        "flux-rbac.yaml.j2",
+        &ctx(
+            &cluster_ctx,
+            Some(&app_ctx),
+            &[("namespaces", J::from_serialize(rbac_namespaces(app)))],
+        ),
+    )?;
+    out.insert(format!("{dir}/rbac.yaml"), text.into_bytes());
+    files.push("rbac.yaml");
 
     // The key chain: the app's private key, readable only with the cluster key.
     let path = format!("{dir}/age-secret.sops.yaml");
@@ -390,8 +430,8 @@ fn normalise_known_hosts(text: &str) -> String {
     s
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+fn b64(bytes: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 #[derive(serde::Serialize)]
@@ -400,13 +440,13 @@ struct RbacNamespace {
     secrets: Vec<String>,
 }
 
-/// The namespaces that receive at least one of the app's Secrets, with those Secrets' names.
-/// A namespace with none gets no Role at all: a Role with empty `resourceNames` would grant
-/// every Secret of the namespace.
+/// Every environment namespace of the app, with the Secrets delivered there. The template gives
+/// a namespace with none no reader Role: a Role with empty `resourceNames` would grant every
+/// Secret of the namespace.
 fn rbac_namespaces(app: &App) -> Vec<RbacNamespace> {
     app.environments
         .iter()
-        .filter_map(|env| {
+        .map(|env| {
             let mut secrets: Vec<String> = app
                 .secrets
                 .iter()
@@ -414,10 +454,10 @@ fn rbac_namespaces(app: &App) -> Vec<RbacNamespace> {
                 .map(|s| s.target_name.clone())
                 .collect();
             secrets.sort();
-            (!secrets.is_empty()).then(|| RbacNamespace {
+            RbacNamespace {
                 name: env.namespace.clone(),
                 secrets,
-            })
+            }
         })
         .collect()
 }
@@ -428,45 +468,81 @@ fn token(i: usize) -> String {
     format!("sealwright-value-{i}-7a0c1e5d")
 }
 
+/// How many secret values a template places (checked at start-up with stand-in values).
+pub(crate) fn values_placed(template: &str) -> usize {
+    match template {
+        "secret.yaml.j2" | "flux-age-secret.yaml.j2" => 1,
+        "flux-deploy-key.yaml.j2" => 3,
+        _ => 0,
+    }
+}
+
 /// Parses a rendered template and replaces each token by its value. Every token must appear
-/// exactly once, as a whole scalar: otherwise a custom template dropped or duplicated a value.
-fn fill(template: &str, text: &str, values: &[String]) -> Result<Vec<Map>, RenderError> {
+/// exactly once, as a whole scalar, under the document's top-level `data` or `stringData` (the
+/// only places the encryption rule covers): otherwise a custom template dropped, duplicated or
+/// exposed a value.
+pub(crate) fn fill(
+    template: &str,
+    text: &str,
+    values: &[Zeroizing<String>],
+) -> Result<Vec<Map>, TemplateError> {
     let bad = |reason: String| TemplateError::Bad {
         name: template.to_string(),
         reason,
     };
     let mut branches = crate::sops::store::yaml::parse(text.as_bytes())
         .map_err(|e| bad(format!("output is not YAML: {e}")))?;
-    let mut seen = vec![0usize; values.len()];
-    fn walk(v: &mut Value, values: &[String], seen: &mut [usize]) {
+    // (times placed, times placed where it is not encrypted)
+    let mut seen = vec![(0usize, 0usize); values.len()];
+    fn walk(
+        v: &mut Value,
+        encrypted: bool,
+        values: &[Zeroizing<String>],
+        seen: &mut [(usize, usize)],
+    ) {
         match v {
             Value::Str(s) => {
                 if let Some(i) = (0..values.len()).find(|&i| *s == token(i)) {
-                    *s = values[i].clone();
-                    seen[i] += 1;
+                    seen[i].0 += 1;
+                    if encrypted {
+                        s.clone_from(&values[i]);
+                    } else {
+                        seen[i].1 += 1;
+                    }
                 }
             }
-            Value::Map(m) => walk_map(m, values, seen),
-            Value::Seq(items) => items.iter_mut().for_each(|x| walk(x, values, seen)),
+            Value::Map(m) => {
+                for item in &mut m.items {
+                    if let MapItem::Pair(_, v) = item {
+                        walk(v, encrypted, values, seen);
+                    }
+                }
+            }
+            Value::Seq(items) => items
+                .iter_mut()
+                .for_each(|x| walk(x, encrypted, values, seen)),
             _ => {}
         }
     }
-    fn walk_map(m: &mut Map, values: &[String], seen: &mut [usize]) {
-        for item in &mut m.items {
-            if let MapItem::Pair(_, v) = item {
-                walk(v, values, seen);
+    for b in &mut branches {
+        for item in &mut b.items {
+            if let MapItem::Pair(k, v) = item {
+                let encrypted = k == "data" || k == "stringData";
+                walk(v, encrypted, values, &mut seen);
             }
         }
     }
-    for b in &mut branches {
-        walk_map(b, values, &mut seen);
-    }
-    if let Some(i) = seen.iter().position(|&n| n != 1) {
-        return Err(bad(format!(
-            "secret value #{i} must be placed exactly once as a whole YAML value (it was placed {} times)",
-            seen[i]
-        ))
-        .into());
+    for (i, (placed, exposed)) in seen.iter().enumerate() {
+        if *exposed > 0 {
+            return Err(bad(format!(
+                "secret value #{i} is placed outside data/stringData, where it would be committed unencrypted"
+            )));
+        }
+        if *placed != 1 {
+            return Err(bad(format!(
+                "secret value #{i} must be placed exactly once as a whole YAML value (it was placed {placed} times)"
+            )));
+        }
     }
     Ok(branches)
 }
@@ -766,7 +842,7 @@ mod tests {
     /// Blanks out what differs between two encryptions of the same plaintext.
     fn mask(s: &str) -> String {
         let re = regex::Regex::new(
-            r"(?s)ENC\[[^\]]*\]|-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----",
+            r"(?s)ENC\[[^\]]*\]|-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----|hmac-sha256:[0-9a-f]{64}",
         )
         .unwrap();
         re.replace_all(s, "<ciphertext>").into_owned()
@@ -788,6 +864,7 @@ mod tests {
                 "apps/blog-platform/age-secret.sops.yaml",
                 "apps/blog-platform/gitrepository.yaml",
                 "apps/blog-platform/kustomization.yaml",
+                "apps/blog-platform/rbac.yaml",
                 "apps/blog-platform/sync.yaml",
                 "apps/kustomization.yaml",
                 "apps/shop-platform/age-secret.sops.yaml",
@@ -814,8 +891,31 @@ mod tests {
         assert!(flux
             .iter()
             .chain(&shop)
-            .all(|p| owned_in_flux_repo(p) || owned_in_platform_repo(p)));
-        // https: no deploy key, no secretRef; no secrets: no Role, an empty list.
+            .all(|p| owned_in_flux_repo("prod", p) || owned_in_platform_repo(p)));
+        // https: no deploy key, no secretRef; no secrets: no reader Role, an empty list.
+        let blog_rbac = text(&out.flux, "apps/blog-platform/rbac.yaml");
+        assert!(blog_rbac.contains("blog-platform-apply"), "{blog_rbac}");
+        assert!(!blog_rbac.contains("blog-platform-secrets"), "{blog_rbac}");
+        let shop_rbac = text(&out.flux, "apps/shop-platform/rbac.yaml");
+        // shop-staging gets no secret: apply rights, but no reader Role there.
+        assert_eq!(
+            shop_rbac
+                .matches("name: shop-platform-secrets\n  namespace: shop-prod")
+                .count(),
+            2
+        );
+        assert_eq!(
+            shop_rbac
+                .matches("name: shop-platform-secrets\n  namespace: shop-staging")
+                .count(),
+            0
+        );
+        assert_eq!(
+            shop_rbac
+                .matches("name: shop-platform-apply\n  namespace: shop-staging")
+                .count(),
+            2
+        );
         let blog_git = text(&out.flux, "apps/blog-platform/gitrepository.yaml");
         assert!(!blog_git.contains("secretRef"), "{blog_git}");
         assert!(
@@ -880,26 +980,38 @@ mod tests {
     }
 
     #[test]
-    fn a_template_that_drops_a_value_is_an_error() {
-        let e = fill("secret.yaml.j2", "data: {}\n", &["x".into()]).unwrap_err();
+    fn a_template_that_drops_duplicates_or_exposes_a_value_is_an_error() {
+        let x = || vec![Zeroizing::new("x".to_string())];
+        let e = fill("secret.yaml.j2", "data: {}\n", &x()).unwrap_err();
         assert!(
             e.to_string().starts_with("template secret.yaml.j2: "),
             "{e}"
         );
-        let twice = format!("a: {}\nb: {}\n", token(0), token(0));
-        assert!(fill("t", &twice, &["x".into()]).is_err());
-        let ok = fill("t", &format!("a: {}\n", token(0)), &["x".into()]).unwrap();
-        assert_eq!(ok[0].get("a").unwrap().as_str(), Some("x"));
+        let twice = format!("data:\n  a: {}\n  b: {}\n", token(0), token(0));
+        assert!(fill("t", &twice, &x()).is_err());
+        let exposed = format!("metadata:\n  annotations:\n    a: {}\n", token(0));
+        let e = fill("t", &exposed, &x()).unwrap_err().to_string();
+        assert!(e.contains("outside data/stringData"), "{e}");
+        let ok = fill("t", &format!("stringData:\n  a: {}\n", token(0)), &x()).unwrap();
+        let sd = ok[0].get("stringData").unwrap().as_map().unwrap();
+        assert_eq!(sd.get("a").unwrap().as_str(), Some("x"));
     }
 
     #[test]
     fn ownership() {
-        assert!(owned_in_flux_repo("clusters/prod/apps.yaml"));
+        assert!(owned_in_flux_repo("prod", "clusters/prod/apps.yaml"));
+        assert!(!owned_in_flux_repo("prod", "clusters/other/apps.yaml"));
+        assert!(!owned_in_flux_repo("prod", "apps/base/podinfo.yaml"));
+        assert!(!owned_in_flux_repo("prod", "apps/README.md"));
+        assert!(!owned_in_flux_repo("prod", "apps/x-platform/extra.yaml"));
+        assert!(!owned_in_platform_repo("secrets/README.md"));
+        assert!(!owned_in_platform_repo("secrets/ns/deep/a.sops.yaml"));
         assert!(!owned_in_flux_repo(
+            "prod",
             "clusters/prod/flux-system/gotk-sync.yaml"
         ));
-        assert!(!owned_in_flux_repo("clusters/prod/other.yaml"));
-        assert!(owned_in_flux_repo("apps/x-platform/sync.yaml"));
+        assert!(!owned_in_flux_repo("prod", "clusters/prod/other.yaml"));
+        assert!(owned_in_flux_repo("prod", "apps/x-platform/sync.yaml"));
         assert!(owned_in_platform_repo("secrets/ns/a.sops.yaml"));
         assert!(!owned_in_platform_repo("staging.yaml"));
     }

@@ -3,11 +3,16 @@
 //! Two cases, because sealwright can open one kind of file and not the other:
 //! - platform secrets are encrypted to the app key, which sealwright holds: the previous file is
 //!   decrypted and re-encrypted with its data key, so values whose plaintext did not change keep
-//!   their exact ciphertext, and a file with no change at all comes back byte for byte;
+//!   their exact ciphertext, and a file with no change at all comes back byte for byte. Its data
+//!   key is reused only if the file carries `sealwright.dev/seal`, an HMAC of the data key under
+//!   a key derived from the app's private key: anyone can encrypt a file to the (public) app
+//!   recipient with a data key of their choosing, but only sealwright can tag it, so a planted
+//!   file is replaced rather than adopted;
 //! - the app key and deploy key Secrets in the Flux repo are encrypted to the cluster key, whose
 //!   private half sealwright never has. The plaintext's SHA-256 is written unencrypted into the
-//!   annotation `sealwright.dev/fingerprint`; when the previous file carries the same fingerprint
-//!   and the same recipients, it is kept as is. Publishing that hash is safe only because every
+//!   annotation `sealwright.dev/fingerprint`; when the previous file carries the same fingerprint,
+//!   the same recipients and the same unencrypted fields, it is kept as is. (Whoever can write
+//!   the Flux repo is trusted by the cluster anyway: that repo controls Flux itself.) Publishing that hash is safe only because every
 //!   such Secret contains a freshly generated 256-bit private key: the hash cannot be inverted or
 //!   guessed. Never use it for user-supplied values.
 //!
@@ -18,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::RenderError;
 use crate::keys::AgeKey;
+use crate::sops::cipher::DataKey;
 use crate::sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
 use crate::sops::rules::CryptRule;
 use crate::sops::scalar::DateTime;
@@ -25,6 +31,31 @@ use crate::sops::{Map, Value};
 
 /// The annotation holding the plaintext fingerprint of a Secret encrypted to the cluster key.
 pub const FINGERPRINT_ANNOTATION: &str = "sealwright.dev/fingerprint";
+
+/// The annotation binding a platform secret's data key to sealwright (see the module docs).
+pub const SEAL_ANNOTATION: &str = "sealwright.dev/seal";
+
+/// `hmac-sha256:<hex>` of `path` and the data key, under a key derived from the app key.
+fn seal_tag(app_key: &AgeKey, path: &str, data_key: &DataKey) -> String {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let mut derive = Sha256::new();
+    derive.update(b"sealwright seal tag v1\0");
+    derive.update(app_key.secret().expose_secret().as_bytes());
+    let tag_key: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(derive.finalize().into());
+    let mut mac = match Hmac::<Sha256>::new_from_slice(tag_key.as_ref()) {
+        Ok(m) => m,
+        Err(e) => unreachable!("HMAC takes keys of any length: {e}"),
+    };
+    mac.update(path.as_bytes());
+    mac.update(b"\0");
+    mac.update(data_key.as_bytes());
+    let out = mac.finalize().into_bytes();
+    format!(
+        "hmac-sha256:{}",
+        out.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
 
 const ENCRYPTED_REGEX: &str = "^(data|stringData)$";
 
@@ -54,10 +85,11 @@ fn sops_err(path: &str) -> impl Fn(crate::sops::SopsError) -> RenderError + '_ {
 fn fresh(
     path: &str,
     branches: Vec<Map>,
+    key: DataKey,
     recipients: &[String],
     now: DateTime,
 ) -> Result<Vec<u8>, RenderError> {
-    let doc = document::encrypt(branches, &settings(recipients)?, Format::Yaml, now)
+    let doc = document::encrypt_with_key(branches, key, &settings(recipients)?, Format::Yaml, now)
         .map_err(sops_err(path))?;
     Format::Yaml
         .emit_encrypted(&doc, EmitOptions::default())
@@ -95,7 +127,13 @@ pub fn with_app_key(
             }
         }
     }
-    fresh(path, branches, recipients, now)
+    let data_key = DataKey::generate();
+    let mut branches = branches;
+    let tag = seal_tag(key, path, &data_key);
+    for b in &mut branches {
+        set_annotation(b, SEAL_ANNOTATION, &tag);
+    }
+    fresh(path, branches, data_key, recipients, now)
 }
 
 fn reuse_with_key(
@@ -114,8 +152,18 @@ fn reuse_with_key(
         return Ok(None);
     }
     let dec = document::decrypt(&prev, &key.identities(), true).map_err(|e| e.to_string())?;
+    let tag = seal_tag(key, path, &dec.data_key);
+    if prev.branches.len() != 1 || annotation(&prev.branches[0], SEAL_ANNOTATION) != Some(&tag) {
+        return Err(
+            "its data key was not chosen by sealwright (no valid sealwright.dev/seal)".into(),
+        );
+    }
+    let mut branches = branches.to_vec();
+    for b in &mut branches {
+        set_annotation(b, SEAL_ANNOTATION, &tag);
+    }
     let (next, changed) =
-        document::reencrypt(&prev, &dec, branches.to_vec(), now).map_err(|e| e.to_string())?;
+        document::reencrypt(&prev, &dec, branches, now).map_err(|e| e.to_string())?;
     if !changed {
         return Ok(Some(bytes.to_vec()));
     }
@@ -151,15 +199,26 @@ pub fn for_cluster(
     if let Some(bytes) = previous {
         if let Ok(prev) = Format::Yaml.parse_encrypted(bytes) {
             let kept = prev.branches.len() == 1
+                && branches.len() == 1
                 && annotation(&prev.branches[0], FINGERPRINT_ANNOTATION)
                     == Some(fingerprint.as_str())
-                && same_keys(&prev, recipients);
+                && same_keys(&prev, recipients)
+                && without_data(&prev.branches[0]) == without_data(&branches[0]);
             if kept {
                 return Ok(bytes.to_vec());
             }
         }
     }
-    fresh(path, branches, recipients, now)
+    fresh(path, branches, DataKey::generate(), recipients, now)
+}
+
+/// The document without its encrypted top-level fields: what must match exactly for a file we
+/// cannot decrypt to be kept.
+fn without_data(doc: &Map) -> Map {
+    let mut m = doc.clone();
+    m.remove("data");
+    m.remove("stringData");
+    m
 }
 
 fn annotation<'a>(doc: &'a Map, key: &str) -> Option<&'a str> {
@@ -220,6 +279,50 @@ mod tests {
         let r2 = vec![other.recipient()];
         let redone = with_app_key("p", doc("YWFh"), &r2, &other, Some(&first), t1).unwrap();
         assert_ne!(redone, first);
+    }
+
+    #[test]
+    fn a_planted_file_with_a_foreign_data_key_is_replaced_not_adopted() {
+        let key = AgeKey::generate();
+        let r = vec![key.recipient()];
+        let t = DateTime::from_unix(1_700_000_000);
+        // Someone with only the public recipient encrypts the same plaintext with their own key.
+        let planted_doc =
+            document::encrypt(doc("YWFh"), &settings(&r).unwrap(), Format::Yaml, t).unwrap();
+        let planted = Format::Yaml
+            .emit_encrypted(&planted_doc, EmitOptions::default())
+            .unwrap();
+        let out = with_app_key("p", doc("YWFh"), &r, &key, Some(&planted), t).unwrap();
+        assert_ne!(out, planted);
+        let enc = Format::Yaml.parse_encrypted(&out).unwrap();
+        let dec = document::decrypt(&enc, &key.identities(), true).unwrap();
+        let planted_key = document::decrypt(&planted_doc, &key.identities(), true).unwrap();
+        assert_ne!(dec.data_key.as_bytes(), planted_key.data_key.as_bytes());
+        // Copying a valid tag from another file does not help either: it binds path and key.
+        let genuine = with_app_key("q", doc("YWFh"), &r, &key, None, t).unwrap();
+        let tag_line = String::from_utf8(genuine)
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("sealwright.dev/seal:"))
+            .unwrap()
+            .to_string();
+        assert!(tag_line.contains("hmac-sha256:"));
+        let again = with_app_key("p", doc("YWFh"), &r, &key, Some(&out), t).unwrap();
+        assert_eq!(again, out, "our own file is still reused");
+    }
+
+    #[test]
+    fn a_cluster_file_edited_outside_data_is_repaired() {
+        let cluster = AgeKey::generate();
+        let r = vec![cluster.recipient()];
+        let t = DateTime::from_unix(1_700_000_000);
+        let first = for_cluster("p", doc("YWFh"), &r, None, t).unwrap();
+        let edited = String::from_utf8(first.clone())
+            .unwrap()
+            .replace("namespace: n", "namespace: elsewhere");
+        let out = for_cluster("p", doc("YWFh"), &r, Some(edited.as_bytes()), t).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("elsewhere"), "{out}");
     }
 
     #[test]

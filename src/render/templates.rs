@@ -203,6 +203,11 @@ impl Templates {
                 name: name.to_string(),
                 reason: format!("output is not YAML with the sample context: {e}"),
             })?;
+            // Where secret values go: each exactly once, and only where it gets encrypted.
+            let stand_ins: Vec<zeroize::Zeroizing<String>> = (0..super::values_placed(name))
+                .map(|i| zeroize::Zeroizing::new(format!("c2FtcGxl{i}")))
+                .collect();
+            super::fill(name, &text, &stand_ins)?;
         }
         Ok(())
     }
@@ -275,6 +280,16 @@ mod tests {
                 "undefined",
             ),
             ("flux-sync.yaml.j2", "a: [\n", "not YAML"),
+            (
+                "secret.yaml.j2",
+                "kind: Secret\nmetadata:\n  annotations:\n{% for i in data %}    {{ i.key }}: {{ i.value }}\n{% endfor %}data: {}\n",
+                "outside data/stringData",
+            ),
+            (
+                "flux-age-secret.yaml.j2",
+                "kind: Secret\ndata: {}\n# {{ age_key }}\n",
+                "placed exactly once",
+            ),
         ];
         for (name, text, words) in cases {
             let d = dir_with(name, text);

@@ -312,7 +312,18 @@ pub fn encrypt(
     format: Format,
     now: DateTime,
 ) -> Result<Encrypted, SopsError> {
-    let key = DataKey::generate();
+    encrypt_with_key(branches, DataKey::generate(), settings, format, now)
+}
+
+/// [`encrypt`] with a data key the caller generated (for callers that must bind something to
+/// the key before the document is sealed).
+pub fn encrypt_with_key(
+    branches: Vec<Map>,
+    key: DataKey,
+    settings: &EncryptSettings,
+    format: Format,
+    now: DateTime,
+) -> Result<Encrypted, SopsError> {
     let (groups, threshold) = wrap_key_groups(&key, &settings.keys)?;
     let rule = if format == Format::Binary {
         None
