@@ -33,26 +33,6 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((
-                    p.strip_prefix(root).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +75,7 @@ fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing()
         assert!(!stdout(&o).contains(bad), "{bad}");
     }
 
-    let before = snapshot(&dir.path().join("out"));
+    let before = files_under(&dir.path().join("out"));
     let o = render(dir.path(), Path::new(EXAMPLE), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
@@ -103,7 +83,11 @@ fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing()
         "26 files under out: 0 created, 0 updated, 0 removed, 26 unchanged"
     );
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
-    assert_eq!(before, snapshot(&dir.path().join("out")), "byte-identical");
+    assert_eq!(
+        before,
+        files_under(&dir.path().join("out")),
+        "byte-identical"
+    );
 }
 
 #[test]

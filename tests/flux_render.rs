@@ -83,24 +83,6 @@ fn render_example() -> Rendered {
     r
 }
 
-/// Every file under `root`, by relative path.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 fn docs(bytes: &[u8]) -> Vec<Map> {
     sealwright::sops::store::yaml::parse(bytes).unwrap()
 }
@@ -126,7 +108,7 @@ fn every_flux_object_validates_against_the_flux_crd_schemas() {
         crds.extend(common::crd::load(&crd_dir.join(f)));
     }
     let mut validated = BTreeMap::<String, usize>::new();
-    for (path, bytes) in files(&r.out()) {
+    for (path, bytes) in files_under(&r.out()) {
         if !path.ends_with(".yaml") {
             continue;
         }
@@ -212,7 +194,7 @@ fn kustomize(dir: &Path) -> Vec<u8> {
 fn every_rendered_directory_builds_with_kubectl_kustomize() {
     let r = render_example();
     let mut built = 0;
-    for path in files(&r.out())
+    for path in files_under(&r.out())
         .keys()
         .filter(|p| p.ends_with("/kustomization.yaml"))
     {
@@ -428,7 +410,7 @@ fn masked(text: &str) -> String {
 #[test]
 fn golden_files_for_the_example_config() {
     let r = render_example();
-    let got: BTreeMap<String, String> = files(&r.out())
+    let got: BTreeMap<String, String> = files_under(&r.out())
         .into_iter()
         .map(|(p, b)| (p, masked(&String::from_utf8(b).unwrap())))
         .collect();
@@ -440,7 +422,7 @@ fn golden_files_for_the_example_config() {
             std::fs::write(dest, text).unwrap();
         }
     }
-    let want: BTreeMap<String, String> = files(Path::new(GOLDEN))
+    let want: BTreeMap<String, String> = files_under(Path::new(GOLDEN))
         .into_iter()
         .map(|(p, b)| (p, String::from_utf8(b).unwrap()))
         .collect();
@@ -470,7 +452,7 @@ fn golden_masking_keeps_everything_but_ciphertext() {
 fn rendered_values_never_appear_in_clear() {
     let r = render_example();
     let config = sealwright::config::Config::load(Path::new(EXAMPLE)).unwrap();
-    let all: Vec<u8> = files(&r.out()).into_values().flatten().collect();
+    let all: Vec<u8> = files_under(&r.out()).into_values().flatten().collect();
     let hay = String::from_utf8_lossy(&all);
     for app in &config.apps {
         for secret in &app.secrets {

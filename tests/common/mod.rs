@@ -95,3 +95,21 @@ pub fn both_keys_text() -> String {
     s.push_str(&std::fs::read_to_string(key_file(2)).unwrap());
     s
 }
+
+/// Every file under `root`, by `/`-separated path relative to it.
+pub fn files_under(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
