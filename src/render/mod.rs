@@ -305,37 +305,30 @@ fn render_flux_app(
     let recipients = cluster.recipients.list();
     let age_secret = age_secret_name(&app.name);
     let deploy_secret = deploy_key_secret_name(&app.name);
-    let mut files = vec!["gitrepository.yaml", "sync.yaml"];
-
-    let text = templates.render(
-        "flux-gitrepository.yaml.j2",
-        &ctx(
-            &cluster_ctx,
-            Some(&app_ctx),
-            &[("deploy_key_secret", J::from(deploy_secret.as_str()))],
+    // The plain (unencrypted) files: template, file name, the template's own variables.
+    let plain: [(&str, &str, (&str, J)); 3] = [
+        (
+            "flux-gitrepository.yaml.j2",
+            "gitrepository.yaml",
+            ("deploy_key_secret", J::from(deploy_secret.as_str())),
         ),
-    )?;
-    out.insert(format!("{dir}/gitrepository.yaml"), text.into_bytes());
-    let text = templates.render(
-        "flux-sync.yaml.j2",
-        &ctx(
-            &cluster_ctx,
-            Some(&app_ctx),
-            &[("age_key_secret", J::from(age_secret.as_str()))],
+        (
+            "flux-sync.yaml.j2",
+            "sync.yaml",
+            ("age_key_secret", J::from(age_secret.as_str())),
         ),
-    )?;
-    out.insert(format!("{dir}/sync.yaml"), text.into_bytes());
-
-    let text = templates.render(
-        "flux-rbac.yaml.j2",
-        &ctx(
-            &cluster_ctx,
-            Some(&app_ctx),
-            &[("namespaces", J::from_serialize(rbac_namespaces(app)))],
+        (
+            "flux-rbac.yaml.j2",
+            "rbac.yaml",
+            ("namespaces", J::from_serialize(rbac_namespaces(app))),
         ),
-    )?;
-    out.insert(format!("{dir}/rbac.yaml"), text.into_bytes());
-    files.push("rbac.yaml");
+    ];
+    let mut files = Vec::new();
+    for (template, file, var) in plain {
+        let text = templates.render(template, &ctx(&cluster_ctx, Some(&app_ctx), &[var]))?;
+        out.insert(format!("{dir}/{file}"), text.into_bytes());
+        files.push(file);
+    }
 
     // The key chain: the app's private key, readable only with the cluster key.
     let path = format!("{dir}/age-secret.sops.yaml");
