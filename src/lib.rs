@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod git;
+pub mod host;
 pub mod keys;
 pub mod model;
 pub mod names;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod crd;
+pub mod fake_github;
+pub mod git_servers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,481 @@
+//! What a commit changes, and the in-memory tree work behind it: [`ChangeSet`] (writes and deletes by
+//! path), [`Snapshot`] (a read-only view of a branch tip that planners diff against), and the tree
+//! builder that turns a parent tree plus a change set into a new tree without a working directory.
+
+use std::collections::BTreeMap;
+
+use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
+
+use super::GitError;
+
+/// Regular file mode; sealwright writes manifests and nothing executable.
+const FILE_MODE: i32 = 0o100644;
+const TREE_MODE: i32 = 0o040000;
+
+/// Writes and deletes by repository path (`secrets/shop/db.sops.yaml`). Paths are checked when they
+/// are added, so a change set that exists is one Git can store.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// `Some(bytes)` writes the file, `None` deletes it.
+    ops: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+// File contents may be secret-bearing (a plaintext manifest by mistake, a key); Debug shows paths only.
+impl std::fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for (path, op) in &self.ops {
+            match op {
+                Some(bytes) => list.entry(&format_args!("write {path} ({} bytes)", bytes.len())),
+                None => list.entry(&format_args!("delete {path}")),
+            };
+        }
+        list.finish()
+    }
+}
+
+impl ChangeSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `bytes` at `path` (creating or replacing the file).
+    pub fn write(&mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Result<&mut Self, GitError> {
+        check_path(path)?;
+        self.ops.insert(path.to_owned(), Some(bytes.into()));
+        Ok(self)
+    }
+
+    /// Deletes the file at `path`; deleting a file that is not there is a no-op.
+    pub fn delete(&mut self, path: &str) -> Result<&mut Self, GitError> {
+        check_path(path)?;
+        self.ops.insert(path.to_owned(), None);
+        Ok(self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The paths written, in order.
+    pub fn writes(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.ops
+            .iter()
+            .filter_map(|(p, op)| op.as_deref().map(|b| (p.as_str(), b)))
+    }
+
+    /// The paths deleted, in order.
+    pub fn deletes(&self) -> impl Iterator<Item = &str> {
+        self.ops
+            .iter()
+            .filter(|(_, op)| op.is_none())
+            .map(|(p, _)| p.as_str())
+    }
+
+    /// The part of this change that would change `snapshot`: writes of identical bytes and deletes of
+    /// absent files are dropped. An empty result means "nothing to commit".
+    pub fn against(&self, snapshot: &Snapshot<'_>) -> Result<ChangeSet, GitError> {
+        let mut out = ChangeSet::new();
+        for (path, op) in &self.ops {
+            let current = snapshot.read(path)?;
+            let differs = match (op, &current) {
+                (Some(new), Some(old)) => new != old,
+                (Some(_), None) => true,
+                (None, Some(_)) => true,
+                (None, None) => false,
+            };
+            if differs {
+                out.ops.insert(path.clone(), op.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Refuses what Git cannot store or what would escape the tree: absolute paths, empty, `.` and `..`
+/// components, `.git` anywhere (case-insensitively, as Git itself refuses it), NUL and backslashes.
+fn check_path(path: &str) -> Result<(), GitError> {
+    let bad = |problem: &str| GitError::BadPath {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+    };
+    if path.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if path.starts_with('/') {
+        return Err(bad("must be relative to the repository root"));
+    }
+    if path.contains('\0') || path.contains('\\') {
+        return Err(bad("must not contain NUL or backslash characters"));
+    }
+    for part in path.split('/') {
+        match part {
+            "" => return Err(bad("has an empty component (`//` or a trailing `/`)")),
+            "." | ".." => return Err(bad("must not contain `.` or `..` components")),
+            p if p.eq_ignore_ascii_case(".git") => return Err(bad("must not touch `.git`")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A read-only view of one commit's tree (or of a branch that does not exist yet: no commit, no files).
+pub struct Snapshot<'r> {
+    repo: &'r Repository,
+    commit: Option<Oid>,
+    tree: Option<Tree<'r>>,
+}
+
+impl<'r> Snapshot<'r> {
+    pub(crate) fn new(repo: &'r Repository, commit: Option<Oid>) -> Result<Self, git2::Error> {
+        let tree = match commit {
+            Some(id) => Some(repo.find_commit(id)?.tree()?),
+            None => None,
+        };
+        Ok(Self { repo, commit, tree })
+    }
+
+    /// The commit this view shows, as 40 hex digits; `None` for a branch that does not exist yet.
+    pub fn commit_id(&self) -> Option<String> {
+        self.commit.map(|c| c.to_string())
+    }
+
+    pub(crate) fn commit(&self) -> Option<Oid> {
+        self.commit
+    }
+
+    pub(crate) fn tree(&self) -> Option<&Tree<'r>> {
+        self.tree.as_ref()
+    }
+
+    /// The bytes of the file at `path`, or `None` when there is no file there.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let Some(tree) = &self.tree else {
+            return Ok(None);
+        };
+        let entry = match tree.get_path(std::path::Path::new(path)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(GitError::local("read a file from the tree", e)),
+        };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| GitError::local("read a blob", e))?;
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// Every file whose path starts with `prefix` (a folder like `secrets/`, or `""` for all files),
+    /// with its bytes.
+    pub fn files_under(&self, prefix: &str) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
+        let mut out = BTreeMap::new();
+        let Some(tree) = &self.tree else {
+            return Ok(out);
+        };
+        let mut failure = None;
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() != Some(ObjectType::Blob) {
+                return TreeWalkResult::Ok;
+            }
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Ok;
+            };
+            let path = format!("{dir}{name}");
+            if path.starts_with(prefix) {
+                match self.repo.find_blob(entry.id()) {
+                    Ok(blob) => {
+                        out.insert(path, blob.content().to_vec());
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return TreeWalkResult::Abort;
+                    }
+                }
+            }
+            TreeWalkResult::Ok
+        })
+        .map_err(|e| GitError::local("walk the tree", e))?;
+        match failure {
+            Some(e) => Err(GitError::local("read a blob", e)),
+            None => Ok(out),
+        }
+    }
+}
+
+/// Builds the tree of `base` with `changes` applied, writing only the blobs and trees that change
+/// (nested `TreeBuilder`s; unchanged subtrees are reused by id). Folders left empty disappear, as
+/// Git has no empty folders.
+pub(crate) fn build_tree(
+    repo: &Repository,
+    base: Option<&Tree<'_>>,
+    changes: &ChangeSet,
+) -> Result<Oid, GitError> {
+    let ops: BTreeMap<&str, Option<&[u8]>> = changes
+        .ops
+        .iter()
+        .map(|(p, op)| (p.as_str(), op.as_deref()))
+        .collect();
+    match build_level(repo, base, "", &ops)? {
+        Some(id) => Ok(id),
+        // Everything was deleted: commit the empty tree.
+        None => repo
+            .treebuilder(None)
+            .and_then(|b| b.write())
+            .map_err(|e| GitError::local("write the empty tree", e)),
+    }
+}
+
+/// One folder level: `ops` holds paths relative to this folder (`dir`, for error messages).
+fn build_level(
+    repo: &Repository,
+    base: Option<&Tree<'_>>,
+    dir: &str,
+    ops: &BTreeMap<&str, Option<&[u8]>>,
+) -> Result<Option<Oid>, GitError> {
+    let local = |e| GitError::local("build a tree", e);
+    let mut builder = repo.treebuilder(base).map_err(local)?;
+    let mut subdirs: BTreeMap<&str, BTreeMap<&str, Option<&[u8]>>> = BTreeMap::new();
+    for (&path, &op) in ops {
+        match path.split_once('/') {
+            Some((head, rest)) => {
+                subdirs.entry(head).or_default().insert(rest, op);
+            }
+            None => {
+                let existing = builder.get(path).map_err(local)?.map(|e| e.kind());
+                let is_tree = existing == Some(Some(ObjectType::Tree));
+                match op {
+                    Some(bytes) => {
+                        if is_tree || subdirs_hold(ops, path) {
+                            return Err(conflict(
+                                dir,
+                                path,
+                                "is a folder, cannot write a file there",
+                            ));
+                        }
+                        let blob = repo.blob(bytes).map_err(local)?;
+                        builder.insert(path, blob, FILE_MODE).map_err(local)?;
+                    }
+                    None if is_tree => {
+                        return Err(conflict(dir, path, "is a folder; delete its files instead"));
+                    }
+                    None if existing.is_some() => {
+                        builder.remove(path).map_err(local)?;
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    for (name, sub_ops) in &subdirs {
+        let existing = builder
+            .get(name)
+            .map_err(local)?
+            .map(|e| (e.id(), e.kind()));
+        let sub_tree = match existing {
+            Some((id, Some(ObjectType::Tree))) => Some(repo.find_tree(id).map_err(local)?),
+            Some(_) if sub_ops.values().all(Option::is_none) => continue, // deletes under a file: nothing there
+            Some(_) => {
+                return Err(conflict(
+                    dir,
+                    name,
+                    "is a file, cannot create a folder there",
+                ))
+            }
+            None => None,
+        };
+        let sub_dir = format!("{dir}{name}/");
+        match build_level(repo, sub_tree.as_ref(), &sub_dir, sub_ops)? {
+            Some(id) => {
+                builder.insert(name, id, TREE_MODE).map_err(local)?;
+            }
+            None if existing.is_some() => {
+                builder.remove(name).map_err(local)?;
+            }
+            None => {}
+        }
+    }
+    if builder.is_empty() {
+        return Ok(None);
+    }
+    builder.write().map(Some).map_err(local)
+}
+
+/// Whether the change set also writes below `name` at this level (`a` and `a/b` in one change).
+fn subdirs_hold(ops: &BTreeMap<&str, Option<&[u8]>>, name: &str) -> bool {
+    let prefix = format!("{name}/");
+    ops.range(prefix.as_str()..)
+        .next()
+        .is_some_and(|(p, _)| p.starts_with(&prefix))
+}
+
+fn conflict(dir: &str, name: &str, problem: &str) -> GitError {
+    GitError::BadPath {
+        path: format!("{dir}{name}"),
+        problem: problem.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        (dir, repo)
+    }
+
+    fn commit(repo: &Repository, parent: Option<Oid>, changes: &ChangeSet) -> Oid {
+        let snap = Snapshot::new(repo, parent).unwrap();
+        let tree_id = build_tree(repo, snap.tree(), changes).unwrap();
+        let tree = repo.find_tree(tree_id).unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+        let parents: Vec<git2::Commit> = parent
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, "m", &tree, &refs).unwrap()
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        let mut c = ChangeSet::new();
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "./a",
+            "a/../b",
+            ".git/config",
+            "x/.GIT/y",
+            "a\\b",
+        ] {
+            let err = c.write(bad, "x").unwrap_err().to_string();
+            assert!(err.contains("invalid path"), "{bad:?}: {err}");
+        }
+        c.write("secrets/shop/db.sops.yaml", "x").unwrap();
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn debug_shows_paths_not_contents() {
+        let mut c = ChangeSet::new();
+        c.write("a.yaml", "hunter2")
+            .unwrap()
+            .delete("b.yaml")
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("write a.yaml (7 bytes)") && shown.contains("delete b.yaml"));
+        assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn builds_nested_trees_and_matches_git_layout() {
+        let (_d, repo) = repo();
+        let mut c = ChangeSet::new();
+        c.write("README.md", "hi\n").unwrap();
+        c.write("secrets/shop/a.yaml", "a\n").unwrap();
+        c.write("secrets/shop/b.yaml", "b\n").unwrap();
+        c.write("secrets/billing/c.yaml", "c\n").unwrap();
+        let first = commit(&repo, None, &c);
+        let snap = Snapshot::new(&repo, Some(first)).unwrap();
+        assert_eq!(snap.read("secrets/shop/b.yaml").unwrap().unwrap(), b"b\n");
+        assert_eq!(
+            snap.read("secrets/shop").unwrap(),
+            None,
+            "a folder is not a file"
+        );
+        assert_eq!(snap.read("nope/x").unwrap(), None);
+        let files = snap.files_under("secrets/").unwrap();
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            [
+                "secrets/billing/c.yaml",
+                "secrets/shop/a.yaml",
+                "secrets/shop/b.yaml"
+            ]
+        );
+        assert_eq!(snap.files_under("").unwrap().len(), 4);
+
+        // Deleting the last file of a folder removes the folder; untouched subtrees keep their ids.
+        let shop_before = snap
+            .tree()
+            .unwrap()
+            .get_path("secrets/shop".as_ref())
+            .unwrap()
+            .id();
+        let mut d = ChangeSet::new();
+        d.delete("secrets/billing/c.yaml").unwrap();
+        d.delete("not/there.yaml").unwrap();
+        let second = commit(&repo, Some(first), &d);
+        let snap2 = Snapshot::new(&repo, Some(second)).unwrap();
+        let tree = snap2.tree().unwrap();
+        assert!(tree.get_path("secrets/billing".as_ref()).is_err());
+        assert_eq!(
+            tree.get_path("secrets/shop".as_ref()).unwrap().id(),
+            shop_before
+        );
+    }
+
+    #[test]
+    fn against_drops_no_ops() {
+        let (_d, repo) = repo();
+        let mut c = ChangeSet::new();
+        c.write("a", "1").unwrap().write("b", "2").unwrap();
+        let first = commit(&repo, None, &c);
+        let snap = Snapshot::new(&repo, Some(first)).unwrap();
+        let mut again = ChangeSet::new();
+        again.write("a", "1").unwrap().delete("zz").unwrap();
+        assert!(again.against(&snap).unwrap().is_empty());
+        again.write("b", "3").unwrap().delete("a").unwrap();
+        let eff = again.against(&snap).unwrap();
+        assert_eq!(eff.writes().map(|(p, _)| p).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(eff.deletes().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn file_folder_conflicts_are_refused() {
+        let (_d, repo) = repo();
+        let mut c = ChangeSet::new();
+        c.write("a/b", "1").unwrap();
+        let first = commit(&repo, None, &c);
+        let snap = Snapshot::new(&repo, Some(first)).unwrap();
+        let mut over_dir = ChangeSet::new();
+        over_dir.write("a", "x").unwrap();
+        let e = build_tree(&repo, snap.tree(), &over_dir)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"a\"") && e.contains("folder"), "{e}");
+        let mut under_file = ChangeSet::new();
+        under_file.write("a/b/c", "x").unwrap();
+        let e = build_tree(&repo, snap.tree(), &under_file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a/b") && e.contains("is a file"), "{e}");
+        let mut both = ChangeSet::new();
+        both.write("x", "1").unwrap().write("x/y", "2").unwrap();
+        assert!(build_tree(&repo, None, &both).is_err());
+    }
+
+    #[test]
+    fn deleting_everything_gives_the_empty_tree() {
+        let (_d, repo) = repo();
+        let mut c = ChangeSet::new();
+        c.write("only/file", "1").unwrap();
+        let first = commit(&repo, None, &c);
+        let mut d = ChangeSet::new();
+        d.delete("only/file").unwrap();
+        let snap = Snapshot::new(&repo, Some(first)).unwrap();
+        let id = build_tree(&repo, snap.tree(), &d).unwrap();
+        assert_eq!(id.to_string(), "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+    }
+}
