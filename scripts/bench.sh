@@ -7,3 +7,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --bin sealwright
 cargo bench --bench sops "$@"
 cargo bench --bench render "$@"
+cargo bench --bench git "$@"

