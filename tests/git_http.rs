@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use common::git_in;
 use common::git_servers::{install_hook, seed_bare_repo, HttpGitServer};
 use sealwright::git::{
     change_ids_in, Applied, ChangeSet, CommitMessage, Credentials, GitEngine, GitError, Identity,
@@ -17,21 +18,6 @@ use secrecy::SecretString;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-pw-7f1c";
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn remote(server: &HttpGitServer, password: &str) -> Arc<Remote> {
     let creds = Credentials::Basic {
@@ -101,21 +87,21 @@ async fn apply_commits_once_then_a_noop_makes_no_commit_and_no_push() {
         panic!("expected a commit, got {applied:?}")
     };
     assert_eq!(*attempts, 1);
-    assert_eq!(git(&s.repo, &["rev-parse", "main"]).trim(), commit);
+    assert_eq!(git_in(&s.repo, &["rev-parse", "main"]).trim(), commit);
     assert_eq!(
-        git(&s.repo, &["show", "main:secrets/shop/db.sops.yaml"]),
+        git_in(&s.repo, &["show", "main:secrets/shop/db.sops.yaml"]),
         "db: ENC[x]\n"
     );
     assert_eq!(
-        git(&s.repo, &["show", "main:README.md"]),
+        git_in(&s.repo, &["show", "main:README.md"]),
         "seed\n",
         "the parent's files stay"
     );
-    let header = git(
+    let header = git_in(
         &s.repo,
         &["log", "-1", "--format=%an <%ae>|%cn <%ce>|%at|%P", "main"],
     );
-    let seed = git(&s.repo, &["rev-parse", "main~1"]);
+    let seed = git_in(&s.repo, &["rev-parse", "main~1"]);
     assert_eq!(
         header.trim(),
         format!(
@@ -123,7 +109,7 @@ async fn apply_commits_once_then_a_noop_makes_no_commit_and_no_push() {
             seed.trim()
         )
     );
-    let body = git(&s.repo, &["log", "-1", "--format=%B", "main"]);
+    let body = git_in(&s.repo, &["log", "-1", "--format=%B", "main"]);
     assert_eq!(change_ids_in(&body), vec![id]);
     let pushes = s.server.receive_pack_posts();
     assert!(pushes >= 1);
@@ -150,7 +136,10 @@ async fn apply_commits_once_then_a_noop_makes_no_commit_and_no_push() {
         pushes,
         "a no-op apply must not push"
     );
-    assert_eq!(git(&s.repo, &["rev-list", "--count", "main"]).trim(), "2");
+    assert_eq!(
+        git_in(&s.repo, &["rev-list", "--count", "main"]).trim(),
+        "2"
+    );
 
     // Deletes: the emptied folder disappears; reading shows the new tree.
     let mut delete = ChangeSet::new();
@@ -195,7 +184,10 @@ async fn first_commit_to_an_empty_repository_creates_the_branch() {
         matches!(applied, Applied::Committed { attempts: 1, .. }),
         "{applied:?}"
     );
-    assert_eq!(git(&s.repo, &["rev-list", "--count", "main"]).trim(), "1");
+    assert_eq!(
+        git_in(&s.repo, &["rev-list", "--count", "main"]).trim(),
+        "1"
+    );
     let missing = engine
         .read(remote(&s.server, PASSWORD), "nope", |snap| {
             Ok(snap.commit_id())
@@ -228,12 +220,12 @@ async fn a_new_branch_starts_from_its_base() {
         .unwrap();
     let commit = applied.commit().unwrap().to_owned();
     assert_eq!(
-        git(&s.repo, &["rev-parse", "sealwright/sw-change-1"]).trim(),
+        git_in(&s.repo, &["rev-parse", "sealwright/sw-change-1"]).trim(),
         commit
     );
     assert_eq!(
-        git(&s.repo, &["rev-parse", &format!("{commit}~1")]),
-        git(&s.repo, &["rev-parse", "main"])
+        git_in(&s.repo, &["rev-parse", &format!("{commit}~1")]),
+        git_in(&s.repo, &["rev-parse", "main"])
     );
     // Nothing to change relative to main: no branch is created.
     let empty = engine
@@ -253,7 +245,7 @@ async fn a_new_branch_starts_from_its_base() {
         .await
         .unwrap();
     assert_eq!(empty, Applied::Unchanged { head: None });
-    let branches = git(&s.repo, &["branch", "--list"]);
+    let branches = git_in(&s.repo, &["branch", "--list"]);
     assert!(!branches.contains("sw-change-2"), "{branches}");
 }
 
@@ -265,7 +257,7 @@ async fn a_refusal_by_the_server_is_a_clear_error_and_is_not_retried() {
         "pre-receive",
         "#!/bin/sh\necho 'refs/heads/main is protected' >&2\nexit 1\n",
     );
-    let before = git(&s.repo, &["rev-parse", "main"]);
+    let before = git_in(&s.repo, &["rev-parse", "main"]);
     let engine = engine(&s.cache);
     let mut changes = ChangeSet::new();
     changes.write("a.yaml", "a\n").unwrap();
@@ -291,7 +283,7 @@ async fn a_refusal_by_the_server_is_a_clear_error_and_is_not_retried() {
         1,
         "a refusal on an unmoved branch is final"
     );
-    assert_eq!(git(&s.repo, &["rev-parse", "main"]), before);
+    assert_eq!(git_in(&s.repo, &["rev-parse", "main"]), before);
 }
 
 #[tokio::test]
@@ -455,14 +447,14 @@ async fn a_branch_moved_while_planning_is_planned_again_on_the_new_tip() {
         matches!(applied, Applied::Committed { attempts: 2, .. }),
         "{applied:?}"
     );
-    assert_eq!(git(&s.repo, &["show", "main:other.yaml"]), "o\n");
-    assert_eq!(git(&s.repo, &["show", "main:mine.yaml"]), "m\n");
+    assert_eq!(git_in(&s.repo, &["show", "main:other.yaml"]), "o\n");
+    assert_eq!(git_in(&s.repo, &["show", "main:mine.yaml"]), "m\n");
     assert_eq!(
-        git(&s.repo, &["rev-list", "--min-parents=2", "--count", "main"]).trim(),
+        git_in(&s.repo, &["rev-list", "--min-parents=2", "--count", "main"]).trim(),
         "0"
     );
     assert_eq!(
-        git(&s.repo, &["log", "-1", "--format=%s", "main"]).trim(),
+        git_in(&s.repo, &["log", "-1", "--format=%s", "main"]).trim(),
         "mine"
     );
 }

@@ -9,27 +9,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::git_in;
 use common::git_servers::{seed_bare_repo, HttpGitServer};
 use sealwright::git::{
     change_ids_in, Applied, ChangeSet, CommitMessage, Credentials, GitEngine, Identity, Proposal,
     Remote, RetryPolicy, Target,
 };
 use secrecy::SecretString;
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn author() -> Identity {
     Identity::new("Platform Bot", "platform@example.com").unwrap()
@@ -149,31 +135,31 @@ async fn race(
     }
     let total = WRITERS * changes_each;
     assert_eq!(
-        git(&repo, &["show", "main:counter"]).trim(),
+        git_in(&repo, &["show", "main:counter"]).trim(),
         total.to_string()
     );
     assert_eq!(
-        git(&repo, &["rev-list", "--count", "main"]).trim(),
+        git_in(&repo, &["rev-list", "--count", "main"]).trim(),
         total.to_string()
     );
     assert_eq!(
-        git(&repo, &["rev-list", "--min-parents=2", "--count", "main"]).trim(),
+        git_in(&repo, &["rev-list", "--min-parents=2", "--count", "main"]).trim(),
         "0"
     );
     // The writers really interleaved: history is not three blocks, one per writer.
-    let subjects = git(&repo, &["log", "--format=%s", "main"]);
+    let subjects = git_in(&repo, &["log", "--format=%s", "main"]);
     let order: Vec<&str> = subjects
         .lines()
         .filter_map(|l| l.strip_prefix("writer "))
         .map(|l| &l[..1])
         .collect();
     let switches = order.windows(2).filter(|p| p[0] != p[1]).count();
-    let log = git(&repo, &["log", "--format=%B%x00", "main"]);
+    let log = git_in(&repo, &["log", "--format=%B%x00", "main"]);
     let mut seen: Vec<_> = log.split('\0').flat_map(change_ids_in).collect();
     seen.sort();
     expected.sort();
     assert_eq!(seen, expected, "every change exactly once");
-    let files = git(&repo, &["ls-tree", "-r", "--name-only", "main", "changes/"]);
+    let files = git_in(&repo, &["ls-tree", "-r", "--name-only", "main", "changes/"]);
     assert_eq!(files.lines().count(), total);
     println!(
         "{contended} of {total} changes needed more than one push; {switches} writer switches"
