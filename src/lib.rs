@@ -1,10 +1,13 @@
 //! sealwright: secrets the GitOps way for platform teams running Flux.
 //!
-//! This crate holds the SOPS engine ([`sops`]), age keys and their store ([`keys`]) and the command
-//! line ([`cli`]). Later concerns
-//! (keys, git, host, render, reconcile, api) follow the layout of `../shared/DESIGN.md` section 5.
+//! The layout follows `../shared/DESIGN.md` section 5: the SOPS engine ([`sops`]), age keys and
+//! their store ([`keys`]), rendering ([`render`]), Git delivery ([`git`], [`host`]), the
+//! reconciler ([`reconcile`]), the HTTP API ([`api`]), the audit log ([`audit`]), the
+//! configuration directory watcher ([`watch`]) and the command line ([`cli`]).
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -14,5 +17,7 @@ pub mod host;
 pub mod keys;
 pub mod model;
 pub mod names;
+pub mod reconcile;
 pub mod render;
 pub mod sops;
+pub mod watch;

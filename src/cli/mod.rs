@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod flux;
 pub mod keys;
+pub mod serve;
 pub mod sops;
 
 #[derive(Parser)]
@@ -37,6 +38,12 @@ pub enum Command {
     /// Flux repo and platform repo contents: render
     #[command(subcommand)]
     Flux(flux::FluxCommand),
+    /// Run the reconciler and the HTTP API (the embedded default with examples/quickstart.yaml)
+    Serve(serve::ServeArgs),
+    /// Run one full reconcile round without a server, then exit
+    Reconcile(serve::ReconcileArgs),
+    /// Check the configuration, keys, repositories and the Git host, and report
+    Doctor(serve::DoctorArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -47,6 +54,9 @@ pub fn main() -> i32 {
         Command::Sops(cmd) => sops::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Flux(cmd) => flux::run(cmd),
+        Command::Serve(a) => serve::run_serve(a),
+        Command::Reconcile(a) => serve::run_reconcile(a),
+        Command::Doctor(a) => serve::run_doctor(a),
     }
 }
 

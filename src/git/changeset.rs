@@ -172,6 +172,80 @@ impl<'r> Snapshot<'r> {
         Ok(Some(blob.content().to_vec()))
     }
 
+    /// Every file under the folder `dir` (like `apps/shop-platform`), with its bytes; only that
+    /// subtree is walked. Paths come back whole (`apps/shop-platform/sync.yaml`).
+    pub fn files_in(&self, dir: &str) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
+        let mut out = BTreeMap::new();
+        let Some(tree) = &self.tree else {
+            return Ok(out);
+        };
+        let dir = dir.trim_end_matches('/');
+        let entry = match tree.get_path(std::path::Path::new(dir)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(out),
+            Err(e) => return Err(GitError::local("find a folder in the tree", e)),
+        };
+        if entry.kind() != Some(ObjectType::Tree) {
+            return Ok(out);
+        }
+        let sub = self
+            .repo
+            .find_tree(entry.id())
+            .map_err(|e| GitError::local("read a folder", e))?;
+        let mut failure = None;
+        sub.walk(TreeWalkMode::PreOrder, |inner, entry| {
+            if entry.kind() != Some(ObjectType::Blob) {
+                return TreeWalkResult::Ok;
+            }
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Ok;
+            };
+            match self.repo.find_blob(entry.id()) {
+                Ok(blob) => {
+                    out.insert(format!("{dir}/{inner}{name}"), blob.content().to_vec());
+                    TreeWalkResult::Ok
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    TreeWalkResult::Abort
+                }
+            }
+        })
+        .map_err(|e| GitError::local("walk a folder", e))?;
+        match failure {
+            Some(e) => Err(GitError::local("read a blob", e)),
+            None => Ok(out),
+        }
+    }
+
+    /// The names of the sub-folders of `dir` (`""` for the root).
+    pub fn folders_in(&self, dir: &str) -> Result<Vec<String>, GitError> {
+        let Some(tree) = &self.tree else {
+            return Ok(Vec::new());
+        };
+        let dir = dir.trim_end_matches('/');
+        let sub = if dir.is_empty() {
+            tree.clone()
+        } else {
+            let entry = match tree.get_path(std::path::Path::new(dir)) {
+                Ok(e) => e,
+                Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(GitError::local("find a folder in the tree", e)),
+            };
+            if entry.kind() != Some(ObjectType::Tree) {
+                return Ok(Vec::new());
+            }
+            self.repo
+                .find_tree(entry.id())
+                .map_err(|e| GitError::local("read a folder", e))?
+        };
+        Ok(sub
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+            .filter_map(|e| e.name().ok().map(str::to_owned))
+            .collect())
+    }
+
     /// Every file whose path starts with `prefix` (a folder like `secrets/`, or `""` for all files),
     /// with its bytes.
     pub fn files_under(&self, prefix: &str) -> Result<BTreeMap<String, Vec<u8>>, GitError> {

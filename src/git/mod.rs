@@ -345,6 +345,49 @@ impl GitEngine {
         .map_err(|e| GitError::Worker(e.to_string()))?
     }
 
+    /// Where `branch` points on the remote now (`None` when it does not exist), without fetching:
+    /// one listing of the remote's refs, or a ref lookup for a repository on this machine. The
+    /// reconciler uses it to see that a repository did not move since its last round.
+    pub async fn remote_head(
+        &self,
+        remote: Arc<Remote>,
+        branch: &str,
+    ) -> Result<Option<String>, GitError> {
+        crate::names::validate_branch("branch", branch)?;
+        remote.check_ready()?;
+        let branch = branch.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let refname = format!("refs/heads/{branch}");
+            if let Some(path) = remote.local_path() {
+                let repo = match Repository::open_bare(&path) {
+                    Ok(r) => r,
+                    Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+                    Err(e) => return Err(GitError::local("open the repository", e)),
+                };
+                return match repo.refname_to_id(&refname) {
+                    Ok(id) => Ok(Some(id.to_string())),
+                    Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+                    Err(e) => Err(GitError::local("read the branch", e)),
+                };
+            }
+            let state = Rc::new(RefCell::new(CallbackState::default()));
+            let mut detached = git2::Remote::create_detached(remote.url())
+                .map_err(|e| GitError::local("set up the remote", e))?;
+            let connection = detached
+                .connect_auth(Direction::Fetch, Some(remote.callbacks(&state)), None)
+                .map_err(|e| explain(e, &state, &remote, "connect to list branches"))?;
+            let heads = connection
+                .list()
+                .map_err(|e| explain(e, &state, &remote, "list the remote branches"))?;
+            Ok(heads
+                .iter()
+                .find(|h| h.name() == refname)
+                .map(|h| h.oid().to_string()))
+        })
+        .await
+        .map_err(|e| GitError::Worker(e.to_string()))?
+    }
+
     fn lock_for(&self, cache: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(cache.to_path_buf()).or_default().clone()

@@ -460,6 +460,22 @@ impl GitHost for GitHub {
             _ => Err(api(op, code, &json)),
         }
     }
+
+    async fn archive_repo(&self, repo: &RepoRef) -> Result<(), HostError> {
+        let op = "archive repository";
+        let (code, json) = self
+            .call(
+                op,
+                Method::PATCH,
+                &format!("/repos/{repo}"),
+                Some(&json!({"archived": true})),
+            )
+            .await?;
+        match code {
+            StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(api(op, code, &json)),
+        }
+    }
 }
 
 /// When a 403/429 is a rate limit, how long to wait before trying again.

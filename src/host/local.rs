@@ -129,6 +129,32 @@ impl GitHost for LocalHost {
     ) -> Result<(), HostError> {
         Err(Self::unsupported("commit statuses"))
     }
+
+    /// Moves the bare repository to `<root>/.archived/<owner>/<name>-<unix time>.git`: gone from
+    /// where pushes go, kept on disk.
+    async fn archive_repo(&self, repo: &RepoRef) -> Result<(), HostError> {
+        let from = self.path_of(repo);
+        if !from.exists() {
+            return Ok(());
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let to = self
+            .root
+            .join(".archived")
+            .join(repo.owner())
+            .join(format!("{}-{secs}.git", repo.name()));
+        let local = |e: std::io::Error| HostError::Local {
+            path: from.display().to_string(),
+            message: e.to_string(),
+        };
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(local)?;
+        }
+        std::fs::rename(&from, &to).map_err(local)
+    }
 }
 
 #[cfg(test)]

@@ -265,6 +265,10 @@ pub trait GitHost: Send + Sync {
         sha: &str,
         status: &CommitStatus,
     ) -> Result<(), HostError>;
+
+    /// Archives the repository (read-only, kept): what deleting an app does to its platform repo
+    /// when asked to. Archiving a repository that does not exist is not an error.
+    async fn archive_repo(&self, repo: &RepoRef) -> Result<(), HostError>;
 }
 
 /// `ssh-ed25519 AAAA… comment` → `ssh-ed25519 AAAA…`: how GitHub compares keys.

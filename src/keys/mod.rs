@@ -141,6 +141,11 @@ impl FileKeyStore {
     }
 }
 
+/// The identity file at `path`, created (0600) with a fresh key if it does not exist.
+pub fn get_or_create_identity(path: &Path, what: &str) -> Result<AgeKey, KeyError> {
+    get_or_create_file(path, what)
+}
+
 fn get_or_create_file(path: &Path, what: &str) -> Result<AgeKey, KeyError> {
     if let Some(k) = read_identity_file(path)? {
         return Ok(k);

@@ -144,7 +144,6 @@ pub fn render(
 ) -> Result<Rendered, RenderError> {
     let cluster = &state.cluster;
     let mut out = Rendered::default();
-    let cluster_ctx = cluster_ctx(cluster);
     let empty = Tree::new();
     for app in &state.apps {
         let _span = tracing::debug_span!("render", app = %app.name).entered();
@@ -156,7 +155,7 @@ pub fn render(
         let prev = previous.platform.get(&repo).unwrap_or(&empty);
         out.platform.insert(
             repo,
-            render_platform(cluster, app, &k.age, prev, templates, now)?,
+            render_platform(cluster, app, &k.age, prev, templates, now, &|_| false)?,
         );
         render_flux_app(
             cluster,
@@ -168,9 +167,25 @@ pub fn render(
             &mut out.flux,
         )?;
     }
+    let names: Vec<&str> = state.apps.iter().map(|a| a.name.as_str()).collect();
+    out.flux
+        .extend(render_flux_top(cluster, &names, templates)?);
+    Ok(out)
+}
+
+/// The Flux repo's shared files: `clusters/<cluster>/apps.yaml`, `apps/kustomization.yaml` (one
+/// entry per app in `apps`) and `.sops.yaml`.
+pub fn render_flux_top(
+    cluster: &Cluster,
+    apps: &[&str],
+    templates: &Templates,
+) -> Result<Tree, RenderError> {
+    let cluster_ctx = cluster_ctx(cluster);
+    let mut out = Tree::new();
     // Sorted, so reordering apps in the configuration is not a change.
-    let mut names: Vec<&str> = state.apps.iter().map(|a| a.name.as_str()).collect();
+    let mut names = apps.to_vec();
     names.sort_unstable();
+    names.dedup();
     let apps: Vec<J> = names
         .into_iter()
         .map(|n| J::from_serialize(serde_name(n)))
@@ -180,19 +195,19 @@ pub fn render(
         Ok(())
     };
     put(
-        &mut out.flux,
+        &mut out,
         format!("clusters/{}/apps.yaml", cluster.name),
         "flux-apps.yaml.j2",
         ctx(&cluster_ctx, None, &[]),
     )?;
     put(
-        &mut out.flux,
+        &mut out,
         "apps/kustomization.yaml".into(),
         "flux-apps-kustomization.yaml.j2",
         ctx(&cluster_ctx, None, &[("apps", J::from(apps))]),
     )?;
     put(
-        &mut out.flux,
+        &mut out,
         ".sops.yaml".into(),
         "flux-sops.yaml.j2",
         ctx(
@@ -215,13 +230,17 @@ pub fn app_recipients(cluster: &Cluster, app_key: &AgeKey) -> Vec<String> {
     v
 }
 
-fn render_platform(
+/// The files of one app's platform repo. `keep(secret)` true means the secret did not change
+/// since `prev` was rendered from it with these keys and templates: its files in `prev` are taken
+/// as they are, without the decryption that proving so would cost (the reconciler knows it).
+pub fn render_platform(
     cluster: &Cluster,
     app: &App,
     key: &AgeKey,
     prev: &Tree,
     templates: &Templates,
     now: DateTime,
+    keep: &dyn Fn(&crate::model::ManagedSecret) -> bool,
 ) -> Result<Tree, RenderError> {
     let cluster_ctx = cluster_ctx(cluster);
     let app_ctx = app_ctx(app);
@@ -238,8 +257,14 @@ fn render_platform(
     tree.insert(".sops.yaml".into(), sops_yaml.into_bytes());
     let mut files = Vec::new();
     for secret in &app.secrets {
+        let kept = keep(secret);
         for ns in app.target_namespaces(secret) {
             let path = secret_path(ns, &secret.target_name);
+            if let Some(bytes) = prev.get(&path).filter(|_| kept) {
+                tree.insert(path.clone(), bytes.clone());
+                files.push(path["secrets/".len()..].to_string());
+                continue;
+            }
             let _span = tracing::debug_span!("secret", %path).entered();
             let values: Vec<Zeroizing<String>> =
                 secret.data.iter().map(|(_, v)| b64(v.expose())).collect();
@@ -289,8 +314,10 @@ fn render_platform(
     Ok(tree)
 }
 
+/// The files of one app's folder in the Flux repo, added to `out`. `prev` is the Flux repo as it
+/// is (only this app's folder is looked at).
 #[allow(clippy::too_many_arguments)]
-fn render_flux_app(
+pub fn render_flux_app(
     cluster: &Cluster,
     app: &App,
     keys: &AppKeys,

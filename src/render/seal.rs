@@ -136,6 +136,24 @@ pub fn with_app_key(
     fresh(path, branches, data_key, recipients, now)
 }
 
+/// Opens a platform secret that sealwright wrote: decrypts it with the app key (MAC checked) and
+/// checks its seal, so a file planted with a data key of someone else's choosing is refused. The
+/// plaintext Secret comes back; the error names what failed, never a value.
+pub fn open_with_app_key(path: &str, bytes: &[u8], key: &AgeKey) -> Result<Map, String> {
+    let doc = Format::Yaml
+        .parse_encrypted(bytes)
+        .map_err(|e| e.to_string())?;
+    let dec = document::decrypt(&doc, &key.identities(), true).map_err(|e| e.to_string())?;
+    let tag = seal_tag(key, path, &dec.data_key);
+    if doc.branches.len() != 1 || annotation(&doc.branches[0], SEAL_ANNOTATION) != Some(&tag) {
+        return Err("not sealed by sealwright (no valid sealwright.dev/seal)".into());
+    }
+    dec.branches
+        .into_iter()
+        .next()
+        .ok_or_else(|| "holds no document".to_string())
+}
+
 fn reuse_with_key(
     path: &str,
     branches: &[Map],

@@ -4,6 +4,8 @@
 //! Every error names the field as a path (`apps[0].repo.url`); unknown fields are errors too, so
 //! a typo never silently drops a setting. Secret values are never part of an error message.
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 
 use crate::keys::chain::ChainRecipients;

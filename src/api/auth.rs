@@ -1,0 +1,150 @@
+//! Who is calling: bearer tokens. Admin tokens come from the configuration (and
+//! `SEALWRIGHT_ADMIN_TOKEN`); tenant API keys are created by an admin, shown once, and checked
+//! against their stored hash by the reconciler. Tokens are compared as SHA-256 digests in
+//! constant time and never logged.
+
+use http::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::reconcile::Reconciler;
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Tenant { tenant: String, key_id: String },
+}
+
+impl Principal {
+    /// The actor name in events and commit messages: `admin` or `tenant:<tenant>/<key id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Admin => "admin".into(),
+            Principal::Tenant { tenant, key_id } => format!("tenant:{tenant}/{key_id}"),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin)
+    }
+
+    /// Whether the caller may act on `tenant`'s apps.
+    pub fn may_act_for(&self, tenant: &str) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Tenant { tenant: t, .. } => t == tenant,
+        }
+    }
+}
+
+/// Why a request is not authenticated, in general terms (the body of the 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Malformed,
+    Unknown,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Missing => "authentication required: send Authorization: Bearer <token>",
+            Refusal::Malformed => "the Authorization header is not a bearer token",
+            Refusal::Unknown => "the token is not valid",
+        }
+    }
+}
+
+/// The configured admin tokens, kept as digests only.
+pub struct AdminTokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl AdminTokens {
+    pub fn new(tokens: &[SecretString]) -> AdminTokens {
+        AdminTokens {
+            digests: tokens
+                .iter()
+                .map(|t| Sha256::digest(t.expose_secret().as_bytes()).into())
+                .collect(),
+        }
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Every digest is compared, so timing says nothing about which one matched.
+        self.digests
+            .iter()
+            .fold(false, |acc, x| acc | bool::from(x.ct_eq(&d)))
+    }
+}
+
+/// Checks the request's bearer token.
+pub fn authenticate(
+    headers: &HeaderMap,
+    admins: &AdminTokens,
+    reconciler: &Reconciler,
+) -> Result<Principal, Refusal> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(Refusal::Missing)?;
+    let text = value.to_str().map_err(|_| Refusal::Malformed)?;
+    let (scheme, token) = text.split_once(' ').ok_or(Refusal::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Refusal::Malformed);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Refusal::Malformed);
+    }
+    if admins.matches(token) {
+        return Ok(Principal::Admin);
+    }
+    match reconciler.check_api_key(token) {
+        Some((tenant, key_id)) => Ok(Principal::Tenant { tenant, key_id }),
+        None => Err(Refusal::Unknown),
+    }
+}
+
+/// A fresh admin token, for a server started without one configured.
+pub fn generate_admin_token() -> SecretString {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    SecretString::from(format!("swa_{hex}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_tokens_match_by_digest() {
+        let a = AdminTokens::new(&[
+            SecretString::from("one".to_owned()),
+            SecretString::from("two".to_owned()),
+        ]);
+        assert!(a.matches("one"));
+        assert!(a.matches("two"));
+        assert!(!a.matches("three"));
+        assert!(!a.matches(""));
+        let t = generate_admin_token();
+        assert!(t.expose_secret().starts_with("swa_"));
+        assert_eq!(t.expose_secret().len(), 68);
+    }
+
+    #[test]
+    fn principals_scope_to_their_tenant() {
+        let p = Principal::Tenant {
+            tenant: "acme".into(),
+            key_id: "k1".into(),
+        };
+        assert!(p.may_act_for("acme"));
+        assert!(!p.may_act_for("globex"));
+        assert!(Principal::Admin.may_act_for("globex"));
+        assert_eq!(p.actor(), "tenant:acme/k1");
+    }
+}

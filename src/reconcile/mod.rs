@@ -1,0 +1,1893 @@
+//! The reconciler: registrations and secret writes in, encrypted commits out (DESIGN.md 4).
+//!
+//! It holds the desired state in memory — apps, their committed secrets and their status — and
+//! owns three kinds of repository: sealwright's state repo (registrations, API keys), each app's
+//! platform repo (its secrets) and the cluster's Flux repo (every app's folder). Each repository
+//! has a [`Batcher`]: writes queue up while a commit is in flight, and the next commit takes them
+//! all (group commit), so every caller of a round learns the same commit id. A write is answered
+//! only after its commit is pushed; until then it lives in the queue, never in the desired state.
+//!
+//! What survives a restart is what the repositories hold: registrations come from the state repo,
+//! secrets from the platform repos (decrypted with the app keys), and a full round afterwards
+//! finds nothing to commit. One app's failure (its host, its repo) is recorded in its status and
+//! retried with backoff by later rounds; it never stops another app's.
+
+mod batch;
+pub mod plan;
+pub mod spec;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::{json, Value as Json};
+use tokio::sync::oneshot;
+
+use crate::audit::{Event, EventLog};
+use crate::git::{
+    ChangeSet, CommitMessage, Credentials, GitEngine, GitError, Identity, Proposal, Remote,
+    Snapshot, Target,
+};
+use crate::host::{DeployKeySpec, GitHost, HostError, RepoRef};
+use crate::keys::{KeyError, KeyStore};
+use crate::model::{Cluster, PlatformRepo};
+use crate::render::{self, AppKeys, RenderError, Templates, Tree};
+use crate::sops::scalar::DateTime;
+
+use batch::Batcher;
+pub use plan::OwnedChange;
+pub use spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
+pub use store::{ApiKeyRecord, Source};
+
+/// How Flux reaches the platform repos (the URL in each GitRepository).
+#[derive(Clone, Debug)]
+pub enum FluxUrl {
+    /// A URL with `{owner}` and `{name}` filled in: the embedded default's repos live on this
+    /// machine, and this says where a cluster would find them.
+    Template(String),
+    /// The host's SSH URL (as `ssh://`), reached with the app's read-only deploy key and checked
+    /// against these known_hosts lines.
+    HostSsh { known_hosts: String },
+}
+
+/// How sealwright itself pushes to the host's repositories.
+#[derive(Clone)]
+pub enum Access {
+    /// Bare repositories on this machine.
+    Local,
+    /// HTTPS with a token (GitHub).
+    Token(SecretString),
+}
+
+/// Where a repository sealwright writes lives: on the host, or a fixed remote.
+pub struct Settings {
+    pub cluster: Cluster,
+    pub templates: Arc<Templates>,
+    /// Platform repos are `<owner>/<app>-platform` on the host.
+    pub owner: String,
+    /// The branch Flux follows, in the platform repos and the Flux repo.
+    pub branch: String,
+    pub flux_repo: RepoRef,
+    pub flux_url: FluxUrl,
+    pub access: Access,
+    /// The state repo (registrations, API keys).
+    pub state_remote: Arc<Remote>,
+    /// Commits are authored by this identity (the actor goes in the message).
+    pub author: Identity,
+    /// The longest wait before a failed app is tried again.
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{repo}: {source}")]
+    Git { repo: String, source: GitError },
+    #[error("{repo}: {source}")]
+    Host { repo: String, source: HostError },
+    #[error("app {app}: {source}")]
+    Keys { app: String, source: KeyError },
+    #[error("app {app}: {source}")]
+    Render { app: String, source: RenderError },
+    #[error("state repo: {0}")]
+    State(String),
+    #[error("app {app} is not provisioned yet: {reason}")]
+    NotReady { app: String, reason: String },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ReconcileError {
+    fn not_found(what: &'static str, name: &str) -> Self {
+        ReconcileError::NotFound {
+            what,
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// What a write learns: the commit it is in, or the pull request that carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteAck {
+    pub committed: bool,
+    pub commit: Option<String>,
+    pub pull_request: Option<String>,
+}
+
+impl WriteAck {
+    pub fn to_json(&self) -> Json {
+        let mut j = json!({"committed": self.committed});
+        if let Some(c) = &self.commit {
+            j["commit"] = json!(c);
+        }
+        if let Some(p) = &self.pull_request {
+            j["pullRequest"] = json!(p);
+        }
+        j
+    }
+}
+
+/// Who asked, for events and commit messages (never a credential).
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub name: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn new(name: &str) -> Actor {
+        Actor {
+            name: name.to_owned(),
+            request_id: None,
+        }
+    }
+
+    fn event(&self, action: &str) -> Event {
+        let mut e = Event::new(&self.name, action);
+        e.request_id = self.request_id.clone();
+        e
+    }
+}
+
+/// A recorded failure, value-free.
+#[derive(Clone, Debug)]
+pub struct StatusError {
+    pub time: String,
+    pub message: String,
+}
+
+/// An app's platform repo as sealwright and Flux reach it.
+struct RepoHandle {
+    full_name: String,
+    remote: Arc<Remote>,
+    clone_url: String,
+    flux: PlatformRepo,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SecretState {
+    commit: Option<String>,
+}
+
+/// Everything about one app; behind the slot's mutex, never held across an await.
+struct AppData {
+    spec: AppSpec,
+    source: Source,
+    /// What the platform repo holds (committed), by secret name.
+    secrets: BTreeMap<String, SecretSpec>,
+    secret_state: BTreeMap<String, SecretState>,
+    keys: Option<Arc<AppKeys>>,
+    repo: Option<Arc<RepoHandle>>,
+    /// The platform branch's tip when it last held exactly the render of `secrets`.
+    clean_head: Option<String>,
+    /// The Flux folder matches `spec` and `secrets`' placement.
+    flux_synced: bool,
+    last_commit: Option<String>,
+    errors: Vec<StatusError>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    deleted: bool,
+}
+
+impl AppData {
+    fn ready(&self) -> bool {
+        self.repo.is_some()
+            && self.clean_head.is_some()
+            && self.flux_synced
+            && self.errors.is_empty()
+    }
+}
+
+struct AppSlot {
+    name: String,
+    batch: Batcher<SecretOp>,
+    data: Mutex<AppData>,
+}
+
+impl AppSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AppData> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum SecretOpKind {
+    Put(SecretSpec),
+    Patch(String, SecretPatch),
+    Delete(String),
+    /// Make the repo match the desired state (start-up, periodic rounds, registration).
+    Sync,
+}
+
+struct SecretOp {
+    kind: SecretOpKind,
+    actor: Actor,
+    reply: oneshot::Sender<Result<WriteAck, ReconcileError>>,
+}
+
+/// A Flux repo round: these apps' folders, or every folder.
+enum FluxScope {
+    Apps(BTreeSet<String>),
+    All,
+}
+
+struct FluxOp {
+    scope: FluxScope,
+    reply: oneshot::Sender<Result<Option<String>, ReconcileError>>,
+}
+
+struct StateOp {
+    changes: Vec<(String, Option<Vec<u8>>)>,
+    line: String,
+    reply: oneshot::Sender<Result<Option<String>, ReconcileError>>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub commits_platform: AtomicU64,
+    pub commits_flux: AtomicU64,
+    pub commits_state: AtomicU64,
+    pub rounds: AtomicU64,
+    pub round_failures: AtomicU64,
+    pub writes_batched: AtomicU64,
+}
+
+struct Inner {
+    settings: Settings,
+    engine: GitEngine,
+    host: Arc<dyn GitHost>,
+    keys: Arc<dyn KeyStore>,
+    events: Arc<EventLog>,
+    apps: Mutex<BTreeMap<String, Arc<AppSlot>>>,
+    api_keys: Mutex<BTreeMap<String, ApiKeyRecord>>,
+    flux: Arc<Batcher<FluxOp>>,
+    flux_remote: Mutex<Option<Arc<Remote>>>,
+    flux_clone_url: Mutex<Option<String>>,
+    flux_head: Mutex<Option<String>>,
+    state: Arc<Batcher<StateOp>>,
+    metrics: Metrics,
+}
+
+/// The reconciler. Cheap to clone; every clone is the same reconciler.
+#[derive(Clone)]
+pub struct Reconciler {
+    inner: Arc<Inner>,
+}
+
+/// A view of an app for the API: registration and status, never key material.
+#[derive(Clone, Debug)]
+pub struct AppView {
+    pub spec: AppSpec,
+    pub source: Source,
+    pub ready: bool,
+    pub recipient: Option<String>,
+    pub repo: String,
+    pub platform_repo: Option<String>,
+    pub flux_repo: Option<String>,
+    pub last_commit: Option<String>,
+    pub errors: Vec<StatusError>,
+    pub secrets: usize,
+}
+
+impl AppView {
+    pub fn to_json(&self) -> Json {
+        let mut j = self.spec.to_json();
+        j["status"] = json!(if self.ready {
+            "ready"
+        } else if self.errors.is_empty() {
+            "provisioning"
+        } else {
+            "failed"
+        });
+        j["ready"] = json!(self.ready);
+        j["source"] = json!(self.source.as_str());
+        j["recipient"] = json!(self.recipient);
+        j["repo"] = json!(self.repo);
+        j["platformRepo"] = json!(self.platform_repo);
+        j["fluxRepo"] = json!(self.flux_repo);
+        j["lastCommit"] = json!(self.last_commit);
+        j["secrets"] = json!(self.secrets);
+        j["errors"] = Json::Array(
+            self.errors
+                .iter()
+                .map(|e| json!({"time": e.time, "message": e.message}))
+                .collect(),
+        );
+        j
+    }
+}
+
+/// A view of a managed secret: names and places, values only when revealed.
+#[derive(Clone, Debug)]
+pub struct SecretView {
+    pub name: String,
+    pub target_name: String,
+    pub namespaces: Vec<String>,
+    pub type_: String,
+    pub keys: Vec<String>,
+    pub commit: Option<String>,
+}
+
+impl SecretView {
+    pub fn to_json(&self) -> Json {
+        json!({
+            "name": self.name,
+            "targetName": self.target_name,
+            "namespaces": self.namespaces,
+            "type": self.type_,
+            "keys": self.keys,
+            "committed": self.commit.is_some(),
+            "commit": self.commit,
+            "pullRequest": Json::Null,
+            "files": self.namespaces.iter().map(|ns| render::secret_path(ns, &self.target_name)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What a full round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub apps: usize,
+    pub commits: usize,
+    pub failed: Vec<String>,
+}
+
+fn now_text() -> String {
+    crate::audit::now_rfc3339()
+}
+
+impl Reconciler {
+    pub fn new(
+        settings: Settings,
+        engine: GitEngine,
+        host: Arc<dyn GitHost>,
+        keys: Arc<dyn KeyStore>,
+        events: Arc<EventLog>,
+    ) -> Reconciler {
+        Reconciler {
+            inner: Arc::new(Inner {
+                settings,
+                engine,
+                host,
+                keys,
+                events,
+                apps: Mutex::new(BTreeMap::new()),
+                api_keys: Mutex::new(BTreeMap::new()),
+                flux: Arc::new(Batcher::new()),
+                flux_remote: Mutex::new(None),
+                flux_clone_url: Mutex::new(None),
+                flux_head: Mutex::new(None),
+                state: Arc::new(Batcher::new()),
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.inner.events
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Loads the state repo and every app's committed secrets: what a restart starts from. Apps
+    /// whose repo cannot be read now are loaded with their registration and retried by rounds.
+    pub async fn load(&self) -> Result<(), ReconcileError> {
+        let files = self
+            .inner
+            .engine
+            .read(
+                self.inner.settings.state_remote.clone(),
+                &self.inner.settings.branch,
+                |snap| snap.files_under(""),
+            )
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: "state repo".into(),
+                source,
+            })?;
+        let records = store::decode(&files)?;
+        *self
+            .inner
+            .api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = records.api_keys;
+        let mut tasks = tokio::task::JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(4));
+        for (name, (spec, source)) in records.apps {
+            let slot = self.insert_slot(spec, source);
+            let me = self.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                if let Err(e) = me.load_app(&slot).await {
+                    tracing::warn!(app = %name, error = %e, "could not load the app's secrets; will retry");
+                    me.record_failure(&slot, &e);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    fn insert_slot(&self, spec: AppSpec, source: Source) -> Arc<AppSlot> {
+        let slot = Arc::new(AppSlot {
+            name: spec.name.clone(),
+            batch: Batcher::new(),
+            data: Mutex::new(AppData {
+                spec,
+                source,
+                secrets: BTreeMap::new(),
+                secret_state: BTreeMap::new(),
+                keys: None,
+                repo: None,
+                clean_head: None,
+                flux_synced: false,
+                last_commit: None,
+                errors: Vec::new(),
+                failures: 0,
+                retry_at: None,
+                deleted: false,
+            }),
+        });
+        self.apps().insert(slot.name.clone(), slot.clone());
+        slot
+    }
+
+    fn apps(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<AppSlot>>> {
+        self.inner.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self, app: &str) -> Result<Arc<AppSlot>, ReconcileError> {
+        self.apps()
+            .get(app)
+            .cloned()
+            .filter(|s| !s.lock().deleted)
+            .ok_or_else(|| ReconcileError::not_found("app", app))
+    }
+
+    /// Reads an app's committed secrets back from its platform repo.
+    async fn load_app(&self, slot: &Arc<AppSlot>) -> Result<(), ReconcileError> {
+        self.provision(slot).await?;
+        let (spec, keys, repo) = {
+            let d = slot.lock();
+            (d.spec.clone(), d.keys.clone(), d.repo.clone())
+        };
+        let (Some(keys), Some(repo)) = (keys, repo) else {
+            return Err(ReconcileError::Internal("provisioned without keys".into()));
+        };
+        let (head, files) = self
+            .inner
+            .engine
+            .read(repo.remote.clone(), &self.inner.settings.branch, |snap| {
+                Ok((snap.commit_id(), snap.files_under("secrets/")?))
+            })
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: repo.full_name.clone(),
+                source,
+            })?;
+        let keys2 = keys.clone();
+        let (secrets, problems) =
+            tokio::task::spawn_blocking(move || plan::recover_secrets(&spec, &keys2.age, &files))
+                .await
+                .map_err(|e| ReconcileError::Internal(e.to_string()))?;
+        for (path, problem) in problems {
+            tracing::warn!(app = %slot.name, %path, %problem, "not a sealwright secret; the next round replaces or removes it");
+        }
+        let mut d = slot.lock();
+        for s in secrets {
+            d.secret_state.insert(
+                s.name.clone(),
+                SecretState {
+                    commit: head.clone(),
+                },
+            );
+            d.secrets.insert(s.name.clone(), s);
+        }
+        d.last_commit = head;
+        Ok(())
+    }
+
+    /// Makes sure the app has keys, a repo on the host (and a deploy key there when Flux uses
+    /// SSH). Idempotent; cheap once done.
+    async fn provision(&self, slot: &Arc<AppSlot>) -> Result<(), ReconcileError> {
+        if slot.lock().repo.is_some() {
+            return Ok(());
+        }
+        let s = &self.inner.settings;
+        let name = slot.name.clone();
+        let ssh = matches!(s.flux_url, FluxUrl::HostSsh { .. });
+        let store = self.inner.keys.clone();
+        let for_keys = name.clone();
+        let keys = tokio::task::spawn_blocking(move || -> Result<AppKeys, KeyError> {
+            let age = store.get_or_create(&for_keys)?;
+            let deploy = if ssh {
+                Some(store.deploy_key(&for_keys)?)
+            } else {
+                None
+            };
+            Ok(AppKeys { age, deploy })
+        })
+        .await
+        .map_err(|e| ReconcileError::Internal(e.to_string()))?
+        .map_err(|source| ReconcileError::Keys {
+            app: name.clone(),
+            source,
+        })?;
+        let repo_name = render::platform_repo_name(&name);
+        let host_err = |source| ReconcileError::Host {
+            repo: format!("{}/{repo_name}", s.owner),
+            source,
+        };
+        let repo_ref = RepoRef::new(&s.owner, &repo_name).map_err(host_err)?;
+        let hosted = self
+            .inner
+            .host
+            .ensure_repo(
+                &repo_ref,
+                &format!("Secrets of {name}, SOPS-encrypted; managed by sealwright"),
+            )
+            .await
+            .map_err(host_err)?;
+        if let Some(deploy) = keys.deploy.as_ref() {
+            self.inner
+                .host
+                .ensure_deploy_key(
+                    &repo_ref,
+                    &DeployKeySpec {
+                        title: "flux (sealwright, read-only)".into(),
+                        public_key: deploy.public_openssh(),
+                        read_only: true,
+                    },
+                )
+                .await
+                .map_err(host_err)?;
+        }
+        let remote =
+            remote_for(&s.access, &hosted.push_url, &hosted.clone_url).map_err(|source| {
+                ReconcileError::Git {
+                    repo: hosted.full_name.clone(),
+                    source,
+                }
+            })?;
+        let flux = match &s.flux_url {
+            FluxUrl::Template(t) => PlatformRepo {
+                url: t.replace("{owner}", &s.owner).replace("{name}", &repo_name),
+                branch: s.branch.clone(),
+                known_hosts: None,
+            },
+            FluxUrl::HostSsh { known_hosts } => PlatformRepo {
+                url: ssh_url(hosted.ssh_url.as_deref().unwrap_or(&hosted.push_url)),
+                branch: s.branch.clone(),
+                known_hosts: Some(known_hosts.clone()),
+            },
+        };
+        let mut d = slot.lock();
+        d.keys = Some(Arc::new(keys));
+        d.repo = Some(Arc::new(RepoHandle {
+            full_name: hosted.full_name,
+            remote: Arc::new(remote),
+            clone_url: hosted.clone_url,
+            flux,
+        }));
+        Ok(())
+    }
+
+    async fn flux_remote(&self) -> Result<Arc<Remote>, ReconcileError> {
+        if let Some(r) = self
+            .inner
+            .flux_remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(r);
+        }
+        let s = &self.inner.settings;
+        let host_err = |source| ReconcileError::Host {
+            repo: s.flux_repo.to_string(),
+            source,
+        };
+        let hosted = self
+            .inner
+            .host
+            .ensure_repo(&s.flux_repo, "Flux repo; apps/ managed by sealwright")
+            .await
+            .map_err(host_err)?;
+        let remote = Arc::new(
+            remote_for(&s.access, &hosted.push_url, &hosted.clone_url).map_err(|source| {
+                ReconcileError::Git {
+                    repo: hosted.full_name.clone(),
+                    source,
+                }
+            })?,
+        );
+        *self
+            .inner
+            .flux_remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(remote.clone());
+        *self
+            .inner
+            .flux_clone_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hosted.clone_url);
+        Ok(remote)
+    }
+
+    // ----- registrations -----
+
+    /// Registers an app: stored in the state repo first (that is the acknowledgement), then
+    /// provisioned — keys, repo, deploy key, `.sops.yaml`, Flux folder. A provisioning failure is
+    /// in the returned status and retried; the registration stays.
+    pub async fn register_app(
+        &self,
+        actor: &Actor,
+        spec: AppSpec,
+        source: Source,
+    ) -> Result<AppView, ReconcileError> {
+        if spec.delivery == Delivery::PullRequest && self.inner.host.kind() == "local" {
+            return Err(spec::invalid(
+                "delivery",
+                "pull-request needs a Git host with pull requests (GitHub); the local host takes commits only",
+            )
+            .into());
+        }
+        let slot = {
+            let mut apps = self.apps();
+            if let Some(existing) = apps.get(&spec.name) {
+                let d = existing.lock();
+                if !d.deleted {
+                    return Err(ReconcileError::Conflict(format!(
+                        "app {:?} is already registered",
+                        spec.name
+                    )));
+                }
+            }
+            let slot = Arc::new(AppSlot {
+                name: spec.name.clone(),
+                batch: Batcher::new(),
+                data: Mutex::new(AppData {
+                    spec: spec.clone(),
+                    source,
+                    secrets: BTreeMap::new(),
+                    secret_state: BTreeMap::new(),
+                    keys: None,
+                    repo: None,
+                    clean_head: None,
+                    flux_synced: false,
+                    last_commit: None,
+                    errors: Vec::new(),
+                    failures: 0,
+                    retry_at: None,
+                    deleted: false,
+                }),
+            });
+            apps.insert(spec.name.clone(), slot.clone());
+            slot
+        };
+        let stored = self
+            .state_commit(
+                vec![(
+                    store::app_path(&spec.name),
+                    Some(store::encode_app(&spec, source)),
+                )],
+                format!(
+                    "register app {} (tenant {}) by {}",
+                    spec.name, spec.tenant, actor.name
+                ),
+            )
+            .await;
+        if let Err(e) = stored {
+            self.apps().remove(&spec.name);
+            return Err(e);
+        }
+        let mut ev = actor.event("app.created");
+        ev.app = Some(spec.name.clone());
+        ev.tenant = Some(spec.tenant.clone());
+        ev.namespaces = spec.namespaces().map(str::to_owned).collect();
+        self.inner.events.record(ev);
+        if let Err(e) = self.reconcile_app(&slot, true).await {
+            tracing::warn!(app = %spec.name, error = %e, "provisioning failed; will retry");
+        }
+        self.app(&spec.name)
+    }
+
+    /// Changes a registration (a configuration-directory edit): a namespace that is no longer the
+    /// app's loses its files in the next commit.
+    pub async fn update_app(
+        &self,
+        actor: &Actor,
+        spec: AppSpec,
+    ) -> Result<AppView, ReconcileError> {
+        let slot = self.slot(&spec.name)?;
+        let (old, source) = {
+            let d = slot.lock();
+            (d.spec.clone(), d.source)
+        };
+        if old == spec {
+            return self.app(&spec.name);
+        }
+        self.state_commit(
+            vec![(
+                store::app_path(&spec.name),
+                Some(store::encode_app(&spec, source)),
+            )],
+            format!("update app {} by {}", spec.name, actor.name),
+        )
+        .await?;
+        {
+            let mut d = slot.lock();
+            d.spec = spec.clone();
+            d.clean_head = None;
+            d.flux_synced = false;
+        }
+        let mut ev = actor.event("app.updated");
+        ev.app = Some(spec.name.clone());
+        ev.tenant = Some(spec.tenant.clone());
+        ev.namespaces = spec.namespaces().map(str::to_owned).collect();
+        self.inner.events.record(ev);
+        if let Err(e) = self.reconcile_app(&slot, true).await {
+            tracing::warn!(app = %spec.name, error = %e, "update failed; will retry");
+        }
+        self.app(&spec.name)
+    }
+
+    /// Unregisters an app: its Flux folder goes (Flux prunes what it applied), its platform repo
+    /// stays unless `archive`. Its keys stay in the key store.
+    pub async fn delete_app(
+        &self,
+        actor: &Actor,
+        app: &str,
+        archive: bool,
+    ) -> Result<Option<String>, ReconcileError> {
+        let slot = self.slot(app)?;
+        let tenant = {
+            let mut d = slot.lock();
+            if d.deleted {
+                return Err(ReconcileError::not_found("app", app));
+            }
+            d.deleted = true;
+            d.spec.tenant.clone()
+        };
+        let stored = self
+            .state_commit(
+                vec![(store::app_path(app), None)],
+                format!("unregister app {app} by {}", actor.name),
+            )
+            .await;
+        if let Err(e) = stored {
+            slot.lock().deleted = false;
+            return Err(e);
+        }
+        self.apps().remove(app);
+        let flux = self
+            .flux_commit(FluxScope::Apps(BTreeSet::from([app.to_owned()])))
+            .await;
+        if archive {
+            let s = &self.inner.settings;
+            let repo_ref =
+                RepoRef::new(&s.owner, &render::platform_repo_name(app)).map_err(|source| {
+                    ReconcileError::Host {
+                        repo: app.to_owned(),
+                        source,
+                    }
+                })?;
+            self.inner
+                .host
+                .archive_repo(&repo_ref)
+                .await
+                .map_err(|source| ReconcileError::Host {
+                    repo: repo_ref.to_string(),
+                    source,
+                })?;
+        }
+        let mut ev = actor.event("app.deleted");
+        ev.app = Some(app.to_owned());
+        ev.tenant = Some(tenant);
+        ev.detail = archive.then(|| "platform repo archived".to_owned());
+        let commit = flux?;
+        ev.commit = commit.clone();
+        self.inner.events.record(ev);
+        Ok(commit)
+    }
+
+    /// Apps whose registration came from the configuration directory.
+    pub fn config_apps(&self) -> BTreeMap<String, AppSpec> {
+        self.apps()
+            .values()
+            .filter_map(|s| {
+                let d = s.lock();
+                (d.source == Source::Config && !d.deleted).then(|| (s.name.clone(), d.spec.clone()))
+            })
+            .collect()
+    }
+
+    // ----- views -----
+
+    pub fn app(&self, app: &str) -> Result<AppView, ReconcileError> {
+        let slot = self.slot(app)?;
+        Ok(self.view(&slot))
+    }
+
+    pub fn list_apps(&self) -> Vec<AppView> {
+        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        slots
+            .iter()
+            .filter(|s| !s.lock().deleted)
+            .map(|s| self.view(s))
+            .collect()
+    }
+
+    fn view(&self, slot: &AppSlot) -> AppView {
+        let d = slot.lock();
+        let s = &self.inner.settings;
+        AppView {
+            spec: d.spec.clone(),
+            source: d.source,
+            ready: d.ready(),
+            recipient: d.keys.as_ref().map(|k| k.age.recipient()),
+            repo: format!("{}/{}", s.owner, render::platform_repo_name(&slot.name)),
+            platform_repo: d.repo.as_ref().map(|r| r.clone_url.clone()),
+            flux_repo: self
+                .inner
+                .flux_clone_url
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            last_commit: d.last_commit.clone(),
+            errors: d.errors.clone(),
+            secrets: d.secrets.len(),
+        }
+    }
+
+    /// The app's tenant (for scoping API keys).
+    pub fn tenant_of(&self, app: &str) -> Option<String> {
+        self.slot(app).ok().map(|s| s.lock().spec.tenant.clone())
+    }
+
+    pub fn list_secrets(&self, app: &str) -> Result<Vec<SecretView>, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        Ok(d.secrets.values().map(|s| secret_view(&d, s)).collect())
+    }
+
+    pub fn secret(&self, app: &str, name: &str) -> Result<SecretView, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        let s = d
+            .secrets
+            .get(name)
+            .ok_or_else(|| ReconcileError::not_found("secret", name))?;
+        Ok(secret_view(&d, s))
+    }
+
+    /// The committed values of a secret, for an audited reveal.
+    pub fn reveal(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, crate::model::SecretValue>, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        let s = d
+            .secrets
+            .get(name)
+            .ok_or_else(|| ReconcileError::not_found("secret", name))?;
+        let mut ev = actor.event("secret.revealed");
+        ev.app = Some(app.to_owned());
+        ev.tenant = Some(d.spec.tenant.clone());
+        ev.secret = Some(name.to_owned());
+        ev.keys = s.data.keys().cloned().collect();
+        self.inner.events.record(ev);
+        Ok(s.data.clone())
+    }
+
+    // ----- secret writes -----
+
+    /// `PUT`: creates or replaces a secret. Answers once the commit is pushed.
+    pub async fn put_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        let spec = {
+            let d = slot.lock();
+            SecretSpec::from_json(name, body, &d.spec)?
+        };
+        self.check_targets(app, &spec)?;
+        self.submit(&slot, actor, SecretOpKind::Put(spec)).await
+    }
+
+    /// `PATCH`: sets keys, `null` removes one.
+    pub async fn patch_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        let patch = SecretPatch::from_json(body)?;
+        {
+            let d = slot.lock();
+            let s = d
+                .secrets
+                .get(name)
+                .ok_or_else(|| ReconcileError::not_found("secret", name))?;
+            s.patched(&patch)?;
+        }
+        self.submit(&slot, actor, SecretOpKind::Patch(name.to_owned(), patch))
+            .await
+    }
+
+    pub async fn delete_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        if !slot.lock().secrets.contains_key(name) {
+            return Err(ReconcileError::not_found("secret", name));
+        }
+        self.submit(&slot, actor, SecretOpKind::Delete(name.to_owned()))
+            .await
+    }
+
+    /// Two secrets never claim one Secret (namespace, name): not across apps, not within one.
+    fn check_targets(&self, app: &str, spec: &SecretSpec) -> Result<(), ReconcileError> {
+        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        for slot in slots {
+            let d = slot.lock();
+            if d.deleted {
+                continue;
+            }
+            for other in d.secrets.values() {
+                if slot.name == app && other.name == spec.name {
+                    continue;
+                }
+                if other.target_name != spec.target_name {
+                    continue;
+                }
+                if let Some(ns) = other
+                    .target_namespaces
+                    .iter()
+                    .find(|n| spec.target_namespaces.contains(n))
+                {
+                    let whose = if slot.name == app {
+                        format!("secret {:?} of this app", other.name)
+                    } else {
+                        format!("app {:?}", slot.name)
+                    };
+                    return Err(ReconcileError::Conflict(format!(
+                        "Secret {ns}/{} is already managed by {whose}",
+                        spec.target_name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit(
+        &self,
+        slot: &Arc<AppSlot>,
+        actor: &Actor,
+        kind: SecretOpKind,
+    ) -> Result<WriteAck, ReconcileError> {
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        let for_batch = slot.clone();
+        slot.batch.submit(
+            SecretOp {
+                kind,
+                actor: actor.clone(),
+                reply: tx,
+            },
+            move |ops| async move { me.platform_round(&for_batch, ops).await },
+        );
+        rx.await
+            .unwrap_or_else(|_| Err(ReconcileError::Internal("the commit task ended".into())))
+    }
+
+    /// One commit to an app's platform repo for every queued op (group commit).
+    async fn platform_round(&self, slot: &Arc<AppSlot>, ops: Vec<SecretOp>) {
+        self.inner
+            .metrics
+            .writes_batched
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let _span = tracing::info_span!("platform.round", app = %slot.name, ops = ops.len());
+        if let Err(e) = self.provision(slot).await {
+            self.record_failure(slot, &e);
+            let msg = e.to_string();
+            for op in ops {
+                let _ = op.reply.send(Err(ReconcileError::NotReady {
+                    app: slot.name.clone(),
+                    reason: msg.clone(),
+                }));
+            }
+            return;
+        }
+        // Apply the ops to a copy of the committed secrets, in order; an op that no longer fits
+        // (a patch of a secret deleted earlier in the round) is answered on its own.
+        let (spec, committed, keys, repo, clean_head, deleted) = {
+            let d = slot.lock();
+            (
+                d.spec.clone(),
+                d.secrets.clone(),
+                d.keys.clone(),
+                d.repo.clone(),
+                d.clean_head.clone(),
+                d.deleted,
+            )
+        };
+        let (Some(keys), Some(repo)) = (keys, repo) else {
+            return;
+        };
+        if deleted {
+            for op in ops {
+                let _ = op
+                    .reply
+                    .send(Err(ReconcileError::not_found("app", &slot.name)));
+            }
+            return;
+        }
+        let mut candidate = committed.clone();
+        let mut accepted = Vec::new();
+        for op in ops {
+            let outcome = match &op.kind {
+                SecretOpKind::Put(s) => {
+                    candidate.insert(s.name.clone(), s.clone());
+                    Ok(Some(s.name.clone()))
+                }
+                SecretOpKind::Patch(name, patch) => match candidate.get(name) {
+                    None => Err(ReconcileError::not_found("secret", name)),
+                    Some(s) => s
+                        .patched(patch)
+                        .map(|next| {
+                            candidate.insert(name.clone(), next);
+                            Some(name.clone())
+                        })
+                        .map_err(ReconcileError::from),
+                },
+                SecretOpKind::Delete(name) => match candidate.remove(name) {
+                    None => Err(ReconcileError::not_found("secret", name)),
+                    Some(_) => Ok(Some(name.clone())),
+                },
+                SecretOpKind::Sync => Ok(None),
+            };
+            match outcome {
+                Ok(touched) => accepted.push((op, touched)),
+                Err(e) => {
+                    let _ = op.reply.send(Err(e));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for (_, t) in &accepted {
+            names.extend(t.clone());
+        }
+        let changes: Vec<OwnedChange> = names
+            .iter()
+            .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
+            .collect();
+        // Nothing asked to change and the repo has not moved since it last held our render.
+        if changes.is_empty() && clean_head.is_some() {
+            let head = self
+                .inner
+                .engine
+                .remote_head(repo.remote.clone(), &self.inner.settings.branch)
+                .await;
+            if let Ok(head) = head {
+                if head == clean_head {
+                    self.answer(slot, accepted, &changes, head, false);
+                    return;
+                }
+            }
+        }
+        let model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
+        let unchanged: BTreeSet<String> = candidate
+            .iter()
+            .filter(|(n, s)| committed.get(*n).is_some_and(|c| c.same_as(s)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let restore = changes.is_empty();
+        let extra: Vec<&str> = if changes.is_empty() {
+            vec!["restore the files sealwright owns"]
+        } else {
+            vec![]
+        };
+        let message = plan::batch_message(&slot.name, &changes, &extra);
+        let message = with_actors(message, accepted.iter().map(|(op, _)| &op.actor));
+        let cluster = self.inner.settings.cluster.clone();
+        let templates = self.inner.settings.templates.clone();
+        let planner_keys = keys.clone();
+        let expected = clean_head.clone();
+        let planner =
+            move |snap: &Snapshot<'_>| -> Result<Option<Proposal>, crate::git::PlanError> {
+                let mut current = snap.files_under("secrets/")?;
+                if let Some(b) = snap.read(".sops.yaml")? {
+                    current.insert(".sops.yaml".into(), b);
+                }
+                current.retain(|p, _| render::owned_in_platform_repo(p));
+                // Files are reused unread only when the tip is the one we rendered last.
+                let trusted = expected.is_some() && snap.commit_id() == expected;
+                let keep = |s: &crate::model::ManagedSecret| trusted && unchanged.contains(&s.name);
+                let rendered = render::render_platform(
+                    &cluster,
+                    &model,
+                    &planner_keys.age,
+                    &current,
+                    &templates,
+                    DateTime::now_utc(),
+                    &keep,
+                )?;
+                let changes = plan::plan(&current, &rendered)?;
+                // A first commit sets the repo up; later ones with no secret change restore
+                // drifted files.
+                let message = match snap.commit_id() {
+                    None if restore => CommitMessage::new(&format!(
+                        "{}: set up the platform repo (.sops.yaml, secrets/)",
+                        model.name
+                    )),
+                    _ => message.clone(),
+                };
+                Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
+            };
+        let result = self
+            .inner
+            .engine
+            .apply_with(
+                repo.remote.clone(),
+                Target::branch(&self.inner.settings.branch),
+                &self.inner.settings.author,
+                planner,
+            )
+            .await;
+        match result {
+            Ok(applied) => {
+                let committed_now = matches!(applied, crate::git::Applied::Committed { .. });
+                if committed_now {
+                    self.inner
+                        .metrics
+                        .commits_platform
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                let head = applied.commit().map(str::to_owned);
+                let old_placement = plan::placement(&plan::model_app(
+                    &spec,
+                    committed.values(),
+                    repo.flux.clone(),
+                ));
+                let new_placement = plan::placement(&plan::model_app(
+                    &spec,
+                    candidate.values(),
+                    repo.flux.clone(),
+                ));
+                let flux_needed = {
+                    let mut d = slot.lock();
+                    d.secrets = candidate;
+                    for n in &names {
+                        if d.secrets.contains_key(n) {
+                            d.secret_state.insert(
+                                n.clone(),
+                                SecretState {
+                                    commit: head.clone(),
+                                },
+                            );
+                        } else {
+                            d.secret_state.remove(n);
+                        }
+                    }
+                    d.clean_head = head.clone();
+                    if committed_now || d.last_commit.is_none() {
+                        d.last_commit = head.clone();
+                    }
+                    if old_placement != new_placement {
+                        d.flux_synced = false;
+                    }
+                    !d.flux_synced
+                };
+                if flux_needed {
+                    let scope = FluxScope::Apps(BTreeSet::from([slot.name.clone()]));
+                    match self.flux_commit(scope).await {
+                        Ok(_) => slot.lock().flux_synced = true,
+                        Err(e) => {
+                            // The secret is committed (acknowledged); the RBAC follows in a
+                            // later round.
+                            tracing::warn!(app = %slot.name, error = %e, "Flux repo commit failed; will retry");
+                            self.record_failure(slot, &e);
+                            self.answer(slot, accepted, &changes, head, committed_now);
+                            return;
+                        }
+                    }
+                }
+                self.clear_failure(slot);
+                self.answer(slot, accepted, &changes, head, committed_now);
+            }
+            Err(source) => {
+                let e = ReconcileError::Git {
+                    repo: repo.full_name.clone(),
+                    source,
+                };
+                self.record_failure(slot, &e);
+                let msg = e.to_string();
+                for (op, _) in accepted {
+                    let _ = op.reply.send(Err(ReconcileError::Git {
+                        repo: repo.full_name.clone(),
+                        source: GitError::Worker(msg.clone()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Answers a round's ops and records one event per changed secret.
+    fn answer(
+        &self,
+        slot: &AppSlot,
+        accepted: Vec<(SecretOp, Option<String>)>,
+        changes: &[OwnedChange],
+        head: Option<String>,
+        committed_now: bool,
+    ) {
+        let tenant = slot.lock().spec.tenant.clone();
+        let mut recorded = BTreeSet::new();
+        for (op, touched) in accepted {
+            if let Some(name) = &touched {
+                if let Some(c) = changes.iter().find(|c| &c.secret == name) {
+                    if recorded.insert(name.clone()) {
+                        let mut ev = op.actor.event(match c.kind {
+                            crate::git::SecretChangeKind::Created => "secret.created",
+                            crate::git::SecretChangeKind::Updated => "secret.updated",
+                            crate::git::SecretChangeKind::Deleted => "secret.deleted",
+                        });
+                        ev.app = Some(slot.name.clone());
+                        ev.tenant = Some(tenant.clone());
+                        ev.secret = Some(name.clone());
+                        ev.keys = c.keys();
+                        ev.namespaces = c.namespaces.clone();
+                        ev.commit = if committed_now { head.clone() } else { None };
+                        self.inner.events.record(ev);
+                    }
+                }
+            }
+            let _ = op.reply.send(Ok(WriteAck {
+                committed: head.is_some(),
+                commit: head.clone(),
+                pull_request: None,
+            }));
+        }
+    }
+
+    fn record_failure(&self, slot: &AppSlot, e: &ReconcileError) {
+        self.inner
+            .metrics
+            .round_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let mut d = slot.lock();
+        d.failures += 1;
+        let backoff = Duration::from_secs(1)
+            .saturating_mul(1 << d.failures.min(12))
+            .min(self.inner.settings.max_backoff);
+        d.retry_at = Some(Instant::now() + backoff);
+        d.errors.push(StatusError {
+            time: now_text(),
+            message: e.to_string(),
+        });
+        // The last few are enough to diagnose; the rest is in the logs.
+        if d.errors.len() > 5 {
+            let extra = d.errors.len() - 5;
+            d.errors.drain(..extra);
+        }
+    }
+
+    fn clear_failure(&self, slot: &AppSlot) {
+        let mut d = slot.lock();
+        d.failures = 0;
+        d.retry_at = None;
+        d.errors.clear();
+    }
+
+    /// Brings one app fully in line: provisioned, platform repo, Flux folder.
+    async fn reconcile_app(
+        &self,
+        slot: &Arc<AppSlot>,
+        with_flux: bool,
+    ) -> Result<(), ReconcileError> {
+        let result = async {
+            self.provision(slot).await?;
+            self.submit(slot, &Actor::new("reconciler"), SecretOpKind::Sync)
+                .await?;
+            if with_flux && !slot.lock().flux_synced {
+                self.flux_commit(FluxScope::Apps(BTreeSet::from([slot.name.clone()])))
+                    .await?;
+                slot.lock().flux_synced = true;
+            }
+            Ok(())
+        }
+        .await;
+        match &result {
+            Ok(()) => self.clear_failure(slot),
+            Err(e) => {
+                // Write failures inside the round recorded themselves already.
+                if !matches!(
+                    e,
+                    ReconcileError::Git { .. } | ReconcileError::NotReady { .. }
+                ) {
+                    self.record_failure(slot, e);
+                }
+            }
+        }
+        result
+    }
+
+    /// A full round: every app (those in backoff only when `force`), then the whole Flux repo.
+    /// An app's failure is recorded and does not stop the others.
+    pub async fn reconcile_all(&self, force: bool) -> RoundReport {
+        self.inner.metrics.rounds.fetch_add(1, Ordering::Relaxed);
+        let before = self.commit_count();
+        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        let now = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(8));
+        for slot in &slots {
+            let due = {
+                let d = slot.lock();
+                !d.deleted && (force || d.retry_at.is_none_or(|t| t <= now))
+            };
+            if !due {
+                continue;
+            }
+            let me = self.clone();
+            let slot = slot.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let r = me.reconcile_app(&slot, false).await;
+                (slot.name.clone(), r)
+            });
+        }
+        let mut failed = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::warn!(app = %name, error = %e, "app round failed");
+                failed.push(name);
+            }
+        }
+        match self.flux_commit(FluxScope::All).await {
+            Ok(_) => {
+                for slot in &slots {
+                    let mut d = slot.lock();
+                    if d.repo.is_some() {
+                        d.flux_synced = true;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Flux repo round failed");
+                failed.push("(flux repo)".into());
+            }
+        }
+        failed.sort();
+        RoundReport {
+            apps: slots.len(),
+            commits: (self.commit_count() - before) as usize,
+            failed,
+        }
+    }
+
+    /// Retries the apps whose backoff is over (the server calls this every few seconds).
+    pub async fn retry_failed(&self) {
+        let now = Instant::now();
+        let due: Vec<Arc<AppSlot>> = self
+            .apps()
+            .values()
+            .filter(|s| {
+                let d = s.lock();
+                !d.deleted && !d.errors.is_empty() && d.retry_at.is_none_or(|t| t <= now)
+            })
+            .cloned()
+            .collect();
+        for slot in due {
+            if let Err(e) = self.reconcile_app(&slot, true).await {
+                tracing::info!(app = %slot.name, error = %e, "retry failed");
+            }
+        }
+    }
+
+    /// Checks that the host answers and the Flux repo can be reached (for `doctor`).
+    pub async fn check_host(&self) -> Result<String, ReconcileError> {
+        let remote = self.flux_remote().await?;
+        let s = &self.inner.settings;
+        let head = self
+            .inner
+            .engine
+            .remote_head(remote, &s.branch)
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: s.flux_repo.to_string(),
+                source,
+            })?;
+        Ok(format!(
+            "{} host, Flux repo {} at {}",
+            self.inner.host.kind(),
+            s.flux_repo,
+            head.as_deref().unwrap_or("(no commit yet)")
+        ))
+    }
+
+    fn commit_count(&self) -> u64 {
+        let m = &self.inner.metrics;
+        m.commits_platform.load(Ordering::Relaxed)
+            + m.commits_flux.load(Ordering::Relaxed)
+            + m.commits_state.load(Ordering::Relaxed)
+    }
+
+    // ----- the Flux repo -----
+
+    async fn flux_commit(&self, scope: FluxScope) -> Result<Option<String>, ReconcileError> {
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        self.inner
+            .flux
+            .submit(FluxOp { scope, reply: tx }, move |ops| async move {
+                me.flux_round(ops).await
+            });
+        rx.await
+            .unwrap_or_else(|_| Err(ReconcileError::Internal("the commit task ended".into())))
+    }
+
+    async fn flux_round(&self, ops: Vec<FluxOp>) {
+        let mut all = false;
+        let mut wanted = BTreeSet::new();
+        let mut replies = Vec::new();
+        for op in ops {
+            match op.scope {
+                FluxScope::All => all = true,
+                FluxScope::Apps(a) => wanted.extend(a),
+            }
+            replies.push(op.reply);
+        }
+        let result = self.flux_apply(all, wanted).await;
+        for r in replies {
+            let _ = r.send(match &result {
+                Ok(c) => Ok(c.clone()),
+                Err(e) => Err(ReconcileError::Internal(e.to_string())),
+            });
+        }
+    }
+
+    async fn flux_apply(
+        &self,
+        all: bool,
+        wanted: BTreeSet<String>,
+    ) -> Result<Option<String>, ReconcileError> {
+        let remote = self.flux_remote().await?;
+        // Apps that can be rendered (provisioned), and registered ones that cannot yet: their
+        // folders are left as they are rather than pruned over a passing host failure.
+        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        let mut ready: BTreeMap<String, (crate::model::App, Arc<AppKeys>)> = BTreeMap::new();
+        let mut registered: BTreeSet<String> = BTreeSet::new();
+        for slot in &slots {
+            let d = slot.lock();
+            if d.deleted {
+                continue;
+            }
+            registered.insert(slot.name.clone());
+            if let (Some(keys), Some(repo)) = (&d.keys, &d.repo) {
+                ready.insert(
+                    slot.name.clone(),
+                    (
+                        plan::model_app(&d.spec, d.secrets.values(), repo.flux.clone()),
+                        keys.clone(),
+                    ),
+                );
+            }
+        }
+        let s = &self.inner.settings;
+        let cluster = s.cluster.clone();
+        let templates = s.templates.clone();
+        let summary = if all {
+            "sync every app's folder".to_owned()
+        } else {
+            format!(
+                "sync {}",
+                wanted
+                    .iter()
+                    .map(|a| format!("apps/{}", render::platform_repo_name(a)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let planner =
+            move |snap: &Snapshot<'_>| -> Result<Option<Proposal>, crate::git::PlanError> {
+                let existing: BTreeSet<String> = snap
+                    .folders_in("apps")?
+                    .into_iter()
+                    .filter_map(|f| f.strip_suffix("-platform").map(str::to_owned))
+                    .collect();
+                let scope: BTreeSet<String> = if all {
+                    existing
+                        .iter()
+                        .filter(|a| !registered.contains(*a) || ready.contains_key(*a))
+                        .cloned()
+                        .chain(ready.keys().cloned())
+                        .collect()
+                } else {
+                    wanted
+                        .iter()
+                        .filter(|a| !registered.contains(*a) || ready.contains_key(*a))
+                        .cloned()
+                        .collect()
+                };
+                let mut current = Tree::new();
+                let mut rendered = Tree::new();
+                let now = DateTime::now_utc();
+                for app in &scope {
+                    let dir = format!("apps/{}", render::platform_repo_name(app));
+                    let mut files = snap.files_in(&dir)?;
+                    files.retain(|p, _| render::owned_in_flux_repo(&cluster.name, p));
+                    if let Some((model, keys)) = ready.get(app) {
+                        render::render_flux_app(
+                            &cluster,
+                            model,
+                            keys,
+                            &files,
+                            &templates,
+                            now,
+                            &mut rendered,
+                        )?;
+                    }
+                    current.extend(files);
+                }
+                // The list names every app whose folder will exist after this commit.
+                let listed: Vec<&str> = existing
+                    .iter()
+                    .filter(|a| registered.contains(*a) && !scope.contains(*a))
+                    .map(String::as_str)
+                    .chain(
+                        ready
+                            .keys()
+                            .filter(|a| scope.contains(*a))
+                            .map(String::as_str),
+                    )
+                    .collect();
+                rendered.extend(render::render_flux_top(&cluster, &listed, &templates)?);
+                for path in [
+                    format!("clusters/{}/apps.yaml", cluster.name),
+                    "apps/kustomization.yaml".to_owned(),
+                    ".sops.yaml".to_owned(),
+                ] {
+                    if let Some(b) = snap.read(&path)? {
+                        current.insert(path, b);
+                    }
+                }
+                let changes: ChangeSet = plan::plan(&current, &rendered)?;
+                Ok((!changes.is_empty()).then(|| Proposal {
+                    changes,
+                    message: CommitMessage::new(&format!("flux: {summary}")),
+                }))
+            };
+        let applied = self
+            .inner
+            .engine
+            .apply_with(remote, Target::branch(&s.branch), &s.author, planner)
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: s.flux_repo.to_string(),
+                source,
+            })?;
+        if matches!(applied, crate::git::Applied::Committed { .. }) {
+            self.inner
+                .metrics
+                .commits_flux
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let head = applied.commit().map(str::to_owned);
+        *self
+            .inner
+            .flux_head
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = head.clone();
+        Ok(head)
+    }
+
+    // ----- the state repo -----
+
+    async fn state_commit(
+        &self,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+        line: String,
+    ) -> Result<Option<String>, ReconcileError> {
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        self.inner.state.submit(
+            StateOp {
+                changes,
+                line,
+                reply: tx,
+            },
+            move |ops| async move { me.state_round(ops).await },
+        );
+        rx.await
+            .unwrap_or_else(|_| Err(ReconcileError::Internal("the commit task ended".into())))
+    }
+
+    async fn state_round(&self, ops: Vec<StateOp>) {
+        let mut changes = ChangeSet::new();
+        let mut lines = Vec::new();
+        let mut bad = None;
+        for op in &ops {
+            lines.push(op.line.clone());
+            for (path, bytes) in &op.changes {
+                let r = match bytes {
+                    Some(b) => changes.write(path, b.clone()).map(|_| ()),
+                    None => changes.delete(path).map(|_| ()),
+                };
+                if let Err(e) = r {
+                    bad = Some(e.to_string());
+                }
+            }
+        }
+        let result = match bad {
+            Some(e) => Err(ReconcileError::State(e)),
+            None => {
+                let subject = match lines.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("{} registration changes", many.len()),
+                };
+                let mut message = CommitMessage::new(&subject);
+                if lines.len() > 1 {
+                    for l in &lines {
+                        message = message.line(&format!("- {l}"));
+                    }
+                }
+                let s = &self.inner.settings;
+                self.inner
+                    .engine
+                    .apply(
+                        s.state_remote.clone(),
+                        &s.branch,
+                        changes,
+                        message,
+                        &s.author,
+                    )
+                    .await
+                    .map(|a| {
+                        if matches!(a, crate::git::Applied::Committed { .. }) {
+                            self.inner
+                                .metrics
+                                .commits_state
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        a.commit().map(str::to_owned)
+                    })
+                    .map_err(|e| ReconcileError::State(e.to_string()))
+            }
+        };
+        for op in ops {
+            let _ = op.reply.send(match &result {
+                Ok(c) => Ok(c.clone()),
+                Err(e) => Err(ReconcileError::State(e.to_string())),
+            });
+        }
+    }
+
+    // ----- tenant API keys -----
+
+    /// Creates a tenant API key; the key itself is returned once and stored only as a hash.
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+    ) -> Result<(ApiKeyRecord, SecretString), ReconcileError> {
+        crate::names::validate_label("tenant", tenant).map_err(Invalid::from)?;
+        use rand::RngCore;
+        let mut id_bytes = [0u8; 6];
+        let mut secret_bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+        rand::rngs::OsRng.fill_bytes(&mut secret_bytes);
+        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret: zeroize::Zeroizing<String> =
+            zeroize::Zeroizing::new(secret_bytes.iter().map(|b| format!("{b:02x}")).collect());
+        let key = SecretString::from(format!("swk_{id}_{}", secret.as_str()));
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            tenant: tenant.to_owned(),
+            sha256: hash_key(&key),
+            created: now_text(),
+        };
+        self.state_commit(
+            vec![(
+                store::api_key_path(&id),
+                Some(store::encode_api_key(&record)),
+            )],
+            format!("create API key {id} for tenant {tenant} by {}", actor.name),
+        )
+        .await?;
+        self.inner
+            .api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), record.clone());
+        let mut ev = actor.event("apikey.created");
+        ev.tenant = Some(tenant.to_owned());
+        ev.detail = Some(format!("key id {id}"));
+        self.inner.events.record(ev);
+        Ok((record, key))
+    }
+
+    pub fn api_keys(&self, tenant: Option<&str>) -> Vec<ApiKeyRecord> {
+        self.inner
+            .api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|k| tenant.is_none_or(|t| k.tenant == t))
+            .cloned()
+            .collect()
+    }
+
+    pub async fn delete_api_key(&self, actor: &Actor, id: &str) -> Result<(), ReconcileError> {
+        let tenant = self
+            .inner
+            .api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|k| k.tenant.clone())
+            .ok_or_else(|| ReconcileError::not_found("API key", id))?;
+        self.state_commit(
+            vec![(store::api_key_path(id), None)],
+            format!("revoke API key {id} of tenant {tenant} by {}", actor.name),
+        )
+        .await?;
+        self.inner
+            .api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let mut ev = actor.event("apikey.revoked");
+        ev.tenant = Some(tenant);
+        ev.detail = Some(format!("key id {id}"));
+        self.inner.events.record(ev);
+        Ok(())
+    }
+
+    /// The tenant and key id a presented API key belongs to, if it is one of ours.
+    pub fn check_api_key(&self, presented: &str) -> Option<(String, String)> {
+        let id = presented.strip_prefix("swk_")?.split('_').next()?;
+        let keys = self
+            .inner
+            .api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let rec = keys.get(id)?;
+        let hash = hash_key(&SecretString::from(presented.to_owned()));
+        use subtle::ConstantTimeEq;
+        bool::from(hash.as_bytes().ct_eq(rec.sha256.as_bytes()))
+            .then(|| (rec.tenant.clone(), rec.id.clone()))
+    }
+}
+
+fn hash_key(key: &SecretString) -> String {
+    use secrecy::ExposeSecret;
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.expose_secret().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn secret_view(d: &AppData, s: &SecretSpec) -> SecretView {
+    SecretView {
+        name: s.name.clone(),
+        target_name: s.target_name.clone(),
+        namespaces: s.target_namespaces.clone(),
+        type_: s.type_.clone(),
+        keys: s.data.keys().cloned().collect(),
+        commit: d.secret_state.get(&s.name).and_then(|st| st.commit.clone()),
+    }
+}
+
+/// The actors of a round, as a message line (names only).
+fn with_actors<'a>(
+    message: CommitMessage,
+    actors: impl Iterator<Item = &'a Actor>,
+) -> CommitMessage {
+    let mut names: Vec<&str> = actors.map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return message;
+    }
+    message.line(&format!("by: {}", names.join(", ")))
+}
+
+fn remote_for(access: &Access, push_url: &str, clone_url: &str) -> Result<Remote, GitError> {
+    match access {
+        Access::Local => Remote::local(push_url),
+        Access::Token(t) => Remote::new(clone_url, Credentials::Token(t.clone())),
+    }
+}
+
+/// `git@host:owner/name.git` (GitHub's ssh_url) → `ssh://git@host/owner/name.git`, which Flux takes.
+fn ssh_url(url: &str) -> String {
+    if url.contains("://") {
+        return url.to_owned();
+    }
+    match url.split_once(':') {
+        Some((userhost, path)) => format!("ssh://{userhost}/{path}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scp_style_ssh_urls_become_ssh_urls() {
+        assert_eq!(
+            ssh_url("git@github.com:acme/shop-platform.git"),
+            "ssh://git@github.com/acme/shop-platform.git"
+        );
+        assert_eq!(
+            ssh_url("ssh://git@h:2222/a/b.git"),
+            "ssh://git@h:2222/a/b.git"
+        );
+    }
+
+    #[test]
+    fn api_keys_hash_and_compare() {
+        let k = SecretString::from("swk_0a0b0c0d0e0f_00".to_owned());
+        assert_eq!(hash_key(&k).len(), 64);
+        assert_ne!(
+            hash_key(&k),
+            hash_key(&SecretString::from("swk_x".to_owned()))
+        );
+    }
+}

@@ -1,0 +1,603 @@
+//! What users ask for, checked at the edge: app registrations, managed secrets and patches to
+//! them, parsed from JSON (API bodies, state-repo records, configuration-directory files) with
+//! errors that name the field (`environments[1].namespace`) and never a secret value.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::model::SecretValue;
+use crate::names::{validate_data_key, validate_label, NameError};
+
+/// Kubernetes refuses a Secret over 1 MiB; say so at the edge rather than at apply time.
+pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
+/// The longest app name: `<app>-platform-deploy-key` must still be a 63-character label.
+pub const MAX_APP_NAME: usize = 63 - "-platform-deploy-key".len();
+
+/// A field that breaks a rule, and why. Rendered as `field: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl From<NameError> for Invalid {
+    fn from(e: NameError) -> Invalid {
+        invalid(e.field, format!("{:?} {}", e.value, e.problem))
+    }
+}
+
+/// How an app's secret changes reach its platform repo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Pushed straight to the branch Flux follows.
+    #[default]
+    Commit,
+    /// Pushed to a branch with a pull request into the branch Flux follows; live when merged.
+    PullRequest,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Commit => "commit",
+            Delivery::PullRequest => "pull-request",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EnvSpec {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// A platform registration: `{name, tenant, environments: [{name, namespace}], delivery?}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppSpec {
+    pub name: String,
+    pub tenant: String,
+    pub environments: Vec<EnvSpec>,
+    pub delivery: Delivery,
+}
+
+impl AppSpec {
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.environments.iter().map(|e| e.namespace.as_str())
+    }
+
+    /// The JSON form (the API's and the state repo's).
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({
+            "name": self.name,
+            "tenant": self.tenant,
+            "environments": self.environments,
+            "delivery": self.delivery.as_str(),
+        })
+    }
+
+    /// Parses and checks a registration.
+    pub fn from_json(v: &Json) -> Result<AppSpec, Invalid> {
+        let mut f = Fields::of("", v)?;
+        let name = f.str("name")?;
+        validate_app_name("name", &name)?;
+        let tenant = f.str("tenant")?;
+        validate_label("tenant", &tenant)?;
+        let envs = f
+            .get("environments")
+            .ok_or_else(|| invalid("environments", "is required"))?;
+        let Json::Array(items) = envs else {
+            return Err(invalid(
+                "environments",
+                format!("must be a list, not {}", kind(envs)),
+            ));
+        };
+        if items.is_empty() {
+            return Err(invalid("environments", "needs at least one environment"));
+        }
+        let mut environments = Vec::new();
+        let (mut names, mut namespaces) = (BTreeSet::new(), BTreeSet::new());
+        for (i, e) in items.iter().enumerate() {
+            let path = format!("environments[{i}]");
+            let mut g = Fields::of(&path, e)?;
+            let env = EnvSpec {
+                name: g.str("name")?,
+                namespace: g.str("namespace")?,
+            };
+            g.finish()?;
+            validate_label(&format!("{path}.name"), &env.name)?;
+            validate_label(&format!("{path}.namespace"), &env.namespace)?;
+            if !names.insert(env.name.clone()) {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    format!("{:?} is used by an earlier environment", env.name),
+                ));
+            }
+            if !namespaces.insert(env.namespace.clone()) {
+                return Err(invalid(
+                    format!("{path}.namespace"),
+                    format!("{:?} is used by an earlier environment", env.namespace),
+                ));
+            }
+            environments.push(env);
+        }
+        let delivery = match f.opt_str("delivery")?.as_deref() {
+            None | Some("commit") => Delivery::Commit,
+            Some("pull-request") => Delivery::PullRequest,
+            Some(other) => {
+                return Err(invalid(
+                    "delivery",
+                    format!("{other:?} is not a delivery mode (commit or pull-request)"),
+                ))
+            }
+        };
+        f.finish()?;
+        Ok(AppSpec {
+            name,
+            tenant,
+            environments,
+            delivery,
+        })
+    }
+}
+
+/// An app name: a DNS label short enough for the names derived from it.
+pub fn validate_app_name(field: &str, name: &str) -> Result<(), Invalid> {
+    validate_label(field, name)?;
+    if name.len() > MAX_APP_NAME {
+        return Err(invalid(
+            field,
+            format!("{name:?} is too long: at most {MAX_APP_NAME} characters, so that <app>-platform-deploy-key fits in 63"),
+        ));
+    }
+    Ok(())
+}
+
+/// One managed secret of an app, as stored: where it goes and its data.
+#[derive(Clone, Debug)]
+pub struct SecretSpec {
+    pub name: String,
+    /// The Secret's name in the cluster (defaults to `name`).
+    pub target_name: String,
+    /// Sorted, unique, each one a namespace of the app.
+    pub target_namespaces: Vec<String>,
+    pub type_: String,
+    pub data: BTreeMap<String, SecretValue>,
+}
+
+impl SecretSpec {
+    /// Whether the two hold the same plaintext and go to the same places.
+    pub fn same_as(&self, other: &SecretSpec) -> bool {
+        self.target_name == other.target_name
+            && self.target_namespaces == other.target_namespaces
+            && self.type_ == other.type_
+            && self.data.len() == other.data.len()
+            && self
+                .data
+                .iter()
+                .zip(&other.data)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && v1.expose() == v2.expose())
+    }
+
+    /// Parses the body of `PUT /v1/apps/{app}/secrets/{name}`:
+    /// `{targetNamespaces, targetName?, type?, data: {key: value}}`, checked against the app.
+    pub fn from_json(name: &str, v: &Json, app: &AppSpec) -> Result<SecretSpec, Invalid> {
+        validate_label("name", name)?;
+        let mut f = Fields::of("", v)?;
+        let ns_v = f
+            .get("targetNamespaces")
+            .ok_or_else(|| invalid("targetNamespaces", "is required"))?;
+        let Json::Array(items) = ns_v else {
+            return Err(invalid(
+                "targetNamespaces",
+                format!("must be a list, not {}", kind(ns_v)),
+            ));
+        };
+        if items.is_empty() {
+            return Err(invalid("targetNamespaces", "needs at least one namespace"));
+        }
+        let mut namespaces = BTreeSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("targetNamespaces[{i}]");
+            let Json::String(ns) = item else {
+                return Err(invalid(
+                    field,
+                    format!("must be a string, not {}", kind(item)),
+                ));
+            };
+            validate_label(&field, ns)?;
+            if !app.namespaces().any(|n| n == ns) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{ns:?} is not a namespace of app {:?} (its namespaces: {})",
+                        app.name,
+                        app.namespaces().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if !namespaces.insert(ns.clone()) {
+                return Err(invalid(field, format!("{ns:?} is listed twice")));
+            }
+        }
+        let target_name = f.opt_str("targetName")?.unwrap_or_else(|| name.to_owned());
+        validate_label("targetName", &target_name)?;
+        let type_ = f.opt_str("type")?.unwrap_or_else(|| "Opaque".to_owned());
+        validate_type(&type_)?;
+        let data_v = f
+            .get("data")
+            .ok_or_else(|| invalid("data", "is required"))?;
+        let data = data_map(data_v, false)?
+            .into_iter()
+            .map(|(k, v)| {
+                v.map(|v| (k, v))
+                    .ok_or_else(|| invalid("data", "is required"))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        f.finish()?;
+        let spec = SecretSpec {
+            name: name.to_owned(),
+            target_name,
+            target_namespaces: namespaces.into_iter().collect(),
+            type_,
+            data,
+        };
+        spec.check_data()?;
+        Ok(spec)
+    }
+
+    /// Applies `PATCH` data (`null` removes a key) and checks the result.
+    pub fn patched(&self, patch: &SecretPatch) -> Result<SecretSpec, Invalid> {
+        let mut next = self.clone();
+        for (k, v) in &patch.data {
+            match v {
+                Some(v) => {
+                    next.data.insert(k.clone(), v.clone());
+                }
+                None => {
+                    next.data.remove(k);
+                }
+            }
+        }
+        if next.data.is_empty() {
+            return Err(invalid(
+                "data",
+                "the patch would remove every key; delete the secret instead",
+            ));
+        }
+        next.check_data()?;
+        Ok(next)
+    }
+
+    fn check_data(&self) -> Result<(), Invalid> {
+        if self.data.is_empty() {
+            return Err(invalid("data", "needs at least one key"));
+        }
+        let required: &[&str] = match self.type_.as_str() {
+            "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+            "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+            "kubernetes.io/dockercfg" => &[".dockercfg"],
+            "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+            "kubernetes.io/basic-auth" => &[],
+            _ => &[],
+        };
+        for key in required {
+            if !self.data.contains_key(*key) {
+                return Err(invalid(
+                    "data",
+                    format!("a Secret of type {} needs the key {key:?}", self.type_),
+                ));
+            }
+        }
+        let size: usize = self
+            .data
+            .iter()
+            .map(|(k, v)| k.len() + v.expose().len())
+            .sum();
+        if size > MAX_SECRET_BYTES {
+            return Err(invalid(
+                "data",
+                format!("holds {size} bytes; a Kubernetes Secret holds at most {MAX_SECRET_BYTES}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The body of `PATCH /v1/apps/{app}/secrets/{name}`: `{data: {key: value | null}}`.
+#[derive(Debug)]
+pub struct SecretPatch {
+    pub data: BTreeMap<String, Option<SecretValue>>,
+}
+
+impl SecretPatch {
+    pub fn from_json(v: &Json) -> Result<SecretPatch, Invalid> {
+        let mut f = Fields::of("", v)?;
+        let data_v = f
+            .get("data")
+            .ok_or_else(|| invalid("data", "is required"))?;
+        let data = data_map(data_v, true)?;
+        f.finish()?;
+        Ok(SecretPatch { data })
+    }
+}
+
+fn validate_type(t: &str) -> Result<(), Invalid> {
+    let ok = !t.is_empty()
+        && t.len() <= 253
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "type",
+            format!("{t:?} is not a Secret type (like Opaque or kubernetes.io/tls)"),
+        ))
+    }
+}
+
+/// `{key: "value"}` (and `null` values when `nulls`), with every key checked. Values are never
+/// quoted in errors: only their JSON kind is.
+fn data_map(v: &Json, nulls: bool) -> Result<BTreeMap<String, Option<SecretValue>>, Invalid> {
+    let Json::Object(map) = v else {
+        return Err(invalid(
+            "data",
+            format!("must be an object, not {}", kind(v)),
+        ));
+    };
+    if map.is_empty() {
+        return Err(invalid("data", "needs at least one key"));
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        let field = format!("data.{k}");
+        validate_data_key("data", k)?;
+        match v {
+            Json::String(s) => {
+                out.insert(k.clone(), Some(SecretValue::new(s.as_bytes().to_vec())));
+            }
+            Json::Null if nulls => {
+                out.insert(k.clone(), None);
+            }
+            other => {
+                let allowed = if nulls {
+                    "a string or null"
+                } else {
+                    "a string"
+                };
+                return Err(invalid(
+                    field,
+                    format!("must be {allowed}, not {}", kind(other)),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// An object being read: remembers which keys were asked for, so leftovers are errors.
+pub(crate) struct Fields<'a> {
+    path: String,
+    map: &'a serde_json::Map<String, Json>,
+    used: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of(path: &str, v: &'a Json) -> Result<Fields<'a>, Invalid> {
+        match v {
+            Json::Object(map) => Ok(Fields {
+                path: path.to_owned(),
+                map,
+                used: Vec::new(),
+            }),
+            other => Err(invalid(
+                if path.is_empty() { "body" } else { path },
+                format!("must be an object, not {}", kind(other)),
+            )),
+        }
+    }
+
+    fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'a Json> {
+        self.used.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, Invalid> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(invalid(
+                self.field(key),
+                format!("must be a string, not {}", kind(other)),
+            )),
+        }
+    }
+
+    pub(crate) fn str(&mut self, key: &'static str) -> Result<String, Invalid> {
+        match self.opt_str(key)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            Some(_) => Err(invalid(self.field(key), "must not be empty")),
+            None => Err(invalid(self.field(key), "is required")),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), Invalid> {
+        for k in self.map.keys() {
+            if !self.used.contains(&k.as_str()) {
+                return Err(invalid(
+                    self.field(k),
+                    format!("unknown field (expected one of: {})", self.used.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app() -> AppSpec {
+        AppSpec::from_json(&json!({
+            "name": "shop", "tenant": "acme",
+            "environments": [{"name": "staging", "namespace": "shop-staging"},
+                             {"name": "prod", "namespace": "shop-prod"}]
+        }))
+        .unwrap()
+    }
+
+    fn err_of(r: Result<impl std::fmt::Debug, Invalid>) -> (String, String) {
+        let e = r.expect_err("should be refused");
+        (e.field, e.reason)
+    }
+
+    #[test]
+    fn an_app_parses_with_defaults_and_round_trips() {
+        let a = app();
+        assert_eq!(a.delivery, Delivery::Commit);
+        assert_eq!(AppSpec::from_json(&a.to_json()).unwrap(), a);
+        let pr = AppSpec::from_json(&json!({"name": "a", "tenant": "t",
+            "environments": [{"name": "e", "namespace": "n"}], "delivery": "pull-request"}))
+        .unwrap();
+        assert_eq!(pr.delivery, Delivery::PullRequest);
+    }
+
+    #[test]
+    fn app_errors_name_the_field() {
+        let base = app().to_json();
+        let with = |f: &dyn Fn(&mut Json)| {
+            let mut v = base.clone();
+            f(&mut v);
+            err_of(AppSpec::from_json(&v))
+        };
+        assert_eq!(with(&|v| v["name"] = json!("Shop")).0, "name");
+        assert_eq!(with(&|v| v["name"] = json!("a".repeat(44))).0, "name");
+        assert_eq!(with(&|v| v["name"] = json!("")).1, "must not be empty");
+        assert_eq!(
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("tenant");
+            }),
+            ("tenant".into(), "is required".into())
+        );
+        assert_eq!(with(&|v| v["environments"] = json!([])).0, "environments");
+        assert_eq!(
+            with(&|v| v["environments"][1]["namespace"] = json!("shop-staging")).0,
+            "environments[1].namespace"
+        );
+        assert_eq!(
+            with(&|v| v["environments"][0]["name"] = json!("a/b")).0,
+            "environments[0].name"
+        );
+        assert_eq!(with(&|v| v["delivery"] = json!("email")).0, "delivery");
+        assert_eq!(with(&|v| v["colour"] = json!("blue")).0, "colour");
+        assert_eq!(err_of(AppSpec::from_json(&json!([1]))).0, "body");
+    }
+
+    #[test]
+    fn a_secret_is_checked_against_its_app() {
+        let a = app();
+        let s = SecretSpec::from_json(
+            "db",
+            &json!({"targetNamespaces": ["shop-prod", "shop-staging"], "data": {"password": "hunter2"}}),
+            &a,
+        )
+        .unwrap();
+        assert_eq!(s.target_name, "db");
+        assert_eq!(s.type_, "Opaque");
+        assert_eq!(s.target_namespaces, ["shop-prod", "shop-staging"]);
+        let bad = |v: Json| err_of(SecretSpec::from_json("db", &v, &a));
+        let (f, r) = bad(json!({"targetNamespaces": ["other"], "data": {"k": "v"}}));
+        assert_eq!(f, "targetNamespaces[0]");
+        assert!(r.contains("not a namespace of app"), "{r}");
+        assert_eq!(
+            bad(json!({"targetNamespaces": [], "data": {"k": "v"}})).0,
+            "targetNamespaces"
+        );
+        assert_eq!(
+            bad(json!({"targetNamespaces": ["shop-prod"], "data": {}})).0,
+            "data"
+        );
+        assert_eq!(bad(json!({"targetNamespaces": ["shop-prod"]})).0, "data");
+        let (f, r) = bad(json!({"targetNamespaces": ["shop-prod"], "data": {"k": 123456}}));
+        assert_eq!(f, "data.k");
+        assert!(!r.contains("123456"), "{r}");
+        assert_eq!(
+            bad(json!({"targetNamespaces": ["shop-prod"], "data": {"a/b": "v"}})).0,
+            "data"
+        );
+        assert_eq!(
+            bad(json!({"targetNamespaces": ["shop-prod"], "type": "kubernetes.io/tls", "data": {"tls.crt": "x"}})).0,
+            "data"
+        );
+        assert_eq!(
+            bad(json!({"targetNamespaces": ["shop-prod"], "targetName": "X", "data": {"k": "v"}}))
+                .0,
+            "targetName"
+        );
+        let big = "x".repeat(MAX_SECRET_BYTES + 1);
+        assert_eq!(
+            bad(json!({"targetNamespaces": ["shop-prod"], "data": {"k": big}})).0,
+            "data"
+        );
+        assert_eq!(
+            err_of(SecretSpec::from_json("Bad", &json!({}), &a)).0,
+            "name"
+        );
+    }
+
+    #[test]
+    fn a_patch_sets_and_removes_keys_but_never_empties() {
+        let a = app();
+        let s = SecretSpec::from_json(
+            "db",
+            &json!({"targetNamespaces": ["shop-prod"], "data": {"user": "u", "password": "p"}}),
+            &a,
+        )
+        .unwrap();
+        let p = SecretPatch::from_json(&json!({"data": {"password": null, "host": "h"}})).unwrap();
+        let next = s.patched(&p).unwrap();
+        assert_eq!(next.data.keys().collect::<Vec<_>>(), ["host", "user"]);
+        assert!(!next.same_as(&s));
+        assert!(s.same_as(&s.clone()));
+        let all =
+            SecretPatch::from_json(&json!({"data": {"password": null, "user": null}})).unwrap();
+        assert_eq!(err_of(s.patched(&all)).0, "data");
+        assert_eq!(
+            err_of(SecretPatch::from_json(&json!({"data": {"k": 1}}))).0,
+            "data.k"
+        );
+    }
+}

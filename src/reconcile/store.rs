@@ -1,0 +1,226 @@
+//! The records of sealwright's own state repo (DESIGN.md 2b), as YAML files:
+//! `apps/<app>.yaml` (a registration and where it came from) and `api-keys/<id>.yaml` (a tenant
+//! API key: its tenant and the SHA-256 of its secret, never the secret). Records are read from a
+//! snapshot of the repo at start-up and written through the reconciler's group commits.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::render::Tree;
+use crate::sops::document::{EmitOptions, Format};
+use crate::sops::{Map, Value};
+
+use super::spec::{invalid, AppSpec, Fields, Invalid};
+
+/// Where a registration came from: the API, or a file of the configuration directory (which then
+/// owns it: removing the file removes the registration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    Config,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Config => "config",
+        }
+    }
+}
+
+pub fn app_path(app: &str) -> String {
+    format!("apps/{app}.yaml")
+}
+
+pub fn api_key_path(id: &str) -> String {
+    format!("api-keys/{id}.yaml")
+}
+
+/// A tenant API key as stored: enough to check a presented key, never enough to rebuild it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant: String,
+    /// Hex SHA-256 of the whole presented key. The key holds 256 random bits, so a fast hash is
+    /// as good as a slow one here.
+    pub sha256: String,
+    pub created: String,
+}
+
+pub fn encode_app(spec: &AppSpec, source: Source) -> Vec<u8> {
+    let mut j = spec.to_json();
+    j["source"] = Json::from(source.as_str());
+    yaml_of(&j)
+}
+
+pub fn encode_api_key(k: &ApiKeyRecord) -> Vec<u8> {
+    yaml_of(&serde_json::json!({
+        "id": k.id, "tenant": k.tenant, "sha256": k.sha256, "created": k.created,
+    }))
+}
+
+/// Everything the state repo holds. A record that does not parse is an error naming its file:
+/// sealwright refuses to start on state it does not understand rather than drop it.
+#[derive(Default)]
+pub struct StateRecords {
+    pub apps: BTreeMap<String, (AppSpec, Source)>,
+    pub api_keys: BTreeMap<String, ApiKeyRecord>,
+}
+
+pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
+    let mut out = StateRecords::default();
+    for (path, bytes) in files {
+        let at = |e: Invalid| invalid(format!("{path}: {}", e.field), e.reason);
+        if let Some(name) = path
+            .strip_prefix("apps/")
+            .and_then(|p| p.strip_suffix(".yaml"))
+        {
+            let mut j = json_of(bytes).map_err(at)?;
+            let source = match j.as_object_mut().and_then(|o| o.remove("source")) {
+                Some(Json::String(s)) if s == "config" => Source::Config,
+                _ => Source::Api,
+            };
+            let spec = AppSpec::from_json(&j).map_err(at)?;
+            if spec.name != name {
+                return Err(invalid(
+                    path.clone(),
+                    "the file name and the app name differ",
+                ));
+            }
+            out.apps.insert(spec.name.clone(), (spec, source));
+        } else if let Some(id) = path
+            .strip_prefix("api-keys/")
+            .and_then(|p| p.strip_suffix(".yaml"))
+        {
+            let j = json_of(bytes).map_err(at)?;
+            let mut f = Fields::of("", &j).map_err(at)?;
+            let rec = ApiKeyRecord {
+                id: f.str("id").map_err(at)?,
+                tenant: f.str("tenant").map_err(at)?,
+                sha256: f.str("sha256").map_err(at)?,
+                created: f.str("created").map_err(at)?,
+            };
+            f.finish().map_err(at)?;
+            if rec.id != id {
+                return Err(invalid(path.clone(), "the file name and the key id differ"));
+            }
+            out.api_keys.insert(rec.id.clone(), rec);
+        }
+    }
+    Ok(out)
+}
+
+/// JSON → YAML through the SOPS engine's emitter (plain, 2-space indent).
+pub(crate) fn yaml_of(j: &Json) -> Vec<u8> {
+    let Value::Map(m) = value_of(j) else {
+        return Vec::new();
+    };
+    Format::Yaml
+        .emit_plain(
+            &[m],
+            EmitOptions {
+                yaml_indent: 2,
+                json_indent: None,
+            },
+        )
+        .unwrap_or_default()
+}
+
+fn value_of(j: &Json) -> Value {
+    match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Float(n.as_f64().unwrap_or_default()), Value::Int),
+        Json::String(s) => Value::Str(s.clone()),
+        Json::Array(a) => Value::Seq(a.iter().map(value_of).collect()),
+        Json::Object(o) => Value::Map(Map::from_pairs(
+            o.iter().map(|(k, v)| (k.clone(), value_of(v))),
+        )),
+    }
+}
+
+/// YAML (one document) → JSON, for records and configuration-directory files.
+pub(crate) fn json_of(bytes: &[u8]) -> Result<Json, Invalid> {
+    let docs = Format::Yaml
+        .parse_plain(bytes)
+        .map_err(|e| invalid("(file)", e.to_string()))?;
+    match docs.as_slice() {
+        [one] => Ok(json_value(&Value::Map(one.clone()))),
+        _ => Err(invalid("(file)", "must hold exactly one YAML document")),
+    }
+}
+
+fn json_value(v: &Value) -> Json {
+    match v {
+        Value::Null | Value::Comment(_) => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Uint(u) => Json::from(*u),
+        Value::Float(f) => Json::from(*f),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Time(t) => Json::String(t.0.clone()),
+        Value::Seq(items) => Json::Array(
+            items
+                .iter()
+                .filter(|x| !matches!(x, Value::Comment(_)))
+                .map(json_value)
+                .collect(),
+        ),
+        Value::Map(m) => Json::Object(
+            m.pairs()
+                .map(|(k, v)| (k.to_owned(), json_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_round_trip_through_yaml() {
+        let spec = AppSpec::from_json(&json!({"name": "shop", "tenant": "acme",
+            "environments": [{"name": "prod", "namespace": "shop-prod"}], "delivery": "pull-request"}))
+        .unwrap();
+        let key = ApiKeyRecord {
+            id: "k1".into(),
+            tenant: "acme".into(),
+            sha256: "ab".repeat(32),
+            created: "2026-01-01T00:00:00Z".into(),
+        };
+        let mut files = Tree::new();
+        files.insert(app_path("shop"), encode_app(&spec, Source::Config));
+        files.insert(api_key_path("k1"), encode_api_key(&key));
+        files.insert("README.md".into(), b"anything else is ignored".to_vec());
+        let text = String::from_utf8(files[&app_path("shop")].clone()).unwrap();
+        assert!(text.contains("name: shop\n"), "{text}");
+        assert!(text.contains("source: config\n"), "{text}");
+        let back = decode(&files).unwrap();
+        assert_eq!(back.apps["shop"], (spec, Source::Config));
+        assert_eq!(back.api_keys["k1"], key);
+    }
+
+    #[test]
+    fn a_bad_record_names_its_file_and_field() {
+        let mut files = Tree::new();
+        files.insert(
+            app_path("shop"),
+            b"name: shop\ntenant: acme\nenvironments: []\n".to_vec(),
+        );
+        let e = decode(&files).err().unwrap();
+        assert_eq!(e.field, "apps/shop.yaml: environments");
+        let mut files = Tree::new();
+        files.insert(
+            app_path("other"),
+            b"name: shop\ntenant: acme\nenvironments: [{name: a, namespace: b}]\n".to_vec(),
+        );
+        assert!(decode(&files).err().unwrap().reason.contains("differ"));
+    }
+}
