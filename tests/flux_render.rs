@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use common::flux::*;
 use common::*;
-use sealwright::sops::document::{EmitOptions, Format};
-use sealwright::sops::Map;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/render.yaml");
 const FIXTURE_KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/render-keys");
@@ -81,19 +80,6 @@ fn render_example() -> Rendered {
         ],
     ));
     r
-}
-
-fn docs(bytes: &[u8]) -> Vec<Map> {
-    sealwright::sops::store::yaml::parse(bytes).unwrap()
-}
-
-fn s<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
-    let (last, init) = path.split_last()?;
-    let mut cur = m;
-    for k in init {
-        cur = cur.get(k)?.as_map()?;
-    }
-    cur.get(last)?.as_str()
 }
 
 #[test]
@@ -181,15 +167,6 @@ fn the_crd_validator_rejects_what_flux_would() {
     }
 }
 
-fn kustomize(dir: &Path) -> Vec<u8> {
-    let mut c = Command::new("kubectl");
-    c.args(["kustomize", dir.to_str().unwrap()])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir);
-    ok(c)
-}
-
 #[test]
 fn every_rendered_directory_builds_with_kubectl_kustomize() {
     let r = render_example();
@@ -218,35 +195,6 @@ fn every_rendered_directory_builds_with_kubectl_kustomize() {
     assert_eq!(count("Namespace"), 4, "every environment namespace");
     assert_eq!(count("Role"), 8, "apply + read in each namespace");
     assert_eq!(count("RoleBinding"), 8);
-}
-
-/// The real sops decrypting one resource as kustomize-controller does after `kustomize build`:
-/// the resource as JSON, through the JSON store, without MAC verification (kustomize reorders
-/// keys, so Flux never checks MACs).
-fn flux_decrypt(resource: &Map, key_file: &Path, tmp: &Path) -> std::process::Output {
-    let json = Format::Json
-        .emit_plain(std::slice::from_ref(resource), EmitOptions::default())
-        .unwrap();
-    let f = tmp.join("resource.json");
-    std::fs::write(&f, json).unwrap();
-    let mut c = clean(&sops_bin(), tmp);
-    c.env("SOPS_AGE_KEY_FILE", key_file).args([
-        "decrypt",
-        "--input-type",
-        "json",
-        "--output-type",
-        "yaml",
-        "--ignore-mac",
-        f.to_str().unwrap(),
-    ]);
-    run(c)
-}
-
-fn data_entry(doc: &Map, key: &str) -> Vec<u8> {
-    let b64 = s(doc, &["data", key]).unwrap_or_else(|| panic!("no data.{key}"));
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap()
 }
 
 #[test]
@@ -375,13 +323,6 @@ fn the_cluster_key_opens_the_app_keys_and_the_app_keys_open_only_their_secrets()
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("Failed to get the data key"), "{err}");
     }
-}
-
-/// The real sops with one identity file.
-fn sops_with(cwd: &Path, key_file: &Path, args: &[&str]) -> Command {
-    let mut c = sops(cwd, None, args);
-    c.env("SOPS_AGE_KEY_FILE", key_file);
-    c
 }
 
 /// Ciphertext, age stanzas and times change on every fresh encryption: mask them.

@@ -56,8 +56,12 @@ fn ensure_bare(path: &Path) -> Result<bool, HostError> {
     }
     let mut options = git2::RepositoryInitOptions::new();
     options.bare(true).initial_head("main").mkdir(true);
-    git2::Repository::init_opts(path, &options).map_err(|e| local(e.message().to_owned()))?;
-    Ok(true)
+    match git2::Repository::init_opts(path, &options) {
+        Ok(_) => Ok(true),
+        // Another process created it at the same moment: that is as good.
+        Err(_) if git2::Repository::open_bare(path).is_ok() => Ok(false),
+        Err(e) => Err(local(e.message().to_owned())),
+    }
 }
 
 #[async_trait]

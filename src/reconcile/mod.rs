@@ -210,6 +210,8 @@ struct AppSlot {
     name: String,
     batch: Batcher<SecretOp>,
     data: Mutex<AppData>,
+    /// One provisioning at a time (a registration and a first write may race to it).
+    provisioning: tokio::sync::Mutex<()>,
 }
 
 impl AppSlot {
@@ -447,6 +449,7 @@ impl Reconciler {
         let slot = Arc::new(AppSlot {
             name: spec.name.clone(),
             batch: Batcher::new(),
+            provisioning: tokio::sync::Mutex::new(()),
             data: Mutex::new(AppData {
                 spec,
                 source,
@@ -525,6 +528,10 @@ impl Reconciler {
     /// Makes sure the app has keys, a repo on the host (and a deploy key there when Flux uses
     /// SSH). Idempotent; cheap once done.
     async fn provision(&self, slot: &Arc<AppSlot>) -> Result<(), ReconcileError> {
+        if slot.lock().repo.is_some() {
+            return Ok(());
+        }
+        let _one_at_a_time = slot.provisioning.lock().await;
         if slot.lock().repo.is_some() {
             return Ok(());
         }
@@ -681,6 +688,7 @@ impl Reconciler {
             let slot = Arc::new(AppSlot {
                 name: spec.name.clone(),
                 batch: Batcher::new(),
+                provisioning: tokio::sync::Mutex::new(()),
                 data: Mutex::new(AppData {
                     spec: spec.clone(),
                     source,

@@ -4,7 +4,10 @@
 
 pub mod crd;
 pub mod fake_github;
+pub mod flux;
 pub mod git_servers;
+pub mod http;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

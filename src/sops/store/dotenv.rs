@@ -171,7 +171,7 @@ pub(crate) fn go_display_float(f: f64) -> String {
     let mut out = String::new();
     if f != 0.0 {
         // Shortest round-trip digits and decimal exponent, from Rust's `{:e}` (`1.234567e6`).
-        let sci = format!("{f:e}");
+        let sci = crate::sops::scalar::go_shortest_e(f);
         let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
         // Go 'G' with shortest precision: %E when exp < -4 || exp >= 6 (eprec is 6 when shortest).
@@ -183,8 +183,7 @@ pub(crate) fn go_display_float(f: f64) -> String {
             return out;
         }
     }
-    // Rust `Display` = shortest digits in positional form = Go 'f' with those digits.
-    let _ = write!(out, "{f}");
+    out.push_str(&crate::sops::scalar::go_format_f(f));
     if !out.contains('.') {
         out.push_str(".0");
     }

@@ -535,7 +535,7 @@ fn write_go_float(out: &mut String, f: f64) {
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         // Rust `{:e}` gives the shortest round-trip digits: `1e21`, `1.5e-7`. Go writes the
         // exponent with a sign and at least two digits, then trims `e-0X` back to `e-X`.
-        let s = format!("{f:e}");
+        let s = crate::sops::scalar::go_shortest_e(f);
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
         out.push_str(mantissa);
         out.push('e');
@@ -553,8 +553,7 @@ fn write_go_float(out: &mut String, f: f64) {
             }
         }
     } else {
-        // Rust `Display` = shortest round-trip digits without exponent = Go `'f', -1`.
-        let _ = write!(out, "{f}");
+        out.push_str(&crate::sops::scalar::go_format_f(f));
     }
 }
 

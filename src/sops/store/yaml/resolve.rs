@@ -633,22 +633,8 @@ pub fn format_float(f: f64) -> String {
             "0".into()
         };
     }
-    // Shortest round-trip digits from Rust's `{:e}`.
-    let e = format!("{:e}", f.abs());
-    let (mant, exp) = match e.split_once('e') {
-        Some(p) => p,
-        None => return e,
-    };
-    let mut exp: i64 = exp.parse().unwrap_or(0);
-    let mut digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
-    if digits.len() >= 15 {
-        // When two candidates of the shortest length are equally close, Go rounds the exact
-        // value half to even; Rust may pick the other one.
-        if let Some((d, e)) = closest_digits(f.abs(), digits.len()) {
-            digits = d;
-            exp = e;
-        }
-    }
+    // Shortest round-trip digits, ties rounded half to even as Go does.
+    let (digits, exp) = crate::sops::scalar::go_shortest(f.abs());
     let nd = digits.len() as i64;
     let neg = f < 0.0;
     let mut out = String::new();
@@ -690,107 +676,6 @@ pub fn format_float(f: f64) -> String {
         }
     }
     out
-}
-
-/// The exact decimal expansion of a finite positive double: (significant digits, position of
-/// the decimal point relative to the first digit), value = 0.d1d2... * 10^point.
-fn exact_decimal(f: f64) -> (Vec<u8>, i64) {
-    let bits = f.to_bits();
-    let exp_bits = ((bits >> 52) & 0x7FF) as i64;
-    let frac = bits & ((1u64 << 52) - 1);
-    let (m, e) = if exp_bits == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1u64 << 52), exp_bits - 1075)
-    };
-    // Big number in base 1e9, little endian.
-    let mut n: Vec<u64> = vec![
-        m % 1_000_000_000,
-        (m / 1_000_000_000) % 1_000_000_000,
-        m / 1_000_000_000_000_000_000,
-    ];
-    let mul = |n: &mut Vec<u64>, k: u64| {
-        let mut carry = 0u64;
-        for limb in n.iter_mut() {
-            let v = *limb * k + carry;
-            *limb = v % 1_000_000_000;
-            carry = v / 1_000_000_000;
-        }
-        while carry > 0 {
-            n.push(carry % 1_000_000_000);
-            carry /= 1_000_000_000;
-        }
-    };
-    let (times, factor) = if e >= 0 { (e, 2u64) } else { (-e, 5u64) };
-    let mut left = times;
-    while left > 0 {
-        let step = left.min(12);
-        mul(&mut n, factor.pow(step as u32));
-        left -= step;
-    }
-    while n.len() > 1 && *n.last().unwrap_or(&1) == 0 {
-        n.pop();
-    }
-    let mut text = String::new();
-    for (i, limb) in n.iter().rev().enumerate() {
-        if i == 0 {
-            text.push_str(&limb.to_string());
-        } else {
-            text.push_str(&format!("{limb:09}"));
-        }
-    }
-    let digits: Vec<u8> = text.bytes().map(|b| b - b'0').collect();
-    let int_len = digits.len() as i64;
-    let point = if e >= 0 { int_len } else { int_len + e };
-    (digits, point)
-}
-
-/// The `n`-digit decimal nearest to `f` (ties to even), as (digits, exponent of the first
-/// digit), if it reads back as `f`.
-fn closest_digits(f: f64, n: usize) -> Option<(String, i64)> {
-    let (d, point) = exact_decimal(f);
-    let first = d.iter().position(|&x| x != 0)?;
-    let d = &d[first..];
-    let point = point - first as i64;
-    let mut out: Vec<u8> = d.iter().take(n).copied().collect();
-    let mut point = point;
-    if d.len() > n {
-        let rest = &d[n..];
-        let round_up = match rest[0] {
-            6..=9 => true,
-            5 => {
-                rest[1..].iter().any(|&x| x != 0) || out.last().map(|x| x % 2 == 1).unwrap_or(false)
-            }
-            _ => false,
-        };
-        if round_up {
-            let mut i = out.len();
-            loop {
-                if i == 0 {
-                    out.insert(0, 1);
-                    out.pop();
-                    point += 1;
-                    break;
-                }
-                i -= 1;
-                if out[i] == 9 {
-                    out[i] = 0;
-                } else {
-                    out[i] += 1;
-                    break;
-                }
-            }
-        }
-    }
-    while out.len() > 1 && out.last() == Some(&0) {
-        out.pop();
-    }
-    let digits: String = out.iter().map(|x| (b'0' + x) as char).collect();
-    let candidate = format!("0.{digits}e{point}");
-    match candidate.parse::<f64>() {
-        Ok(v) if v == f => Some((digits, point - 1)),
-        _ => None,
-    }
 }
 
 /// go-yaml `isBase60Float`: `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`

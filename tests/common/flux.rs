@@ -1,0 +1,156 @@
+//! Playing the cluster: `kubectl kustomize` builds what Flux would build, and the real `sops`
+//! decrypts each Secret the way kustomize-controller does (the resource as JSON, MAC not checked,
+//! since kustomize reorders keys). Used on rendered directories and on checked-out repositories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use sealwright::sops::document::{EmitOptions, Format};
+use sealwright::sops::Map;
+
+use super::{clean, ok, run, sops, sops_bin};
+
+pub fn docs(bytes: &[u8]) -> Vec<Map> {
+    sealwright::sops::store::yaml::parse(bytes).unwrap()
+}
+
+pub fn s<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
+    let (last, init) = path.split_last()?;
+    let mut cur = m;
+    for k in init {
+        cur = cur.get(k)?.as_map()?;
+    }
+    cur.get(last)?.as_str()
+}
+
+pub fn kustomize(dir: &Path) -> Vec<u8> {
+    let mut c = Command::new("kubectl");
+    c.args(["kustomize", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir);
+    ok(c)
+}
+
+/// The real sops decrypting one built resource as kustomize-controller does.
+pub fn flux_decrypt(resource: &Map, key_file: &Path, tmp: &Path) -> std::process::Output {
+    let json = Format::Json
+        .emit_plain(std::slice::from_ref(resource), EmitOptions::default())
+        .unwrap();
+    let f = tmp.join("resource.json");
+    std::fs::write(&f, json).unwrap();
+    let mut c = clean(&sops_bin(), tmp);
+    c.env("SOPS_AGE_KEY_FILE", key_file).args([
+        "decrypt",
+        "--input-type",
+        "json",
+        "--output-type",
+        "yaml",
+        "--ignore-mac",
+        f.to_str().unwrap(),
+    ]);
+    run(c)
+}
+
+pub fn data_entry(doc: &Map, key: &str) -> Vec<u8> {
+    let b64 = s(doc, &["data", key]).unwrap_or_else(|| panic!("no data.{key}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// The real sops with one identity file.
+pub fn sops_with(cwd: &Path, key_file: &Path, args: &[&str]) -> Command {
+    let mut c = sops(cwd, None, args);
+    c.env("SOPS_AGE_KEY_FILE", key_file);
+    c
+}
+
+/// A Secret as the cluster ends up with it: (app, namespace, name) → key → value.
+pub type Applied = BTreeMap<(String, String, String), BTreeMap<String, Vec<u8>>>;
+
+/// Plays the whole key chain on checked-out repositories: builds `flux/apps` and decrypts each
+/// app's age key with the cluster key only; then, per app, builds `secrets/` of its platform repo
+/// and decrypts every Secret with that app key (and each committed file with `sops -d`, MAC
+/// checked). Panics on any failure; returns every Secret the cluster would hold.
+pub fn apply_like_flux(
+    flux: &Path,
+    platform: &BTreeMap<String, PathBuf>,
+    cluster_key: &Path,
+    tmp: &Path,
+) -> Applied {
+    std::fs::create_dir_all(tmp).unwrap();
+    let mut out = Applied::new();
+    let built = docs(&kustomize(&flux.join("apps")));
+    let mut app_keys: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for res in built.iter().filter(|d| d.contains_key("sops")) {
+        let name = s(res, &["metadata", "name"]).unwrap().to_string();
+        let dec = flux_decrypt(res, cluster_key, tmp);
+        assert!(
+            dec.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
+        if let Some(app) = name.strip_suffix("-platform-age-key") {
+            let plain = &docs(&dec.stdout)[0];
+            let path = tmp.join(format!("{app}.agekey"));
+            std::fs::write(&path, data_entry(plain, "age.agekey")).unwrap();
+            app_keys.insert(app.to_string(), path);
+        }
+    }
+    let kinds = |k: &str| {
+        built
+            .iter()
+            .filter(|d| s(d, &["kind"]) == Some(k))
+            .filter_map(|d| s(d, &["metadata", "name"]).map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    for app in platform.keys() {
+        assert!(app_keys.contains_key(app), "no age key Secret for {app}");
+        let repo = format!("{app}-platform");
+        assert!(
+            kinds("GitRepository").contains(&repo),
+            "no GitRepository {repo}"
+        );
+        assert!(
+            kinds("Kustomization").contains(&repo),
+            "no Kustomization {repo}"
+        );
+    }
+    for (app, dir) in platform {
+        let key = &app_keys[app];
+        let secrets = dir.join("secrets");
+        if !secrets.join("kustomization.yaml").exists() {
+            continue;
+        }
+        for res in docs(&kustomize(&secrets)) {
+            let ns = s(&res, &["metadata", "namespace"]).unwrap().to_string();
+            let name = s(&res, &["metadata", "name"]).unwrap().to_string();
+            let file = secrets.join(&ns).join(format!("{name}.sops.yaml"));
+            let committed = docs(&ok(sops_with(
+                dir,
+                key,
+                &["decrypt", file.to_str().unwrap()],
+            )));
+            let dec = flux_decrypt(&res, key, tmp);
+            assert!(
+                dec.status.success(),
+                "{app} {ns}/{name}: {}",
+                String::from_utf8_lossy(&dec.stderr)
+            );
+            let via_flux = &docs(&dec.stdout)[0];
+            let mut data = BTreeMap::new();
+            if let Some(m) = via_flux.get("data").and_then(|d| d.as_map()) {
+                for (k, _) in m.pairs() {
+                    let v = data_entry(via_flux, k);
+                    assert_eq!(v, data_entry(&committed[0], k), "{app} {ns}/{name} {k}");
+                    data.insert(k.to_string(), v);
+                }
+            }
+            out.insert((app.clone(), ns, name), data);
+        }
+    }
+    out
+}
