@@ -538,6 +538,9 @@ fn open_cache(cache: &Path) -> Result<(Repository, std::fs::File), GitError> {
         .open(&lock_path)
         .map_err(io)?;
     lock.lock().map_err(io)?;
+    // Holding the lock, no other sealwright process is in this cache: a Git lock file left here
+    // is the remains of a process that was killed mid-update, and would block every later one.
+    remove_stale_locks(cache);
     let repo = match Repository::open_bare(cache) {
         Ok(r) => r,
         Err(e) if e.code() == ErrorCode::NotFound => {
@@ -546,6 +549,34 @@ fn open_cache(cache: &Path) -> Result<(Repository, std::fs::File), GitError> {
         Err(e) => return Err(GitError::local("open the cache", e)),
     };
     Ok((repo, lock))
+}
+
+/// Removes the lock files Git leaves behind when a process dies mid-update: `*.lock` under
+/// `refs/`, and `packed-refs.lock`, `HEAD.lock`, `config.lock` at the top. Only call this while
+/// holding sealwright's own lock on `dir`.
+fn remove_stale_locks(dir: &Path) {
+    for name in ["packed-refs.lock", "HEAD.lock", "config.lock"] {
+        let p = dir.join(name);
+        if p.exists() {
+            tracing::warn!(path = %p.display(), "removing a lock left by a killed process");
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let mut stack = vec![dir.join("refs")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                tracing::warn!(path = %p.display(), "removing a lock left by a killed process");
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 /// Asks the remote where `branches` are, downloads what is missing, and moves the tracking refs.
@@ -687,12 +718,27 @@ fn push_local(
         });
     }
     writer.commit().map_err(local("write the pack"))?;
+    // Writers of a repository on this machine take `sealwright.lock` in it around the ref
+    // update, so a ref lock found while holding it was left by a killed writer: clear it rather
+    // than be blocked by it forever. (Repositories of the local host are sealwright's alone.)
+    let guard_path = path.join("sealwright.lock");
+    let guard = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&guard_path)
+        .and_then(|f| f.lock().map(|_| f))
+        .map_err(|e| GitError::Io {
+            path: guard_path.display().to_string(),
+            source: e,
+        })?;
+    remove_stale_locks(path);
     let name = format!("refs/heads/{branch}");
     let moved = match expected {
         Some(old) => target.reference_matching(&name, commit, true, old, "sealwright push"),
         None => target.reference(&name, commit, false, "sealwright push"),
     };
-    match moved {
+    let result = match moved {
         Ok(_) => Ok(PushOutcome::Pushed),
         Err(e)
             if matches!(
@@ -703,7 +749,9 @@ fn push_local(
             Ok(PushOutcome::Moved)
         }
         Err(e) => Err(explain_local(e, remote, "move the branch")),
-    }
+    };
+    drop(guard);
+    result
 }
 
 fn explain_local(e: git2::Error, remote: &Remote, context: &'static str) -> GitError {
