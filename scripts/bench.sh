@@ -8,3 +8,4 @@ cargo build --release --bin sealwright
 cargo bench --bench sops "$@"
 cargo bench --bench render "$@"
 cargo bench --bench git "$@"
+cargo bench --bench reconcile "$@"
