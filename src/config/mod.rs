@@ -51,22 +51,12 @@ pub struct ClusterConfig {
 impl Config {
     /// Reads and parses a configuration file. Relative paths in it are relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ConfigError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&bytes, base).map_err(|e| match e {
-            ConfigError::Yaml { source, .. } => ConfigError::Yaml {
-                path: shown.clone(),
-                source,
-            },
-            ConfigError::Invalid { source, .. } => ConfigError::Invalid {
-                path: shown.clone(),
-                source,
-            },
-            other => other,
+        load_one(path, |root, base| match root {
+            Value::Map(m) => from_root(m, base),
+            other => Err(bad(
+                "(file)",
+                format!("must be a mapping, not {}", kind(other)),
+            )),
         })
     }
 
@@ -111,6 +101,35 @@ impl Config {
         };
         state.validate()?;
         Ok(state)
+    }
+}
+
+/// Reads a configuration file holding exactly one YAML document, and parses it with `parse`
+/// (given the document and the file's directory); errors carry the file's path.
+fn load_one<T>(
+    path: &Path,
+    parse: impl FnOnce(&Value, &Path) -> Result<T, ModelError>,
+) -> Result<T, ConfigError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let docs = crate::sops::store::yaml::parse(&bytes).map_err(|source| ConfigError::Yaml {
+        path: shown.clone(),
+        source,
+    })?;
+    let invalid = |source| ConfigError::Invalid {
+        path: shown.clone(),
+        source,
+    };
+    match docs.as_slice() {
+        [one] => parse(&Value::Map(one.clone()), base).map_err(invalid),
+        _ => Err(invalid(bad(
+            "(file)",
+            "must hold exactly one YAML document",
+        ))),
     }
 }
 

@@ -59,30 +59,7 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<ServeConfig, ConfigError> {
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ConfigError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let docs = crate::sops::store::yaml::parse(&bytes).map_err(|source| ConfigError::Yaml {
-            path: shown.clone(),
-            source,
-        })?;
-        let invalid = |source| ConfigError::Invalid {
-            path: shown.clone(),
-            source,
-        };
-        let root = match docs.as_slice() {
-            [one] => Value::Map(one.clone()),
-            _ => {
-                return Err(invalid(bad(
-                    "(file)",
-                    "must hold exactly one YAML document",
-                )))
-            }
-        };
-        parse(&root, base, path).map_err(invalid)
+        super::load_one(path, |root, base| parse(root, base, path))
     }
 }
 

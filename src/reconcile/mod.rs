@@ -215,6 +215,29 @@ struct AppSlot {
 }
 
 impl AppSlot {
+    fn new(spec: AppSpec, source: Source) -> Arc<AppSlot> {
+        Arc::new(AppSlot {
+            name: spec.name.clone(),
+            batch: Batcher::new(),
+            provisioning: tokio::sync::Mutex::new(()),
+            data: Mutex::new(AppData {
+                spec,
+                source,
+                secrets: BTreeMap::new(),
+                secret_state: BTreeMap::new(),
+                keys: None,
+                repo: None,
+                clean_head: None,
+                flux_synced: false,
+                last_commit: None,
+                errors: Vec::new(),
+                failures: 0,
+                retry_at: None,
+                deleted: false,
+            }),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, AppData> {
         self.data.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -446,26 +469,7 @@ impl Reconciler {
     }
 
     fn insert_slot(&self, spec: AppSpec, source: Source) -> Arc<AppSlot> {
-        let slot = Arc::new(AppSlot {
-            name: spec.name.clone(),
-            batch: Batcher::new(),
-            provisioning: tokio::sync::Mutex::new(()),
-            data: Mutex::new(AppData {
-                spec,
-                source,
-                secrets: BTreeMap::new(),
-                secret_state: BTreeMap::new(),
-                keys: None,
-                repo: None,
-                clean_head: None,
-                flux_synced: false,
-                last_commit: None,
-                errors: Vec::new(),
-                failures: 0,
-                retry_at: None,
-                deleted: false,
-            }),
-        });
+        let slot = AppSlot::new(spec, source);
         self.apps().insert(slot.name.clone(), slot.clone());
         slot
     }
@@ -685,26 +689,7 @@ impl Reconciler {
                     )));
                 }
             }
-            let slot = Arc::new(AppSlot {
-                name: spec.name.clone(),
-                batch: Batcher::new(),
-                provisioning: tokio::sync::Mutex::new(()),
-                data: Mutex::new(AppData {
-                    spec: spec.clone(),
-                    source,
-                    secrets: BTreeMap::new(),
-                    secret_state: BTreeMap::new(),
-                    keys: None,
-                    repo: None,
-                    clean_head: None,
-                    flux_synced: false,
-                    last_commit: None,
-                    errors: Vec::new(),
-                    failures: 0,
-                    retry_at: None,
-                    deleted: false,
-                }),
-            });
+            let slot = AppSlot::new(spec.clone(), source);
             apps.insert(spec.name.clone(), slot.clone());
             slot
         };
@@ -724,11 +709,9 @@ impl Reconciler {
             self.apps().remove(&spec.name);
             return Err(e);
         }
-        let mut ev = actor.event("app.created");
-        ev.app = Some(spec.name.clone());
-        ev.tenant = Some(spec.tenant.clone());
-        ev.namespaces = spec.namespaces().map(str::to_owned).collect();
-        self.inner.events.record(ev);
+        self.inner
+            .events
+            .record(app_event(actor, "app.created", &spec));
         if let Err(e) = self.reconcile_app(&slot, true).await {
             tracing::warn!(app = %spec.name, error = %e, "provisioning failed; will retry");
         }
@@ -764,11 +747,9 @@ impl Reconciler {
             d.clean_head = None;
             d.flux_synced = false;
         }
-        let mut ev = actor.event("app.updated");
-        ev.app = Some(spec.name.clone());
-        ev.tenant = Some(spec.tenant.clone());
-        ev.namespaces = spec.namespaces().map(str::to_owned).collect();
-        self.inner.events.record(ev);
+        self.inner
+            .events
+            .record(app_event(actor, "app.updated", &spec));
         if let Err(e) = self.reconcile_app(&slot, true).await {
             tracing::warn!(app = %spec.name, error = %e, "update failed; will retry");
         }
@@ -1819,6 +1800,14 @@ impl Reconciler {
         bool::from(hash.as_bytes().ct_eq(rec.sha256.as_bytes()))
             .then(|| (rec.tenant.clone(), rec.id.clone()))
     }
+}
+
+fn app_event(actor: &Actor, action: &str, spec: &AppSpec) -> Event {
+    let mut ev = actor.event(action);
+    ev.app = Some(spec.name.clone());
+    ev.tenant = Some(spec.tenant.clone());
+    ev.namespaces = spec.namespaces().map(str::to_owned).collect();
+    ev
 }
 
 fn hash_key(key: &SecretString) -> String {
