@@ -651,3 +651,101 @@ fn the_registrations_directory_is_watched() {
     );
     assert!(Path::new(&repo).exists(), "the platform repo is kept");
 }
+
+#[test]
+fn the_cli_drives_a_running_server() {
+    let r = Run::new(CONFIG);
+    let server = format!("http://{}", r.server.addr);
+    let work = r.tmp.path().join("cli");
+    std::fs::create_dir_all(&work).unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = clean(&sealwright_bin(), &work);
+        c.env("SEALWRIGHT_SERVER", &server)
+            .env("SEALWRIGHT_TOKEN", ADMIN)
+            .env("DB_PASSWORD", "pw-9d2a1f77-first")
+            .args(args);
+        run(c)
+    };
+    let json_of = |out: &std::process::Output| -> Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let app = json_of(&cli(&[
+        "app",
+        "create",
+        "shop",
+        "--tenant",
+        "acme",
+        "--env",
+        "prod=shop-prod",
+        "--env",
+        "dev=shop-dev",
+    ]));
+    assert_eq!(app["ready"], json!(true), "{app}");
+    std::fs::write(work.join("user"), "user-c0ffee42").unwrap();
+    let ack = json_of(&cli(&[
+        "secret",
+        "put",
+        "shop",
+        "db",
+        "--namespace",
+        "shop-prod",
+        "--namespace",
+        "shop-dev",
+        "--from-env",
+        "password=DB_PASSWORD",
+        "--from-file",
+        "username=user",
+    ]));
+    assert_sha(&ack);
+    let ack = json_of(&cli(&[
+        "secret", "patch", "shop", "db", "--remove", "username",
+    ]));
+    assert_sha(&ack);
+    let listed = json_of(&cli(&["secret", "list", "shop"]));
+    assert_eq!(listed["secrets"][0]["keys"], json!(["password"]));
+    let shown = json_of(&cli(&["secret", "get", "shop", "db", "--reveal"]));
+    assert_eq!(shown["data"]["password"], json!("pw-9d2a1f77-first"));
+    let applied = r.flux_check(&["shop"]);
+    assert_eq!(
+        secret(&applied, "shop", "shop-dev", "db"),
+        Some(&data(&[("password", "pw-9d2a1f77-first")]))
+    );
+    assert_eq!(
+        json_of(&cli(&["app", "list"]))["apps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Errors: the server's message, exit code 1.
+    let out = cli(&[
+        "secret",
+        "put",
+        "shop",
+        "db",
+        "--namespace",
+        "elsewhere",
+        "--data",
+        "k=v",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("422: targetNamespaces[0]"), "{err}");
+    let out = cli(&["app", "get", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    json_of(&cli(&["secret", "delete", "shop", "db"]));
+    json_of(&cli(&["app", "delete", "shop"]));
+    assert_eq!(r.server.get("/v1/apps/shop").status, 404);
+    let mut c = clean(&sealwright_bin(), &work);
+    c.env("SEALWRIGHT_SERVER", &server).args(["app", "list"]);
+    let out = run(c);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no token"),
+        "{out:?}"
+    );
+}

@@ -136,12 +136,30 @@ fn check(doc: Map, fmt: Format) -> Result<(), TestCaseError> {
     let f = d.join(format!("ours.{ext}"));
     std::fs::write(&f, fmt.emit_encrypted(&enc, opts).unwrap()).unwrap();
     let out = run(sops(d, Some(1), &["decrypt", f.to_str().unwrap()]));
-    prop_assert!(
-        out.status.success(),
-        "sops decrypt failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&plain)
-    );
+    if !out.status.success() {
+        // The same go-yaml limit one step later: the document reads back, but the value it
+        // reads needs an indentation indicator inside a list item, which go-yaml writes and then
+        // cannot read. sops must fail on its own round trip of the same file, the same way.
+        let theirs = run(sops(
+            d,
+            None,
+            &["encrypt", "--age", KEY1_PUB, p.to_str().unwrap()],
+        ));
+        let their_file = d.join(format!("theirs.{ext}"));
+        std::fs::write(&their_file, &theirs.stdout).unwrap();
+        let again = run(sops(d, Some(1), &["decrypt", their_file.to_str().unwrap()]));
+        prop_assert!(
+            theirs.status.success() && !again.status.success(),
+            "sops decrypt failed on ours but not on its own: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&plain)
+        );
+        prop_assert_eq!(
+            String::from_utf8_lossy(&again.stderr),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Ok(());
+    }
     prop_assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&canonical)

@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
 pub mod flux;
 pub mod keys;
 pub mod serve;
@@ -44,6 +45,10 @@ pub enum Command {
     Reconcile(serve::ReconcileArgs),
     /// Check the configuration, keys, repositories and the Git host, and report
     Doctor(serve::DoctorArgs),
+    /// Apps on a running server: create, list, get, delete
+    App(client::AppArgs),
+    /// Secrets on a running server: put, patch, delete, list, get
+    Secret(client::SecretArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -57,6 +62,19 @@ pub fn main() -> i32 {
         Command::Serve(a) => serve::run_serve(a),
         Command::Reconcile(a) => serve::run_reconcile(a),
         Command::Doctor(a) => serve::run_doctor(a),
+        Command::App(a) => client::run_app(a),
+        Command::Secret(a) => client::run_secret(a),
+    }
+}
+
+/// `Ok` is exit code 0; an error is printed with its causes and is exit code 1.
+pub(crate) fn exit_code(r: anyhow::Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sealwright: {e:#}");
+            1
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::exit_code;
 use crate::api::{self, auth::AdminTokens, ApiState};
 use crate::audit::EventLog;
 use crate::config::serve::{HostConfig, ServeConfig};
@@ -66,16 +67,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .thread_name("sealwright")
         .build()
         .context("start the async runtime")
-}
-
-fn exit_code(r: anyhow::Result<()>) -> i32 {
-    match r {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("sealwright: {e:#}");
-            1
-        }
-    }
 }
 
 pub fn run_serve(a: ServeArgs) -> i32 {

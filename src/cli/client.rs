@@ -1,0 +1,413 @@
+//! `sealwright app ...` and `sealwright secret ...`: the API's operations from the command line,
+//! against a running server (`--server`, default `$SEALWRIGHT_SERVER` or http://127.0.0.1:8080)
+//! with a bearer token (`--token`, default `$SEALWRIGHT_TOKEN`, else `$SEALWRIGHT_ADMIN_TOKEN`).
+//!
+//! Answers are printed as JSON. Secret values come from files (`--from-file KEY=PATH`) or the
+//! environment (`--from-env KEY=VAR`), or, for throwaway values only, the command line
+//! (`--data KEY=VALUE`, which other users of the machine can see in the process list). The
+//! client speaks plain HTTP/1.1: for a server elsewhere, put TLS in front of it and tunnel.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+#[derive(Args, Clone)]
+pub struct Server {
+    /// The server's base URL (http://host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "SEALWRIGHT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// The bearer token (an admin token or a tenant API key).
+    #[arg(long, global = true, env = "SEALWRIGHT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct AppArgs {
+    #[command(flatten)]
+    pub server: Server,
+    #[command(subcommand)]
+    pub cmd: AppCommand,
+}
+
+#[derive(Args)]
+pub struct SecretArgs {
+    #[command(flatten)]
+    pub server: Server,
+    #[command(subcommand)]
+    pub cmd: SecretCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AppCommand {
+    /// Register an app: sealwright app create NAME --tenant T --env staging=shop-staging ...
+    Create {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        /// An environment and its namespace, NAME=NAMESPACE (repeat, at least one).
+        #[arg(long = "env", value_name = "NAME=NAMESPACE", required = true)]
+        envs: Vec<String>,
+        /// commit (default) or pull-request.
+        #[arg(long)]
+        delivery: Option<String>,
+    },
+    /// List apps (a tenant key sees its tenant's).
+    List,
+    /// One app with its status.
+    Get { name: String },
+    /// Unregister an app (its Flux folder goes; --archive archives its platform repo too).
+    Delete {
+        name: String,
+        #[arg(long)]
+        archive: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Create or replace a secret.
+    Put {
+        app: String,
+        name: String,
+        /// A target namespace (repeat).
+        #[arg(long = "namespace", value_name = "NS", required = true)]
+        namespaces: Vec<String>,
+        /// The Secret's name in the cluster (default: NAME).
+        #[arg(long)]
+        target_name: Option<String>,
+        /// The Secret type (default Opaque).
+        #[arg(long = "type")]
+        type_: Option<String>,
+        #[command(flatten)]
+        values: Values,
+    },
+    /// Set keys of a secret (--remove KEY removes one).
+    Patch {
+        app: String,
+        name: String,
+        #[command(flatten)]
+        values: Values,
+        /// A key to remove (repeat).
+        #[arg(long = "remove", value_name = "KEY")]
+        remove: Vec<String>,
+    },
+    /// Delete a secret from every namespace.
+    Delete { app: String, name: String },
+    /// An app's secrets: names, namespaces, keys, commits (never values).
+    List { app: String },
+    /// One secret; --reveal shows the values (admin only, audited).
+    Get {
+        app: String,
+        name: String,
+        #[arg(long)]
+        reveal: bool,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+pub struct Values {
+    /// KEY=PATH: the value is the file's content.
+    #[arg(long = "from-file", value_name = "KEY=PATH")]
+    pub from_file: Vec<String>,
+    /// KEY=VAR: the value is the environment variable's.
+    #[arg(long = "from-env", value_name = "KEY=VAR")]
+    pub from_env: Vec<String>,
+    /// KEY=VALUE on the command line (visible in the process list: throwaway values only).
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+}
+
+impl Values {
+    fn collect(&self) -> anyhow::Result<Map<String, Value>> {
+        let mut out = Map::new();
+        let split = |arg: &str, what: &str| -> anyhow::Result<(String, String)> {
+            arg.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                // The argument is not echoed: it may be a value given without its key.
+                .ok_or_else(|| anyhow!("--{what}: expected KEY=… (an argument has no '=')"))
+        };
+        for a in &self.from_file {
+            let (k, path) = split(a, "from-file")?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("--from-file {k}: read {path}"))?;
+            out.insert(k, Value::String(text));
+        }
+        for a in &self.from_env {
+            let (k, var) = split(a, "from-env")?;
+            let v = std::env::var(&var).map_err(|_| {
+                anyhow!("--from-env {k}: the environment variable {var} is not set")
+            })?;
+            out.insert(k, Value::String(v));
+        }
+        for a in &self.data {
+            let (k, v) = split(a, "data")?;
+            out.insert(k, Value::String(v));
+        }
+        Ok(out)
+    }
+}
+
+pub fn run_app(a: AppArgs) -> i32 {
+    super::exit_code(app(&a.server, a.cmd))
+}
+
+pub fn run_secret(a: SecretArgs) -> i32 {
+    super::exit_code(secret(&a.server, a.cmd))
+}
+
+fn app(s: &Server, cmd: AppCommand) -> anyhow::Result<()> {
+    let out = match cmd {
+        AppCommand::Create {
+            name,
+            tenant,
+            envs,
+            delivery,
+        } => {
+            let mut environments = Vec::new();
+            for e in &envs {
+                let (n, ns) = e
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--env {e:?}: expected NAME=NAMESPACE"))?;
+                environments.push(json!({"name": n, "namespace": ns}));
+            }
+            let mut body = json!({"name": name, "tenant": tenant, "environments": environments});
+            if let Some(d) = delivery {
+                body["delivery"] = json!(d);
+            }
+            call(s, "POST", "/v1/apps", Some(&body))?
+        }
+        AppCommand::List => call(s, "GET", "/v1/apps", None)?,
+        AppCommand::Get { name } => call(s, "GET", &format!("/v1/apps/{name}"), None)?,
+        AppCommand::Delete { name, archive } => call(
+            s,
+            "DELETE",
+            &format!(
+                "/v1/apps/{name}{}",
+                if archive { "?archive=true" } else { "" }
+            ),
+            None,
+        )?,
+    };
+    print(&out)
+}
+
+fn secret(s: &Server, cmd: SecretCommand) -> anyhow::Result<()> {
+    let out = match cmd {
+        SecretCommand::Put {
+            app,
+            name,
+            namespaces,
+            target_name,
+            type_,
+            values,
+        } => {
+            let mut body = json!({"targetNamespaces": namespaces, "data": values.collect()?});
+            if let Some(t) = target_name {
+                body["targetName"] = json!(t);
+            }
+            if let Some(t) = type_ {
+                body["type"] = json!(t);
+            }
+            call(
+                s,
+                "PUT",
+                &format!("/v1/apps/{app}/secrets/{name}"),
+                Some(&body),
+            )?
+        }
+        SecretCommand::Patch {
+            app,
+            name,
+            values,
+            remove,
+        } => {
+            let mut data = values.collect()?;
+            for k in remove {
+                data.insert(k, Value::Null);
+            }
+            if data.is_empty() {
+                bail!("nothing to change: give --from-file, --from-env, --data or --remove");
+            }
+            call(
+                s,
+                "PATCH",
+                &format!("/v1/apps/{app}/secrets/{name}"),
+                Some(&json!({"data": data})),
+            )?
+        }
+        SecretCommand::Delete { app, name } => {
+            call(s, "DELETE", &format!("/v1/apps/{app}/secrets/{name}"), None)?
+        }
+        SecretCommand::List { app } => call(s, "GET", &format!("/v1/apps/{app}/secrets"), None)?,
+        SecretCommand::Get { app, name, reveal } => call(
+            s,
+            "GET",
+            &format!(
+                "/v1/apps/{app}/secrets/{name}{}",
+                if reveal { "?reveal=true" } else { "" }
+            ),
+            None,
+        )?,
+    };
+    print(&out)
+}
+
+fn print(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// One request; a non-2xx answer is an error carrying the server's message.
+fn call(s: &Server, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    let rest = s.server.strip_prefix("http://").ok_or_else(|| {
+        anyhow!(
+            "--server {:?}: only http:// URLs (put TLS in front of the server and tunnel to it)",
+            s.server
+        )
+    })?;
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        bail!(
+            "--server {:?}: give the base URL only (http://host:port)",
+            s.server
+        );
+    }
+    let addr = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let token = s
+        .token
+        .clone()
+        .or_else(|| std::env::var("SEALWRIGHT_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| anyhow!("no token: pass --token or set SEALWRIGHT_TOKEN"))?;
+    let payload = body
+        .map(serde_json::to_vec)
+        .transpose()?
+        .unwrap_or_default();
+    let mut stream =
+        TcpStream::connect(&addr).with_context(|| format!("connect to {}", s.server))?;
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n"
+    );
+    if body.is_some() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&payload)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("{}: the server closed the connection early", s.server))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("{}: not an HTTP answer", s.server))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut body = raw[split + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body).ok_or_else(|| anyhow!("{}: a malformed chunked answer", s.server))?;
+    }
+    let v: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).trim().to_owned()));
+    if (200..300).contains(&status) {
+        Ok(v)
+    } else {
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        bail!("{method} {path}: {status}: {msg}")
+    }
+}
+
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let nl = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&rest[..nl])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
+        rest = rest.get(nl + 2..)?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_come_from_files_env_and_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "from-a-file").unwrap();
+        let v = Values {
+            from_file: vec![format!("password={}", f.display())],
+            from_env: vec![],
+            data: vec!["user=shop".into(), "url=a=b".into()],
+        }
+        .collect()
+        .unwrap();
+        assert_eq!(v["password"], json!("from-a-file"));
+        assert_eq!(v["url"], json!("a=b"));
+        let e = Values {
+            from_env: vec!["k=SEALWRIGHT_TEST_SURELY_UNSET".into()],
+            ..Values::default()
+        }
+        .collect()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SEALWRIGHT_TEST_SURELY_UNSET is not set"), "{e}");
+        let e = Values {
+            data: vec!["novalue".into()],
+            ..Values::default()
+        }
+        .collect()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("expected KEY="), "{e}");
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
+        assert!(dechunk(b"5\r\nab").is_none());
+    }
+}
