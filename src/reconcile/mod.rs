@@ -671,12 +671,14 @@ impl Reconciler {
         spec: AppSpec,
         source: Source,
     ) -> Result<AppView, ReconcileError> {
-        if spec.delivery == Delivery::PullRequest && self.inner.host.kind() == "local" {
-            return Err(spec::invalid(
-                "delivery",
-                "pull-request needs a Git host with pull requests (GitHub); the local host takes commits only",
-            )
-            .into());
+        if spec.delivery == Delivery::PullRequest {
+            // Refused rather than silently committed straight to the branch Flux follows.
+            let why = if self.inner.host.kind() == "local" {
+                "pull-request needs a Git host with pull requests (GitHub); the local host takes commits only"
+            } else {
+                "pull-request delivery is not available in this version yet; use commit"
+            };
+            return Err(spec::invalid("delivery", why).into());
         }
         let slot = {
             let mut apps = self.apps();
