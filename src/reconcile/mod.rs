@@ -711,11 +711,22 @@ impl Reconciler {
             self.apps().remove(&spec.name);
             return Err(e);
         }
-        self.inner
-            .events
-            .record(app_event(actor, "app.created", &spec));
-        if let Err(e) = self.reconcile_app(&slot, true).await {
-            tracing::warn!(app = %spec.name, error = %e, "provisioning failed; will retry");
+        self.announce_and_reconcile(actor, "app.created", &slot, &spec)
+            .await
+    }
+
+    /// Records the registration event, then brings the app in line now. A failure is in the
+    /// app's status and retried later: the registration itself is stored already.
+    async fn announce_and_reconcile(
+        &self,
+        actor: &Actor,
+        action: &str,
+        slot: &Arc<AppSlot>,
+        spec: &AppSpec,
+    ) -> Result<AppView, ReconcileError> {
+        self.inner.events.record(app_event(actor, action, spec));
+        if let Err(e) = self.reconcile_app(slot, true).await {
+            tracing::warn!(app = %spec.name, error = %e, "reconcile failed; will retry");
         }
         self.app(&spec.name)
     }
@@ -749,13 +760,8 @@ impl Reconciler {
             d.clean_head = None;
             d.flux_synced = false;
         }
-        self.inner
-            .events
-            .record(app_event(actor, "app.updated", &spec));
-        if let Err(e) = self.reconcile_app(&slot, true).await {
-            tracing::warn!(app = %spec.name, error = %e, "update failed; will retry");
-        }
-        self.app(&spec.name)
+        self.announce_and_reconcile(actor, "app.updated", &slot, &spec)
+            .await
     }
 
     /// Unregisters an app: its Flux folder goes (Flux prunes what it applied), its platform repo
