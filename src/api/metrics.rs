@@ -113,18 +113,16 @@ pub fn render(http: &HttpMetrics, r: &Reconciler) -> String {
             v.load(Ordering::Relaxed)
         );
     }
-    let apps = r.list_apps();
-    let ready = apps.iter().filter(|a| a.ready).count();
-    let failed = apps.iter().filter(|a| !a.errors.is_empty()).count();
+    let mut by_status: BTreeMap<&str, usize> =
+        BTreeMap::from([("ready", 0), ("failed", 0), ("provisioning", 0)]);
+    for a in r.list_apps() {
+        *by_status.entry(a.status()).or_default() += 1;
+    }
     out.push_str(
         "# HELP sealwright_apps Registered apps by status.\n# TYPE sealwright_apps gauge\n",
     );
-    let _ = writeln!(out, "sealwright_apps{{status=\"ready\"}} {ready}");
-    let _ = writeln!(out, "sealwright_apps{{status=\"failed\"}} {failed}");
-    let _ = writeln!(
-        out,
-        "sealwright_apps{{status=\"provisioning\"}} {}",
-        apps.len() - ready - failed.min(apps.len() - ready)
-    );
+    for (status, n) in by_status {
+        let _ = writeln!(out, "sealwright_apps{{status=\"{status}\"}} {n}");
+    }
     out
 }

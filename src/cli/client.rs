@@ -292,47 +292,20 @@ fn call(s: &Server, method: &str, path: &str, body: Option<&Value>) -> anyhow::R
         .or_else(|| std::env::var("SEALWRIGHT_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| anyhow!("no token: pass --token or set SEALWRIGHT_TOKEN"))?;
-    let payload = body
-        .map(serde_json::to_vec)
-        .transpose()?
-        .unwrap_or_default();
-    let mut stream =
-        TcpStream::connect(&addr).with_context(|| format!("connect to {}", s.server))?;
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n"
-    );
-    if body.is_some() {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
-        ));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(&payload)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("{}: the server closed the connection early", s.server))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("{}: not an HTTP answer", s.server))?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body).ok_or_else(|| anyhow!("{}: a malformed chunked answer", s.server))?;
-    }
-    let v: Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).trim().to_owned()));
-    if (200..300).contains(&status) {
+    let payload = body.map(serde_json::to_vec).transpose()?;
+    let bearer = format!("Bearer {token}");
+    let resp = exchange(
+        &addr,
+        method,
+        path,
+        &[("Authorization", &bearer), ("Accept", "application/json")],
+        payload.as_deref(),
+        Duration::from_secs(300),
+    )
+    .with_context(|| format!("{method} {path} at {}", s.server))?;
+    let v: Value = serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&resp.body).trim().to_owned()));
+    if (200..300).contains(&resp.status) {
         Ok(v)
     } else {
         let msg = v
@@ -340,8 +313,79 @@ fn call(s: &Server, method: &str, path: &str, body: Option<&Value>) -> anyhow::R
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| v.to_string());
-        bail!("{method} {path}: {status}: {msg}")
+        bail!("{method} {path}: {}: {msg}", resp.status)
     }
+}
+
+/// An HTTP/1.1 answer.
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One plain HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
+/// A body (JSON) is sent with its length; so is an empty one for POST, PUT and PATCH. A
+/// connection that fails or closes before a whole answer is an error. (Also the tests' client.)
+pub fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<RawResponse> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let payload = body.unwrap_or(b"");
+    if body.is_some() || matches!(method, "POST" | "PUT" | "PATCH") {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(payload)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the connection closed before a complete answer",
+            )
+        })?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("not an HTTP answer"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let mut body = raw[split + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body).ok_or_else(|| bad("a malformed chunked answer"))?;
+    }
+    Ok(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {

@@ -99,6 +99,9 @@ pub enum ReconcileError {
     Render { app: String, source: RenderError },
     #[error("state repo: {0}")]
     State(String),
+    /// A failed round, told to each of the callers that shared it (errors do not clone).
+    #[error("{repo}: {message}")]
+    Delivery { repo: String, message: String },
     #[error("app {app} is not provisioned yet: {reason}")]
     NotReady { app: String, reason: String },
     #[error("internal: {0}")]
@@ -106,6 +109,19 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// The error again, for one more of the callers that shared a failed round.
+    fn shared(&self, repo: &str) -> ReconcileError {
+        let message = match self {
+            ReconcileError::Git { source, .. } => source.to_string(),
+            ReconcileError::Host { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        ReconcileError::Delivery {
+            repo: repo.to_owned(),
+            message,
+        }
+    }
+
     fn not_found(what: &'static str, name: &str) -> Self {
         ReconcileError::NotFound {
             what,
@@ -323,15 +339,20 @@ pub struct AppView {
 }
 
 impl AppView {
-    pub fn to_json(&self) -> Json {
-        let mut j = self.spec.to_json();
-        j["status"] = json!(if self.ready {
+    /// `ready`, `failed` (errors recorded, retrying) or `provisioning`.
+    pub fn status(&self) -> &'static str {
+        if self.ready {
             "ready"
         } else if self.errors.is_empty() {
             "provisioning"
         } else {
             "failed"
-        });
+        }
+    }
+
+    pub fn to_json(&self) -> Json {
+        let mut j = self.spec.to_json();
+        j["status"] = json!(self.status());
         j["ready"] = json!(self.ready);
         j["source"] = json!(self.source.as_str());
         j["recipient"] = json!(self.recipient);
@@ -1193,16 +1214,8 @@ impl Reconciler {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 let head = applied.commit().map(str::to_owned);
-                let old_placement = plan::placement(&plan::model_app(
-                    &spec,
-                    committed.values(),
-                    repo.flux.clone(),
-                ));
-                let new_placement = plan::placement(&plan::model_app(
-                    &spec,
-                    candidate.values(),
-                    repo.flux.clone(),
-                ));
+                let old_placement = plan::placement(&spec, committed.values());
+                let new_placement = plan::placement(&spec, candidate.values());
                 let flux_needed = {
                     let mut d = slot.lock();
                     d.secrets = candidate;
@@ -1250,12 +1263,8 @@ impl Reconciler {
                     source,
                 };
                 self.record_failure(slot, &e);
-                let msg = e.to_string();
                 for (op, _) in accepted {
-                    let _ = op.reply.send(Err(ReconcileError::Git {
-                        repo: repo.full_name.clone(),
-                        source: GitError::Worker(msg.clone()),
-                    }));
+                    let _ = op.reply.send(Err(e.shared(&repo.full_name)));
                 }
             }
         }
@@ -1492,7 +1501,7 @@ impl Reconciler {
         for r in replies {
             let _ = r.send(match &result {
                 Ok(c) => Ok(c.clone()),
-                Err(e) => Err(ReconcileError::Internal(e.to_string())),
+                Err(e) => Err(e.shared(&self.inner.settings.flux_repo.to_string())),
             });
         }
     }

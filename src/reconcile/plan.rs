@@ -76,14 +76,20 @@ pub fn model_app<'a>(
 }
 
 /// Which Secret names land in which namespace: what the Flux repo's RBAC is rendered from. A
-/// secret change that leaves this alone needs no Flux repo commit.
-pub fn placement(app: &App) -> BTreeMap<String, BTreeSet<String>> {
+/// secret change that leaves this alone needs no Flux repo commit. Read from the specs (as
+/// [`model_app`] places them), so no secret value is copied to find out.
+pub fn placement<'a>(
+    spec: &AppSpec,
+    secrets: impl IntoIterator<Item = &'a SecretSpec>,
+) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for s in &app.secrets {
-        for ns in app.target_namespaces(s) {
-            out.entry(ns.to_owned())
-                .or_default()
-                .insert(s.target_name.clone());
+    for s in secrets {
+        for ns in spec.namespaces() {
+            if s.target_namespaces.iter().any(|t| t == ns) {
+                out.entry(ns.to_owned())
+                    .or_default()
+                    .insert(s.target_name.clone());
+            }
         }
     }
     out
@@ -366,7 +372,7 @@ mod tests {
             m.target_namespaces(&m.secrets[0]),
             ["shop-staging", "shop-prod"]
         );
-        let p = placement(&m);
+        let p = placement(&a, [&s1, &s2]);
         assert_eq!(p["shop-prod"].iter().collect::<Vec<_>>(), ["db"]);
     }
 
