@@ -175,6 +175,7 @@ fn main() {
         admins: Arc::new(AdminTokens::new(&[SecretString::from(TOKEN.to_owned())])),
         ready: Arc::new(AtomicBool::new(true)),
         http: Arc::new(api::HttpMetrics::default()),
+        webhook_secret: None,
     };
     rt.spawn(async move { axum::serve(listener, api::router(state)).await });
     let started = Instant::now();

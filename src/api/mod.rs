@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod metrics;
+mod webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct ApiState {
     /// Set once start-up (load and the first round) is done.
     pub ready: Arc<AtomicBool>,
     pub http: Arc<HttpMetrics>,
+    /// The shared secret GitHub signs webhook deliveries with; without it they are refused.
+    pub webhook_secret: Option<Arc<secrecy::SecretString>>,
 }
 
 /// The router, with request ids and metrics around every route.
@@ -59,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(delete_secret),
         )
         .route("/v1/events", get(list_events))
+        .route("/v1/webhooks/github", post(webhook::github))
         .route(
             "/v1/tenants/{tenant}/api-keys",
             post(create_api_key).get(list_api_keys),
@@ -575,12 +579,13 @@ mod tests {
             ("/v1/events", &["get"]),
             ("/v1/tenants/{tenant}/api-keys", &["get", "post"]),
             ("/v1/tenants/{tenant}/api-keys/{id}", &["delete"]),
+            ("/v1/webhooks/github", &["post"]),
         ] {
             let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
             for m in methods {
                 assert!(p.get(*m).is_some(), "{m} {path} missing");
             }
         }
-        assert_eq!(paths.len(), 11, "a documented route that the router lacks");
+        assert_eq!(paths.len(), 12, "a documented route that the router lacks");
     }
 }

@@ -148,6 +148,8 @@ async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Resu
         HostConfig::GitHub {
             api_url,
             known_hosts,
+            user,
+            min_write_interval,
             ..
         } => {
             let token = std::env::var("SEALWRIGHT_GITHUB_TOKEN")
@@ -157,7 +159,10 @@ async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Resu
                     anyhow!("host.kind is github: set SEALWRIGHT_GITHUB_TOKEN to a token that can create repositories in {}", config.host.owner())
                 })?;
             let token = SecretString::from(token);
-            let gh = GitHub::new(GitHubConfig::new(api_url, token.clone()))?;
+            let mut gh = GitHubConfig::new(api_url, token.clone());
+            gh.user = user.clone();
+            gh.min_write_interval = *min_write_interval;
+            let gh = GitHub::new(gh)?;
             (
                 Arc::new(gh),
                 Access::Token(token),
@@ -264,6 +269,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         admins: Arc::new(AdminTokens::new(&[admin])),
         ready: ready.clone(),
         http: Arc::new(api::HttpMetrics::default()),
+        webhook_secret: std::env::var("SEALWRIGHT_WEBHOOK_SECRET")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|t| Arc::new(SecretString::from(t))),
     };
     let app = api::router(state);
     println!("sealwright: listening on http://{}", listener.local_addr()?);
@@ -286,14 +295,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let rounds = {
         let r = asm.reconciler.clone();
         let every = asm.config.resync_interval;
+        let poll_every = asm.config.pull_request_poll_interval;
         tokio::spawn(async move {
             let mut full = tokio::time::interval(every);
             full.tick().await;
             let mut retry = tokio::time::interval(Duration::from_secs(2));
+            // The fallback for webhooks that never arrive.
+            let mut poll = tokio::time::interval(poll_every);
+            poll.tick().await;
             loop {
                 tokio::select! {
                     _ = full.tick() => { r.reconcile_all(true).await; }
                     _ = retry.tick() => { r.retry_failed().await; }
+                    _ = poll.tick() => { r.poll_pull_requests().await; }
                 }
             }
         })

@@ -26,6 +26,11 @@ pub enum HostConfig {
         owner: String,
         /// known_hosts lines Flux checks the SSH host key against.
         known_hosts: String,
+        /// The login the token belongs to, when repositories are created under it rather than
+        /// in an organisation.
+        user: Option<String>,
+        /// The least time between two content-creating API calls (GitHub asks for one second).
+        min_write_interval: Duration,
     },
 }
 
@@ -55,6 +60,8 @@ pub struct ServeConfig {
     pub resync_interval: Duration,
     /// The longest wait before a failed app is retried.
     pub max_backoff: Duration,
+    /// How often apps waiting on a pull request ask the host about it (webhooks are faster).
+    pub pull_request_poll_interval: Duration,
 }
 
 impl ServeConfig {
@@ -98,6 +105,7 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
     })?;
     let resync_interval = duration(&mut top, "resync_interval", "5m")?;
     let max_backoff = duration(&mut top, "max_backoff", "5m")?;
+    let pull_request_poll_interval = duration(&mut top, "pull_request_poll_interval", "1m")?;
     top.finish()?;
     Ok(ServeConfig {
         path: path.to_path_buf(),
@@ -111,6 +119,7 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         listen,
         resync_interval,
         max_backoff,
+        pull_request_poll_interval,
     })
 }
 
@@ -152,10 +161,22 @@ fn host(v: &Value) -> Result<HostConfig, ModelError> {
                     "is required for github: the known_hosts lines Flux checks the SSH host key against",
                 )
             })?;
+            let user = f.opt_str("user")?;
+            let min_write_interval = match f.opt_str("min_write_interval")? {
+                None => Duration::from_secs(1),
+                Some(text) => humantime::parse_duration(&text).map_err(|e| {
+                    bad(
+                        "host.min_write_interval",
+                        format!("{text:?} is not a duration like 1s or 0s ({e})"),
+                    )
+                })?,
+            };
             HostConfig::GitHub {
                 api_url,
                 owner,
                 known_hosts,
+                user,
+                min_write_interval,
             }
         }
         other => {

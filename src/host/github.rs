@@ -400,6 +400,58 @@ impl GitHost for GitHub {
         }
     }
 
+    async fn open_pull_requests(
+        &self,
+        repo: &RepoRef,
+        base: &str,
+    ) -> Result<Vec<PullRequest>, HostError> {
+        crate::names::validate_branch("pull request base", base).map_err(bad_branch)?;
+        let op = "list pull requests";
+        let mut all = Vec::new();
+        // Pages of 100 until a short one: a repo sealwright owns has few open pull requests.
+        for page in 1..=10u32 {
+            let path = format!(
+                "/repos/{repo}/pulls?state=open&base={}&per_page=100&page={page}",
+                query_escape(base)
+            );
+            let (status, json) = self.call(op, Method::GET, &path, None).await?;
+            match status {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => {
+                    return Err(HostError::NotFound {
+                        operation: op,
+                        repo: repo.to_string(),
+                    })
+                }
+                _ => return Err(api(op, status, &json)),
+            }
+            let pulls: Vec<PullJson> = decode(op, json)?;
+            let n = pulls.len();
+            all.extend(pulls.into_iter().map(PullJson::into_pull));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), HostError> {
+        crate::names::validate_branch("branch", branch).map_err(bad_branch)?;
+        let op = "delete branch";
+        let path = format!("/repos/{repo}/git/refs/heads/{branch}");
+        let (status, json) = self.call(op, Method::DELETE, &path, None).await?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(()),
+            // GitHub answers 422 "Reference does not exist" for a branch already deleted.
+            StatusCode::UNPROCESSABLE_ENTITY
+                if error_message(&json).contains("Reference does not exist") =>
+            {
+                Ok(())
+            }
+            _ => Err(api(op, status, &json)),
+        }
+    }
+
     async fn merge_pull_request(
         &self,
         repo: &RepoRef,

@@ -115,6 +115,20 @@ impl GitHost for LocalHost {
         Err(Self::unsupported("pull requests"))
     }
 
+    async fn open_pull_requests(
+        &self,
+        _repo: &RepoRef,
+        _base: &str,
+    ) -> Result<Vec<PullRequest>, HostError> {
+        Err(Self::unsupported("pull requests"))
+    }
+
+    async fn delete_branch(&self, _repo: &RepoRef, _branch: &str) -> Result<(), HostError> {
+        Err(Self::unsupported(
+            "branch deletion (it only serves pull requests)",
+        ))
+    }
+
     async fn merge_pull_request(
         &self,
         _: &RepoRef,

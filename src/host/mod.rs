@@ -250,6 +250,16 @@ pub trait GitHost: Send + Sync {
 
     async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, HostError>;
 
+    /// The open pull requests into `base` (how a restart finds the one it was waiting on).
+    async fn open_pull_requests(
+        &self,
+        repo: &RepoRef,
+        base: &str,
+    ) -> Result<Vec<PullRequest>, HostError>;
+
+    /// Deletes a branch; one that is already gone is not an error (GitHub may delete merged heads).
+    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), HostError>;
+
     /// Squash-merges the pull request if its head is still `head_sha`; returns the merge commit.
     async fn merge_pull_request(
         &self,

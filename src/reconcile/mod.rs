@@ -14,6 +14,7 @@
 
 mod batch;
 pub mod plan;
+mod review;
 pub mod spec;
 pub mod store;
 
@@ -139,6 +140,24 @@ pub struct WriteAck {
 }
 
 impl WriteAck {
+    /// The write is in `head` on the branch Flux follows (`None`: the repo has no commit yet).
+    fn at(head: Option<String>) -> WriteAck {
+        WriteAck {
+            committed: head.is_some(),
+            commit: head,
+            pull_request: None,
+        }
+    }
+
+    /// The write is in this open pull request.
+    fn proposed(url: &str) -> WriteAck {
+        WriteAck {
+            committed: false,
+            commit: None,
+            pull_request: Some(url.to_owned()),
+        }
+    }
+
     pub fn to_json(&self) -> Json {
         let mut j = json!({"committed": self.committed});
         if let Some(c) = &self.commit {
@@ -183,6 +202,8 @@ pub struct StatusError {
 /// An app's platform repo as sealwright and Flux reach it.
 struct RepoHandle {
     full_name: String,
+    /// For host calls (pull requests).
+    repo_ref: RepoRef,
     remote: Arc<Remote>,
     clone_url: String,
     flux: PlatformRepo,
@@ -207,6 +228,10 @@ struct AppData {
     /// The Flux folder matches `spec` and `secrets`' placement.
     flux_synced: bool,
     last_commit: Option<String>,
+    /// Pull-request delivery: the open pull request and the secrets it proposes.
+    pending: Option<review::Pending>,
+    /// `secrets` (and `pending`) were read from the repo.
+    loaded: bool,
     errors: Vec<StatusError>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -214,6 +239,14 @@ struct AppData {
 }
 
 impl AppData {
+    /// The secrets as they will be: an open pull request's proposal, else the committed ones.
+    fn desired(&self) -> &BTreeMap<String, SecretSpec> {
+        self.pending
+            .as_ref()
+            .map(|p| &p.secrets)
+            .unwrap_or(&self.secrets)
+    }
+
     fn ready(&self) -> bool {
         self.repo.is_some()
             && self.clean_head.is_some()
@@ -246,6 +279,8 @@ impl AppSlot {
                 clean_head: None,
                 flux_synced: false,
                 last_commit: None,
+                pending: None,
+                loaded: false,
                 errors: Vec::new(),
                 failures: 0,
                 retry_at: None,
@@ -336,6 +371,8 @@ pub struct AppView {
     pub last_commit: Option<String>,
     pub errors: Vec<StatusError>,
     pub secrets: usize,
+    /// The open pull request waiting for review (pull-request delivery).
+    pub pull_request: Option<String>,
 }
 
 impl AppView {
@@ -361,6 +398,7 @@ impl AppView {
         j["fluxRepo"] = json!(self.flux_repo);
         j["lastCommit"] = json!(self.last_commit);
         j["secrets"] = json!(self.secrets);
+        j["pullRequest"] = json!(self.pull_request);
         j["errors"] = Json::Array(
             self.errors
                 .iter()
@@ -379,7 +417,11 @@ pub struct SecretView {
     pub namespaces: Vec<String>,
     pub type_: String,
     pub keys: Vec<String>,
+    /// The commit that last changed it on the branch Flux follows.
     pub commit: Option<String>,
+    /// The open pull request that changes it, and how: `create`, `update` or `delete`.
+    pub pull_request: Option<String>,
+    pub pending: Option<&'static str>,
 }
 
 impl SecretView {
@@ -390,9 +432,10 @@ impl SecretView {
             "namespaces": self.namespaces,
             "type": self.type_,
             "keys": self.keys,
-            "committed": self.commit.is_some(),
+            "committed": self.commit.is_some() && self.pending.is_none(),
             "commit": self.commit,
-            "pullRequest": Json::Null,
+            "pullRequest": self.pull_request,
+            "pendingChange": self.pending,
             "files": self.namespaces.iter().map(|ns| render::secret_path(ns, &self.target_name)).collect::<Vec<_>>(),
         })
     }
@@ -507,46 +550,65 @@ impl Reconciler {
             .ok_or_else(|| ReconcileError::not_found("app", app))
     }
 
-    /// Reads an app's committed secrets back from its platform repo.
+    /// Provisions an app and reads what its platform repo holds (start-up).
     async fn load_app(&self, slot: &Arc<AppSlot>) -> Result<(), ReconcileError> {
         self.provision(slot).await?;
-        let (spec, keys, repo) = {
+        let (keys, repo) = {
             let d = slot.lock();
-            (d.spec.clone(), d.keys.clone(), d.repo.clone())
+            (d.keys.clone(), d.repo.clone())
         };
         let (Some(keys), Some(repo)) = (keys, repo) else {
             return Err(ReconcileError::Internal("provisioned without keys".into()));
         };
-        let (head, files) = self
+        self.load_committed(slot, &keys, &repo).await
+    }
+
+    /// Reads the app's committed secrets back from its platform repo (and, for pull-request
+    /// delivery, its open pull request): once, before the app's first round. Until that read
+    /// succeeds no round runs, because a round without it would render an empty secret set over
+    /// the repo's files.
+    async fn load_committed(
+        &self,
+        slot: &Arc<AppSlot>,
+        keys: &Arc<AppKeys>,
+        repo: &Arc<RepoHandle>,
+    ) -> Result<(), ReconcileError> {
+        if slot.lock().loaded {
+            return Ok(());
+        }
+        // A repository with no commit holds nothing: one ref lookup instead of a fetch.
+        let head = self
             .inner
             .engine
-            .read(repo.remote.clone(), &self.inner.settings.branch, |snap| {
-                Ok((snap.commit_id(), snap.files_under("secrets/")?))
-            })
+            .remote_head(repo.remote.clone(), &self.inner.settings.branch)
             .await
             .map_err(|source| ReconcileError::Git {
                 repo: repo.full_name.clone(),
                 source,
             })?;
-        let keys2 = keys.clone();
-        let (secrets, problems) =
-            tokio::task::spawn_blocking(move || plan::recover_secrets(&spec, &keys2.age, &files))
-                .await
-                .map_err(|e| ReconcileError::Internal(e.to_string()))?;
-        for (path, problem) in problems {
-            tracing::warn!(app = %slot.name, %path, %problem, "not a sealwright secret; the next round replaces or removes it");
+        let (head, secrets) = match head {
+            None => (None, BTreeMap::new()),
+            Some(_) => self.read_secrets(slot, keys, repo, None).await?,
+        };
+        let pull_requests = slot.lock().spec.delivery == Delivery::PullRequest;
+        if pull_requests {
+            self.load_pending(slot, keys, repo).await?;
         }
         let mut d = slot.lock();
-        for s in secrets {
-            d.secret_state.insert(
-                s.name.clone(),
-                SecretState {
-                    commit: head.clone(),
-                },
-            );
-            d.secrets.insert(s.name.clone(), s);
-        }
+        d.secret_state = secrets
+            .keys()
+            .map(|n| {
+                (
+                    n.clone(),
+                    SecretState {
+                        commit: head.clone(),
+                    },
+                )
+            })
+            .collect();
+        d.secrets = secrets;
         d.last_commit = head;
+        d.loaded = true;
         Ok(())
     }
 
@@ -632,6 +694,7 @@ impl Reconciler {
         d.keys = Some(Arc::new(keys));
         d.repo = Some(Arc::new(RepoHandle {
             full_name: hosted.full_name,
+            repo_ref,
             remote: Arc::new(remote),
             clone_url: hosted.clone_url,
             flux,
@@ -692,14 +755,13 @@ impl Reconciler {
         spec: AppSpec,
         source: Source,
     ) -> Result<AppView, ReconcileError> {
-        if spec.delivery == Delivery::PullRequest {
+        if spec.delivery == Delivery::PullRequest && self.inner.host.kind() == "local" {
             // Refused rather than silently committed straight to the branch Flux follows.
-            let why = if self.inner.host.kind() == "local" {
-                "pull-request needs a Git host with pull requests (GitHub); the local host takes commits only"
-            } else {
-                "pull-request delivery is not available in this version yet; use commit"
-            };
-            return Err(spec::invalid("delivery", why).into());
+            return Err(spec::invalid(
+                "delivery",
+                "pull-request needs a Git host with pull requests (GitHub); the local host takes commits only",
+            )
+            .into());
         }
         let slot = {
             let mut apps = self.apps();
@@ -766,6 +828,21 @@ impl Reconciler {
         };
         if old == spec {
             return self.app(&spec.name);
+        }
+        if let Some(url) = slot.lock().pending.as_ref().map(|p| p.url.clone()) {
+            if spec.delivery != Delivery::PullRequest {
+                return Err(ReconcileError::Conflict(format!(
+                    "app {:?} has an open pull request ({url}); merge or close it before changing delivery",
+                    spec.name
+                )));
+            }
+        }
+        if spec.delivery == Delivery::PullRequest && self.inner.host.kind() == "local" {
+            return Err(spec::invalid(
+                "delivery",
+                "pull-request needs a Git host with pull requests (GitHub); the local host takes commits only",
+            )
+            .into());
         }
         self.state_commit(
             vec![(
@@ -890,6 +967,7 @@ impl Reconciler {
             last_commit: d.last_commit.clone(),
             errors: d.errors.clone(),
             secrets: d.secrets.len(),
+            pull_request: d.pending.as_ref().map(|p| p.url.clone()),
         }
     }
 
@@ -901,20 +979,19 @@ impl Reconciler {
     pub fn list_secrets(&self, app: &str) -> Result<Vec<SecretView>, ReconcileError> {
         let slot = self.slot(app)?;
         let d = slot.lock();
-        Ok(d.secrets.values().map(|s| secret_view(&d, s)).collect())
+        Ok(secret_views(&d).into_values().collect())
     }
 
     pub fn secret(&self, app: &str, name: &str) -> Result<SecretView, ReconcileError> {
         let slot = self.slot(app)?;
         let d = slot.lock();
-        let s = d
-            .secrets
-            .get(name)
-            .ok_or_else(|| ReconcileError::not_found("secret", name))?;
-        Ok(secret_view(&d, s))
+        secret_views(&d)
+            .remove(name)
+            .ok_or_else(|| ReconcileError::not_found("secret", name))
     }
 
-    /// The committed values of a secret, for an audited reveal.
+    /// The values of a secret as they will be (a pull request's when one proposes them), for an
+    /// audited reveal.
     pub fn reveal(
         &self,
         actor: &Actor,
@@ -924,7 +1001,7 @@ impl Reconciler {
         let slot = self.slot(app)?;
         let d = slot.lock();
         let s = d
-            .secrets
+            .desired()
             .get(name)
             .ok_or_else(|| ReconcileError::not_found("secret", name))?;
         let mut ev = actor.event("secret.revealed");
@@ -968,7 +1045,7 @@ impl Reconciler {
         {
             let d = slot.lock();
             let s = d
-                .secrets
+                .desired()
                 .get(name)
                 .ok_or_else(|| ReconcileError::not_found("secret", name))?;
             s.patched(&patch)?;
@@ -984,7 +1061,7 @@ impl Reconciler {
         name: &str,
     ) -> Result<WriteAck, ReconcileError> {
         let slot = self.slot(app)?;
-        if !slot.lock().secrets.contains_key(name) {
+        if !slot.lock().desired().contains_key(name) {
             return Err(ReconcileError::not_found("secret", name));
         }
         self.submit(&slot, actor, SecretOpKind::Delete(name.to_owned()))
@@ -999,7 +1076,7 @@ impl Reconciler {
             if d.deleted {
                 continue;
             }
-            for other in d.secrets.values() {
+            for other in d.desired().values() {
                 if slot.name == app && other.name == spec.name {
                     continue;
                 }
@@ -1065,18 +1142,9 @@ impl Reconciler {
             }
             return;
         }
-        // Apply the ops to a copy of the committed secrets, in order; an op that no longer fits
-        // (a patch of a secret deleted earlier in the round) is answered on its own.
-        let (spec, committed, keys, repo, clean_head, deleted) = {
+        let (spec, keys, repo, deleted) = {
             let d = slot.lock();
-            (
-                d.spec.clone(),
-                d.secrets.clone(),
-                d.keys.clone(),
-                d.repo.clone(),
-                d.clean_head.clone(),
-                d.deleted,
-            )
+            (d.spec.clone(), d.keys.clone(), d.repo.clone(), d.deleted)
         };
         let (Some(keys), Some(repo)) = (keys, repo) else {
             return;
@@ -1089,43 +1157,26 @@ impl Reconciler {
             }
             return;
         }
-        let mut candidate = committed.clone();
-        let mut accepted = Vec::new();
-        for op in ops {
-            let outcome = match &op.kind {
-                SecretOpKind::Put(s) => {
-                    candidate.insert(s.name.clone(), s.clone());
-                    Ok(Some(s.name.clone()))
-                }
-                SecretOpKind::Patch(name, patch) => match candidate.get(name) {
-                    None => Err(ReconcileError::not_found("secret", name)),
-                    Some(s) => s
-                        .patched(patch)
-                        .map(|next| {
-                            candidate.insert(name.clone(), next);
-                            Some(name.clone())
-                        })
-                        .map_err(ReconcileError::from),
-                },
-                SecretOpKind::Delete(name) => match candidate.remove(name) {
-                    None => Err(ReconcileError::not_found("secret", name)),
-                    Some(_) => Ok(Some(name.clone())),
-                },
-                SecretOpKind::Sync => Ok(None),
-            };
-            match outcome {
-                Ok(touched) => accepted.push((op, touched)),
-                Err(e) => {
-                    let _ = op.reply.send(Err(e));
-                }
+        if let Err(e) = self.load_committed(slot, &keys, &repo).await {
+            self.record_failure(slot, &e);
+            for op in ops {
+                let _ = op.reply.send(Err(ReconcileError::NotReady {
+                    app: slot.name.clone(),
+                    reason: e.to_string(),
+                }));
             }
-        }
-        if accepted.is_empty() {
             return;
         }
-        let mut names: BTreeSet<String> = BTreeSet::new();
-        for (_, t) in &accepted {
-            names.extend(t.clone());
+        if spec.delivery == Delivery::PullRequest {
+            return self.review_round(slot, ops, keys, repo).await;
+        }
+        let (committed, clean_head) = {
+            let d = slot.lock();
+            (d.secrets.clone(), d.clean_head.clone())
+        };
+        let (candidate, accepted, names) = apply_ops(&committed, ops);
+        if accepted.is_empty() {
+            return;
         }
         let changes: Vec<OwnedChange> = names
             .iter()
@@ -1140,7 +1191,7 @@ impl Reconciler {
                 .await;
             if let Ok(head) = head {
                 if head == clean_head {
-                    self.answer(slot, accepted, &changes, head, false);
+                    self.answer(slot, accepted, &changes, WriteAck::at(head), None);
                     return;
                 }
             }
@@ -1159,41 +1210,8 @@ impl Reconciler {
         };
         let message = plan::batch_message(&slot.name, &changes, &extra);
         let message = with_actors(message, accepted.iter().map(|(op, _)| &op.actor));
-        let cluster = self.inner.settings.cluster.clone();
-        let templates = self.inner.settings.templates.clone();
-        let planner_keys = keys.clone();
-        let expected = clean_head.clone();
-        let planner =
-            move |snap: &Snapshot<'_>| -> Result<Option<Proposal>, crate::git::PlanError> {
-                let mut current = snap.files_under("secrets/")?;
-                if let Some(b) = snap.read(".sops.yaml")? {
-                    current.insert(".sops.yaml".into(), b);
-                }
-                current.retain(|p, _| render::owned_in_platform_repo(p));
-                // Files are reused unread only when the tip is the one we rendered last.
-                let trusted = expected.is_some() && snap.commit_id() == expected;
-                let keep = |s: &crate::model::ManagedSecret| trusted && unchanged.contains(&s.name);
-                let rendered = render::render_platform(
-                    &cluster,
-                    &model,
-                    &planner_keys.age,
-                    &current,
-                    &templates,
-                    DateTime::now_utc(),
-                    &keep,
-                )?;
-                let changes = plan::plan(&current, &rendered)?;
-                // A first commit sets the repo up; later ones with no secret change restore
-                // drifted files.
-                let message = match snap.commit_id() {
-                    None if restore => CommitMessage::new(&format!(
-                        "{}: set up the platform repo (.sops.yaml, secrets/)",
-                        model.name
-                    )),
-                    _ => message.clone(),
-                };
-                Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
-            };
+        let trusted = clean_head.clone().map(|head| (head, unchanged));
+        let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
         let result = self
             .inner
             .engine
@@ -1249,13 +1267,15 @@ impl Reconciler {
                             // later round.
                             tracing::warn!(app = %slot.name, error = %e, "Flux repo commit failed; will retry");
                             self.record_failure(slot, &e);
-                            self.answer(slot, accepted, &changes, head, committed_now);
+                            let new_commit = if committed_now { head.clone() } else { None };
+                            self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
                             return;
                         }
                     }
                 }
                 self.clear_failure(slot);
-                self.answer(slot, accepted, &changes, head, committed_now);
+                let new_commit = if committed_now { head.clone() } else { None };
+                self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
             }
             Err(source) => {
                 let e = ReconcileError::Git {
@@ -1270,14 +1290,65 @@ impl Reconciler {
         }
     }
 
-    /// Answers a round's ops and records one event per changed secret.
+    /// What a platform round commits: the render of `model` against the branch tip. Files are
+    /// reused unread only for the secrets in `trusted` and only when the tip is the commit named
+    /// there (the one sealwright rendered last); everything else is re-rendered noise-free. A
+    /// first commit with no secret change (`restore`) is the repo's set-up commit.
+    fn platform_planner(
+        &self,
+        model: crate::model::App,
+        keys: Arc<AppKeys>,
+        trusted: Option<(String, BTreeSet<String>)>,
+        message: CommitMessage,
+        restore: bool,
+    ) -> impl FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, crate::git::PlanError> + Send + 'static
+    {
+        let cluster = self.inner.settings.cluster.clone();
+        let templates = self.inner.settings.templates.clone();
+        move |snap: &Snapshot<'_>| {
+            let mut current = snap.files_under("secrets/")?;
+            if let Some(b) = snap.read(".sops.yaml")? {
+                current.insert(".sops.yaml".into(), b);
+            }
+            current.retain(|p, _| render::owned_in_platform_repo(p));
+            let trust = trusted
+                .as_ref()
+                .filter(|(head, _)| snap.commit_id().as_deref() == Some(head.as_str()));
+            let keep = |s: &crate::model::ManagedSecret| {
+                trust.is_some_and(|(_, names)| names.contains(&s.name))
+            };
+            let rendered = render::render_platform(
+                &cluster,
+                &model,
+                &keys.age,
+                &current,
+                &templates,
+                DateTime::now_utc(),
+                &keep,
+            )?;
+            let changes = plan::plan(&current, &rendered)?;
+            // A first commit sets the repo up; later ones with no secret change restore
+            // drifted files.
+            let message = match snap.commit_id() {
+                None if restore => CommitMessage::new(&format!(
+                    "{}: set up the platform repo (.sops.yaml, secrets/)",
+                    model.name
+                )),
+                _ => message.clone(),
+            };
+            Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
+        }
+    }
+
+    /// Answers a round's ops with `ack` and records one event per changed secret, naming the
+    /// commit it made (`new_commit`) or the pull request that carries it.
     fn answer(
         &self,
         slot: &AppSlot,
-        accepted: Vec<(SecretOp, Option<String>)>,
+        accepted: Accepted,
         changes: &[OwnedChange],
-        head: Option<String>,
-        committed_now: bool,
+        ack: WriteAck,
+        new_commit: Option<String>,
     ) {
         let tenant = slot.lock().spec.tenant.clone();
         let mut recorded = BTreeSet::new();
@@ -1295,16 +1366,13 @@ impl Reconciler {
                         ev.secret = Some(name.clone());
                         ev.keys = c.keys();
                         ev.namespaces = c.namespaces.clone();
-                        ev.commit = if committed_now { head.clone() } else { None };
+                        ev.commit = new_commit.clone();
+                        ev.pull_request = ack.pull_request.clone();
                         self.inner.events.record(ev);
                     }
                 }
             }
-            let _ = op.reply.send(Ok(WriteAck {
-                committed: head.is_some(),
-                commit: head.clone(),
-                pull_request: None,
-            }));
+            let _ = op.reply.send(Ok(ack.clone()));
         }
     }
 
@@ -1827,6 +1895,50 @@ fn app_event(actor: &Actor, action: &str, spec: &AppSpec) -> Event {
     ev
 }
 
+/// A round's queued ops applied, in order, to a copy of `base`: the candidate secrets, the ops
+/// that fit (with the secret each touched) and the names touched. An op that no longer fits (a
+/// patch of a secret deleted earlier in the round) is answered on its own here.
+type Accepted = Vec<(SecretOp, Option<String>)>;
+
+fn apply_ops(
+    base: &BTreeMap<String, SecretSpec>,
+    ops: Vec<SecretOp>,
+) -> (BTreeMap<String, SecretSpec>, Accepted, BTreeSet<String>) {
+    let mut candidate = base.clone();
+    let mut accepted = Vec::new();
+    for op in ops {
+        let outcome = match &op.kind {
+            SecretOpKind::Put(s) => {
+                candidate.insert(s.name.clone(), s.clone());
+                Ok(Some(s.name.clone()))
+            }
+            SecretOpKind::Patch(name, patch) => match candidate.get(name) {
+                None => Err(ReconcileError::not_found("secret", name)),
+                Some(s) => s
+                    .patched(patch)
+                    .map(|next| {
+                        candidate.insert(name.clone(), next);
+                        Some(name.clone())
+                    })
+                    .map_err(ReconcileError::from),
+            },
+            SecretOpKind::Delete(name) => match candidate.remove(name) {
+                None => Err(ReconcileError::not_found("secret", name)),
+                Some(_) => Ok(Some(name.clone())),
+            },
+            SecretOpKind::Sync => Ok(None),
+        };
+        match outcome {
+            Ok(touched) => accepted.push((op, touched)),
+            Err(e) => {
+                let _ = op.reply.send(Err(e));
+            }
+        }
+    }
+    let names = accepted.iter().filter_map(|(_, t)| t.clone()).collect();
+    (candidate, accepted, names)
+}
+
 fn hash_key(key: &SecretString) -> String {
     use secrecy::ExposeSecret;
     use sha2::{Digest, Sha256};
@@ -1844,7 +1956,40 @@ fn secret_view(d: &AppData, s: &SecretSpec) -> SecretView {
         type_: s.type_.clone(),
         keys: s.data.keys().cloned().collect(),
         commit: d.secret_state.get(&s.name).and_then(|st| st.commit.clone()),
+        pull_request: None,
+        pending: None,
     }
+}
+
+/// Every secret of an app by name: the committed ones, overlaid with what an open pull request
+/// proposes (creations, updates, deletions), each marked with the pull request.
+fn secret_views(d: &AppData) -> BTreeMap<String, SecretView> {
+    let mut out: BTreeMap<String, SecretView> = d
+        .secrets
+        .values()
+        .map(|s| (s.name.clone(), secret_view(d, s)))
+        .collect();
+    let Some(p) = &d.pending else {
+        return out;
+    };
+    for (name, s) in &p.secrets {
+        let change = match d.secrets.get(name) {
+            Some(c) if c.same_as(s) => continue,
+            Some(_) => "update",
+            None => "create",
+        };
+        let mut v = secret_view(d, s);
+        v.pull_request = Some(p.url.clone());
+        v.pending = Some(change);
+        out.insert(name.clone(), v);
+    }
+    for (name, v) in out.iter_mut() {
+        if !p.secrets.contains_key(name) {
+            v.pull_request = Some(p.url.clone());
+            v.pending = Some("delete");
+        }
+    }
+    out
 }
 
 /// The actors of a round, as a message line (names only).

@@ -165,6 +165,31 @@ impl FakeGitHub {
             .unwrap_or_default()
     }
 
+    /// A reviewer closes pull request `number` without merging it (on github.com; the published
+    /// operations here have no `pulls/update`). The head is frozen, as GitHub does. Returns
+    /// whether an open pull request was closed.
+    #[allow(dead_code)]
+    pub fn close_pull(&self, owner: &str, repo: &str, number: u64) -> bool {
+        let dir = self.shared.repo_dir(owner, repo);
+        let mut st = self.shared.lock();
+        let Some(r) = st.repos.get_mut(&(owner.to_string(), repo.to_string())) else {
+            return false;
+        };
+        match r.pulls.iter_mut().find(|p| p.number == number && p.open) {
+            Some(p) => {
+                if let Some(sha) = resolve_ref(&dir, &format!("refs/heads/{}", p.head_ref)) {
+                    p.head_sha = sha;
+                }
+                let t = now();
+                p.open = false;
+                p.closed_at = Some(t.clone());
+                p.updated_at = t;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// `(context, state)` of the latest status per context on `sha` (a sha or a ref name).
     pub fn statuses(&self, owner: &str, repo: &str, sha: &str) -> Vec<(String, String)> {
         let st = self.shared.lock();

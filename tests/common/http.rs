@@ -82,3 +82,32 @@ pub fn send(
     let b = serde_json::to_vec(body).unwrap();
     request(addr, method, path, token, Some(&b))
 }
+
+/// Sends one request with these extra headers (a webhook delivery, say) and a raw body.
+#[allow(dead_code)]
+pub fn raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Response {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = exchange(
+        addr,
+        method,
+        path,
+        &headers,
+        Some(body),
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"));
+    Response {
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
+    }
+}
