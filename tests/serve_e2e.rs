@@ -749,3 +749,59 @@ fn the_cli_drives_a_running_server() {
         "{out:?}"
     );
 }
+
+#[test]
+fn an_app_whose_repo_cannot_be_created_fails_alone_answers_503_and_recovers() {
+    let mut r = Run::new(&format!("{CONFIG}max_backoff: 2s\n"));
+    // A plain file where the local host would create the platform repo.
+    let blocked = r.server.repo("platform/broken-platform");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "not a repository").unwrap();
+    let env = json!([{"name": "prod", "namespace": "broken-prod"}]);
+    let created = r.call(
+        "POST",
+        "/v1/apps",
+        Some(json!({"name": "broken", "tenant": "acme", "environments": env})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let app = created.json();
+    assert_eq!(app["status"], json!("failed"), "{app}");
+    assert!(
+        app["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("broken-platform"),
+        "{app}"
+    );
+    let put = r.call(
+        "PUT",
+        "/v1/apps/broken/secrets/db",
+        Some(json!({"targetNamespaces": ["broken-prod"], "data": {"password": VALUES[0]}})),
+    );
+    assert_eq!(put.status, 503, "{}", put.text());
+    assert!(put.text().contains("not provisioned"), "{}", put.text());
+    // Another app is not held up by it.
+    let fine = r.ok(
+        "POST",
+        "/v1/apps",
+        Some(json!({"name": "fine", "tenant": "acme",
+            "environments": [{"name": "prod", "namespace": "fine-prod"}]})),
+    );
+    assert_eq!(fine["ready"], json!(true), "{fine}");
+    // Once the obstacle is gone, the retry loop provisions it and writes go through.
+    std::fs::remove_file(&blocked).unwrap();
+    wait_for("the failed app to be retried", || {
+        r.server.get("/v1/apps/broken").json()["ready"] == json!(true)
+    });
+    let ack = r.ok(
+        "PUT",
+        "/v1/apps/broken/secrets/db",
+        Some(json!({"targetNamespaces": ["broken-prod"], "data": {"password": VALUES[0]}})),
+    );
+    assert_sha(&ack);
+    let applied = r.flux_check(&["broken", "fine"]);
+    assert_eq!(
+        secret(&applied, "broken", "broken-prod", "db"),
+        Some(&data(&[("password", VALUES[0])]))
+    );
+}

@@ -559,6 +559,133 @@ async fn delete_api_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    /// A router over a reconciler on empty local repos (nothing is loaded or provisioned).
+    fn router_for(dir: &std::path::Path, ready: bool, webhook: Option<&str>) -> Router {
+        use crate::git::{GitEngine, Identity, Remote};
+        use crate::reconcile::{Access, FluxUrl, Settings};
+        let state_path = dir.join("state.git");
+        git2::Repository::init_bare(&state_path).unwrap();
+        let settings = Settings {
+            cluster: crate::model::Cluster {
+                name: "t".into(),
+                recipients: crate::keys::chain::ChainRecipients {
+                    cluster: crate::keys::AgeKey::generate().recipient(),
+                    break_glass: None,
+                },
+                flux_namespace: "flux-system".into(),
+                flux_source: "flux-system".into(),
+                decryption_secret: "sops-age".into(),
+            },
+            templates: Arc::new(crate::render::Templates::load(None).unwrap()),
+            owner: "platform".into(),
+            branch: "main".into(),
+            flux_repo: crate::host::RepoRef::parse("platform/flux").unwrap(),
+            flux_url: FluxUrl::Template("https://git.example.invalid/{owner}/{name}.git".into()),
+            access: Access::Local,
+            state_remote: Arc::new(Remote::local(&state_path).unwrap()),
+            author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
+            max_backoff: std::time::Duration::from_secs(60),
+        };
+        let reconciler = Reconciler::new(
+            settings,
+            GitEngine::new(
+                dir.join("cache"),
+                Identity::new("s", "s@localhost").unwrap(),
+            ),
+            Arc::new(crate::host::LocalHost::new(dir.join("repos"))),
+            Arc::new(crate::keys::FileKeyStore::new(dir.join("keys"))),
+            Arc::new(crate::audit::EventLog::in_memory()),
+        );
+        router(ApiState {
+            reconciler,
+            admins: Arc::new(AdminTokens::new(&[secrecy::SecretString::from(
+                "admin-token".to_owned(),
+            )])),
+            ready: Arc::new(AtomicBool::new(ready)),
+            http: Arc::new(HttpMetrics::default()),
+            webhook_secret: webhook.map(|w| Arc::new(secrecy::SecretString::from(w.to_owned()))),
+        })
+    }
+
+    async fn status_of(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from("{}")).unwrap())
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_until_start_up_is_done_and_healthz_is_always_200() {
+        let dir = tempfile::tempdir().unwrap();
+        let starting = router_for(dir.path(), false, None);
+        assert_eq!(status_of(&starting, "GET", "/readyz", &[]).await, 503);
+        assert_eq!(status_of(&starting, "GET", "/healthz", &[]).await, 200);
+        let dir = tempfile::tempdir().unwrap();
+        let ready = router_for(dir.path(), true, None);
+        assert_eq!(status_of(&ready, "GET", "/readyz", &[]).await, 200);
+    }
+
+    #[tokio::test]
+    async fn webhooks_need_a_configured_secret_and_a_valid_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let off = router_for(dir.path(), true, None);
+        let sig = [
+            ("x-github-event", "ping"),
+            ("x-hub-signature-256", "sha256=00"),
+        ];
+        assert_eq!(
+            status_of(&off, "POST", "/v1/webhooks/github", &sig).await,
+            403
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let on = router_for(dir.path(), true, Some("s3cret"));
+        assert_eq!(
+            status_of(&on, "POST", "/v1/webhooks/github", &sig).await,
+            401
+        );
+        assert_eq!(
+            status_of(
+                &on,
+                "POST",
+                "/v1/webhooks/github",
+                &[("x-github-event", "ping")]
+            )
+            .await,
+            401
+        );
+        // HMAC-SHA256("s3cret", "{}")
+        let good = {
+            use hmac::{Hmac, Mac};
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+            mac.update(b"{}");
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let headers = [
+            ("x-github-event", "ping"),
+            ("x-hub-signature-256", good.as_str()),
+        ];
+        assert_eq!(
+            status_of(&on, "POST", "/v1/webhooks/github", &headers).await,
+            200
+        );
+        // A bearer token is no substitute for the signature.
+        let bearer = [
+            ("x-github-event", "ping"),
+            ("authorization", "Bearer admin-token"),
+        ];
+        assert_eq!(
+            status_of(&on, "POST", "/v1/webhooks/github", &bearer).await,
+            401
+        );
+    }
 
     #[test]
     fn the_openapi_document_lists_every_route() {

@@ -1,15 +1,18 @@
 //! The Git layer: sealwright's only way to deliver anything is a commit.
 //!
 //! [`GitEngine::apply`] turns a [`ChangeSet`] into one pushed commit on a branch, or into nothing when
-//! the branch already holds it. Work happens in one local bare cache per remote (no working
-//! directory, no `git` process): fetch the branch, let the caller's planner look at the tip and say
-//! what to change, build the tree in memory, commit, and push with compare-and-swap semantics. When
-//! someone else moved the branch in between (the push negotiation sees another tip, libgit2 reports a
-//! non-fast-forward, or the server refuses the update), the engine fetches again and calls the
-//! planner again on the new tip — the change may have become empty — with jittered, bounded backoff.
+//! the branch already holds it. For a remote repository, work happens in one local bare cache per
+//! remote (no working directory, no `git` process): fetch the branch, let the caller's planner look
+//! at the tip and say what to change, build the tree in memory, commit, and push with
+//! compare-and-swap semantics. When someone else moved the branch in between (the push negotiation
+//! sees another tip, libgit2 reports a non-fast-forward, or the server refuses the update), the
+//! engine fetches again and calls the planner again on the new tip — the change may have become
+//! empty — with jittered, bounded backoff. A repository on this machine is written in place
+//! instead: the same planning and retries, with the objects written straight into it and the
+//! branch moved by an atomic ref compare-and-swap — no cache, no fetch, no pack to copy.
 //!
-//! Every git2 call runs on tokio's blocking pool, behind a per-cache async lock (one process never
-//! races itself) and a file lock on the cache (two processes sharing a cache never corrupt it).
+//! Every git2 call runs on tokio's blocking pool, behind a per-repository async lock (one process
+//! never races itself) and, for caches, a file lock (two processes sharing a cache never corrupt it).
 
 mod changeset;
 mod message;
@@ -200,6 +203,7 @@ pub struct GitEngine {
 
 impl GitEngine {
     pub fn new(cache_root: impl Into<PathBuf>, committer: Identity) -> Self {
+        tune_libgit2();
         Self {
             cache_root: cache_root.into(),
             committer,
@@ -292,7 +296,9 @@ impl GitEngine {
         }
         remote.check_ready()?;
         let cache = self.cache_path(&remote);
-        let lock = self.lock_for(&cache);
+        // Writers in this process take turns per repository (a repository on this machine is
+        // written in place, so it is its own key), rather than race and retry.
+        let lock = self.lock_for(&remote.local_path().unwrap_or_else(|| cache.clone()));
         let _guard = lock.lock_owned().await;
         let author = author.clone();
         let committer = self.committer.clone();
@@ -330,6 +336,21 @@ impl GitEngine {
     {
         crate::names::validate_branch("branch", branch)?;
         remote.check_ready()?;
+        if let Some(path) = remote.local_path() {
+            // On this machine the repository is read in place: refs and objects only ever
+            // appear whole, so no lock and no copy are needed.
+            let branch = branch.to_owned();
+            return tokio::task::spawn_blocking(move || {
+                let repo = Repository::open_bare(&path)
+                    .map_err(|e| explain_local(e, &remote, "open the repository"))?;
+                let tip = branch_tip(&repo, &remote, &branch)?;
+                let snapshot = Snapshot::new(&repo, tip)
+                    .map_err(|e| explain_local(e, &remote, "read the branch tip"))?;
+                read(&snapshot)
+            })
+            .await
+            .map_err(|e| GitError::Worker(e.to_string()))?;
+        }
         let cache = self.cache_path(&remote);
         let lock = self.lock_for(&cache);
         let _guard = lock.lock_owned().await;
@@ -410,6 +431,9 @@ impl ApplyContext<'_> {
     where
         P: FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, PlanError>,
     {
+        if let Some(path) = self.remote.local_path() {
+            return self.run_in_place(&path, planner);
+        }
         let (repo, _file_lock) = open_cache(self.cache)?;
         let branch = self.target.branch.as_str();
         let mut wanted = vec![branch];
@@ -481,6 +505,63 @@ impl ApplyContext<'_> {
         })
     }
 
+    /// An apply to a repository on this machine, written in place: the new objects go straight
+    /// into its object database and the branch moves by compare-and-swap. No cache, no fetch and
+    /// no pack to copy; objects of a lost race are unreachable leftovers, as in Git.
+    fn run_in_place<P>(&self, path: &Path, planner: &mut P) -> Result<Applied, GitError>
+    where
+        P: FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, PlanError>,
+    {
+        let repo = Repository::open_bare(path)
+            .map_err(|e| explain_local(e, self.remote, "open the repository"))?;
+        let branch = self.target.branch.as_str();
+        for attempt in 1..=self.retry.max_attempts {
+            let tip = branch_tip(&repo, self.remote, branch)?;
+            let base = match (tip, &self.target.start_from) {
+                (Some(t), _) => Some(t),
+                (None, Some(start)) => branch_tip(&repo, self.remote, start)?,
+                (None, None) => None,
+            };
+            let snapshot = Snapshot::new(&repo, base)
+                .map_err(|e| explain_local(e, self.remote, "read the branch tip"))?;
+            let proposal = planner(&snapshot).map_err(|source| GitError::Plan {
+                branch: branch.to_owned(),
+                source,
+            })?;
+            let unchanged = || Applied::Unchanged {
+                head: tip.map(|t| t.to_string()),
+            };
+            let Some(proposal) = proposal else {
+                return Ok(unchanged());
+            };
+            let changes = proposal.changes.against(&snapshot)?;
+            if changes.is_empty() {
+                return Ok(unchanged());
+            }
+            let commit = self.commit(&repo, &snapshot, &changes, &proposal.message)?;
+            match move_branch_in_place(&repo, self.remote, path, branch, tip, commit)? {
+                PushOutcome::Pushed => {
+                    tracing::info!(commit = %commit, attempt, files = changes.len(), "committed in place");
+                    return Ok(Applied::Committed {
+                        commit: commit.to_string(),
+                        attempts: attempt,
+                    });
+                }
+                PushOutcome::Moved | PushOutcome::Refused(_) => {
+                    tracing::info!(attempt, "branch moved; planning again on the new tip");
+                }
+            }
+            if attempt < self.retry.max_attempts {
+                std::thread::sleep(self.retry.delay(attempt));
+            }
+        }
+        Err(GitError::Contended {
+            url: redact(self.remote.url()),
+            branch: branch.to_owned(),
+            attempts: self.retry.max_attempts,
+        })
+    }
+
     fn commit(
         &self,
         repo: &Repository,
@@ -520,6 +601,18 @@ impl ApplyContext<'_> {
             reason: reason.to_owned(),
         }
     }
+}
+
+/// Process-wide libgit2 settings, once. By default libgit2 re-hashes every object it reads and
+/// looks up every object a new tree or commit names; `git` itself does neither outside `fsck`,
+/// and together they were a tenth of a write's time. Objects are still hashed when written, and
+/// pushes to a server are checked by the server.
+fn tune_libgit2() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        git2::opts::strict_hash_verification(false);
+        git2::opts::strict_object_creation(false);
+    });
 }
 
 /// Opens (or creates) the bare cache and takes its cross-process file lock.
@@ -630,6 +723,10 @@ fn fetch(
 
 fn set_tracking_ref(repo: &Repository, branch: &str, tip: Option<Oid>) -> Result<(), GitError> {
     let name = format!("refs/remotes/origin/{branch}");
+    // Rewriting a ref costs a lock file and a rename; most fetches find it where it was.
+    if tip.is_some() && repo.refname_to_id(&name).ok() == tip {
+        return Ok(());
+    }
     match tip {
         Some(oid) => repo
             .reference(&name, oid, true, "sealwright fetch")
@@ -660,64 +757,39 @@ fn push(
     expected: Option<Oid>,
     commit: Oid,
 ) -> Result<PushOutcome, GitError> {
+    // A refspec pushes a ref, not an object id: stage the commit under one of our own.
     let outgoing = format!("refs/sealwright/outgoing/{branch}");
     repo.reference(&outgoing, commit, true, "sealwright push")
         .map_err(|e| GitError::local("stage the outgoing commit", e))?;
-    match remote.local_path() {
-        Some(path) => push_local(repo, remote, &path, branch, expected, commit),
-        None => push_refspec(
-            repo,
-            remote,
-            &format!("{outgoing}:refs/heads/{branch}"),
-            branch,
-            Some(expected),
-        ),
+    push_refspec(
+        repo,
+        remote,
+        &format!("{outgoing}:refs/heads/{branch}"),
+        branch,
+        Some(expected),
+    )
+}
+
+/// Where `branch` points in a repository on this machine (`None`: it does not exist).
+fn branch_tip(repo: &Repository, remote: &Remote, branch: &str) -> Result<Option<Oid>, GitError> {
+    match repo.refname_to_id(&format!("refs/heads/{branch}")) {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(explain_local(e, remote, "read the branch")),
     }
 }
 
-/// libgit2's local transport moves the target ref without checking its old value, so two writers
-/// could overwrite each other. Locally, sealwright copies the new objects as one pack straight into
-/// the target's object database, then moves the branch with an atomic compare-and-swap on the ref
-/// itself (under Git's own ref lock, so it is safe against `git` processes too).
-fn push_local(
-    repo: &Repository,
+/// Moves `branch` of a repository on this machine from `expected` to `commit`, atomically, or
+/// tells that it moved meanwhile. (libgit2's own local transport moves the target ref without
+/// checking its old value, so two writers could overwrite each other; this does not.)
+fn move_branch_in_place(
+    target: &Repository,
     remote: &Remote,
     path: &Path,
     branch: &str,
     expected: Option<Oid>,
     commit: Oid,
 ) -> Result<PushOutcome, GitError> {
-    let local = |context| move |e| explain_local(e, remote, context);
-    let target = Repository::open_bare(path).map_err(local("open the repository"))?;
-    let mut walk = repo.revwalk().map_err(local("list the new commits"))?;
-    walk.push(commit).map_err(local("list the new commits"))?;
-    if let Some(old) = expected {
-        walk.hide(old).map_err(local("list the new commits"))?;
-    }
-    let mut pack = repo.packbuilder().map_err(local("pack the new objects"))?;
-    pack.insert_walk(&mut walk)
-        .map_err(local("pack the new objects"))?;
-    let odb = target.odb().map_err(local("open the object database"))?;
-    let mut writer = odb.packwriter().map_err(local("write the pack"))?;
-    let mut io_error = None;
-    pack.foreach(
-        |chunk| match std::io::Write::write_all(&mut writer, chunk) {
-            Ok(()) => true,
-            Err(e) => {
-                io_error = Some(e);
-                false
-            }
-        },
-    )
-    .map_err(local("write the pack"))?;
-    if let Some(e) = io_error {
-        return Err(GitError::Remote {
-            url: redact(remote.url()),
-            context: "write the pack",
-            message: e.to_string(),
-        });
-    }
-    writer.commit().map_err(local("write the pack"))?;
     // Writers of a repository on this machine take `sealwright.lock` in it around the ref
     // update, so a ref lock found while holding it was left by a killed writer: clear it rather
     // than be blocked by it forever. (Repositories of the local host are sealwright's alone.)
