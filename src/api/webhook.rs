@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{ok, ApiError, ApiResult, ApiState, RequestId, MAX_BODY};
-use crate::audit::Event;
 use crate::reconcile::Actor;
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
@@ -34,11 +33,10 @@ pub fn signature_ok(secret: &SecretString, body: &[u8], signature: &str) -> bool
     mac.verify_slice(&expected).is_ok()
 }
 
-fn refused(state: &ApiState, rid: &RequestId, status: StatusCode, why: &str) -> ApiError {
-    let mut ev = Event::new("github-webhook", "webhook.refused");
-    ev.request_id = Some(rid.0.clone());
-    ev.detail = Some(why.to_owned());
-    state.reconciler.events().record(ev);
+/// A refused delivery is logged, not recorded as an audit event: anyone who can reach the
+/// endpoint could otherwise grow the event log without bound.
+fn refused(rid: &RequestId, status: StatusCode, why: &str) -> ApiError {
+    tracing::warn!(request_id = %rid.0, reason = why, "webhook delivery refused");
     ApiError::new(status, why)
 }
 
@@ -50,7 +48,6 @@ pub(super) async fn github(
 ) -> ApiResult {
     let Some(secret) = state.webhook_secret.as_deref() else {
         return Err(refused(
-            &state,
             &rid,
             StatusCode::FORBIDDEN,
             "webhooks are not accepted: no webhook secret is configured (SEALWRIGHT_WEBHOOK_SECRET)",
@@ -65,7 +62,6 @@ pub(super) async fn github(
     match signature {
         None => {
             return Err(refused(
-                &state,
                 &rid,
                 StatusCode::UNAUTHORIZED,
                 "missing X-Hub-Signature-256",
@@ -73,7 +69,6 @@ pub(super) async fn github(
         }
         Some(sig) if !signature_ok(secret, &bytes, sig) => {
             return Err(refused(
-                &state,
                 &rid,
                 StatusCode::UNAUTHORIZED,
                 "X-Hub-Signature-256 does not match the body under the webhook secret",

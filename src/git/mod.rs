@@ -603,16 +603,13 @@ impl ApplyContext<'_> {
     }
 }
 
-/// Process-wide libgit2 settings, once. By default libgit2 re-hashes every object it reads and
-/// looks up every object a new tree or commit names; `git` itself does neither outside `fsck`,
-/// and together they were a tenth of a write's time. Objects are still hashed when written, and
-/// pushes to a server are checked by the server.
+/// Process-wide libgit2 settings, once. By default libgit2 re-hashes every object it reads;
+/// `git` itself does that only in `fsck`, and it was a tenth of a write's time. Objects are still
+/// hashed when written, a new tree or commit is still checked to name objects that exist, and a
+/// server checks what it receives.
 fn tune_libgit2() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        git2::opts::strict_hash_verification(false);
-        git2::opts::strict_object_creation(false);
-    });
+    ONCE.call_once(|| git2::opts::strict_hash_verification(false));
 }
 
 /// Opens (or creates) the bare cache and takes its cross-process file lock.

@@ -684,6 +684,12 @@ struct BranchJson {
     #[serde(rename = "ref")]
     ref_: String,
     sha: String,
+    repo: Option<RepoNameJson>,
+}
+
+#[derive(Deserialize)]
+struct RepoNameJson {
+    full_name: String,
 }
 
 #[derive(Deserialize)]
@@ -710,6 +716,7 @@ impl PullJson {
             number: self.number,
             state,
             head_ref: self.head.ref_,
+            head_repo: self.head.repo.map(|r| r.full_name),
             head_sha: self.head.sha,
             base_ref: self.base.ref_,
             url: self.html_url,

@@ -191,6 +191,9 @@ pub struct PullRequest {
     pub state: PullRequestState,
     pub head_ref: String,
     pub head_sha: String,
+    /// `owner/name` of the repository the head branch is in: another one for a pull request from
+    /// a fork, `None` when that fork is gone.
+    pub head_repo: Option<String>,
     pub base_ref: String,
     pub url: String,
     pub merge_commit_sha: Option<String>,

@@ -248,8 +248,9 @@ impl AppData {
     }
 
     fn ready(&self) -> bool {
+        // A pull-request app waiting on review has its proposal pushed: that counts as in line.
         self.repo.is_some()
-            && self.clean_head.is_some()
+            && (self.clean_head.is_some() || self.pending.is_some())
             && self.flux_synced
             && self.errors.is_empty()
     }
@@ -857,6 +858,10 @@ impl Reconciler {
             d.spec = spec.clone();
             d.clean_head = None;
             d.flux_synced = false;
+            // The open pull request's branch is re-rendered too (its files may need to move).
+            if let Some(p) = d.pending.as_mut() {
+                p.head.clear();
+            }
         }
         self.announce_and_reconcile(actor, "app.updated", &slot, &spec)
             .await

@@ -26,6 +26,12 @@ use super::{
     Reconciler, RepoHandle, SecretOp, SecretOpKind, SecretSpec, SecretState, WriteAck,
 };
 
+/// How a round attempt ended: done (every op answered), or to be tried again with these ops.
+enum Round {
+    Done,
+    Again(Vec<SecretOp>),
+}
+
 /// Every pull-request branch sealwright makes starts with this.
 pub(super) const BRANCH_PREFIX: &str = "sealwright/";
 
@@ -61,11 +67,13 @@ fn new_branch_name() -> String {
 
 impl Reconciler {
     /// One round of a pull-request app: settle its pull request, then put the queued writes on
-    /// the pull request's branch (opening the pull request when there is none).
+    /// the pull request's branch (opening the pull request when there is none). When the pull
+    /// request was merged or closed while this round pushed to it, the round starts over from the
+    /// settled state, on a new branch.
     pub(super) async fn review_round(
         &self,
         slot: &Arc<AppSlot>,
-        ops: Vec<SecretOp>,
+        mut ops: Vec<SecretOp>,
         keys: Arc<AppKeys>,
         repo: Arc<RepoHandle>,
     ) {
@@ -73,16 +81,42 @@ impl Reconciler {
             .first()
             .map(|op| op.actor.clone())
             .unwrap_or_else(|| Actor::new("reconciler"));
+        // More than a few of those races in one round means someone keeps closing them.
+        for _ in 0..3 {
+            match self.review_once(slot, ops, &actor, &keys, &repo).await {
+                Round::Done => return,
+                Round::Again(back) => ops = back,
+            }
+        }
+        let e = ReconcileError::Conflict(format!(
+            "the pull requests of {} kept being merged or closed while this write was pushed; try again",
+            repo.full_name
+        ));
+        self.record_failure(slot, &e);
+        for op in ops {
+            let _ = op.reply.send(Err(e.shared(&repo.full_name)));
+        }
+    }
+
+    async fn review_once(
+        &self,
+        slot: &Arc<AppSlot>,
+        ops: Vec<SecretOp>,
+        actor: &Actor,
+        keys: &Arc<AppKeys>,
+        repo: &Arc<RepoHandle>,
+    ) -> Round {
         let fail = |e: ReconcileError, ops: Vec<SecretOp>| {
             self.record_failure(slot, &e);
             for op in ops {
                 let _ = op.reply.send(Err(e.shared(&repo.full_name)));
             }
+            Round::Done
         };
-        if let Err(e) = self.settle(slot, &actor, &keys, &repo).await {
+        if let Err(e) = self.settle(slot, actor, keys, repo).await {
             return fail(e, ops);
         }
-        if let Err(e) = self.set_up_branch(slot, &keys, &repo).await {
+        if let Err(e) = self.set_up_branch(slot, keys, repo).await {
             return fail(e, ops);
         }
         let (spec, committed, pending, clean_head) = {
@@ -97,7 +131,7 @@ impl Reconciler {
         let base = pending.as_ref().map(|p| &p.secrets).unwrap_or(&committed);
         let (candidate, accepted, names) = apply_ops(base, ops);
         if accepted.is_empty() {
-            return;
+            return Round::Done;
         }
         let changes: Vec<OwnedChange> = names
             .iter()
@@ -121,7 +155,7 @@ impl Reconciler {
                     None => WriteAck::at(clean_head),
                 };
                 self.answer(slot, accepted, &changes, ack, None);
-                return;
+                return Round::Done;
             }
         }
         let branch = pending
@@ -136,7 +170,7 @@ impl Reconciler {
         let message = plan::batch_message(&slot.name, &changes, &extra);
         let message = with_actors(message, accepted.iter().map(|(op, _)| &op.actor));
         let model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
-        let planner = self.platform_planner(model, keys, None, message.clone(), false);
+        let planner = self.platform_planner(model, keys.clone(), None, message.clone(), false);
         let applied = self
             .inner
             .engine
@@ -163,41 +197,55 @@ impl Reconciler {
                     .metrics
                     .commits_platform
                     .fetch_add(1, Ordering::Relaxed);
-                let proposal = NewPullRequest {
-                    // An open pull request keeps its first title; this one names a new one.
-                    title: message.subject().to_owned(),
-                    body: pull_request_body(&slot.name, &main),
-                    head: branch.clone(),
-                    base: main.clone(),
-                };
-                match self
-                    .inner
-                    .host
-                    .open_pull_request(&repo.repo_ref, &proposal)
-                    .await
-                {
-                    Ok(pr) => {
-                        slot.lock().pending = Some(Pending {
-                            secrets: candidate,
-                            branch,
-                            number: pr.number,
-                            url: pr.url.clone(),
-                            head: commit,
-                        });
-                        self.clear_failure(slot);
-                        self.answer(slot, accepted, &changes, WriteAck::proposed(&pr.url), None);
+                match pending {
+                    Some(p) => {
+                        self.after_push_to_open(
+                            slot, repo, p, candidate, commit, accepted, &changes,
+                        )
+                        .await
                     }
-                    Err(source) => {
-                        // Pushed but not proposed: nothing is acknowledged, and a branch of our
-                        // own goes again so that the next try starts clean from the base.
-                        if pending.is_none() {
-                            self.delete_branch(&repo, &branch).await;
-                        }
-                        let e = ReconcileError::Host {
-                            repo: repo.full_name.clone(),
-                            source,
+                    None => {
+                        let proposal = NewPullRequest {
+                            title: message.subject().to_owned(),
+                            body: pull_request_body(&slot.name, &main),
+                            head: branch.clone(),
+                            base: main.clone(),
                         };
-                        fail(e, accepted.into_iter().map(|(op, _)| op).collect());
+                        match self
+                            .inner
+                            .host
+                            .open_pull_request(&repo.repo_ref, &proposal)
+                            .await
+                        {
+                            Ok(pr) => {
+                                slot.lock().pending = Some(Pending {
+                                    secrets: candidate,
+                                    branch,
+                                    number: pr.number,
+                                    url: pr.url.clone(),
+                                    head: commit,
+                                });
+                                self.clear_failure(slot);
+                                self.answer(
+                                    slot,
+                                    accepted,
+                                    &changes,
+                                    WriteAck::proposed(&pr.url),
+                                    None,
+                                );
+                                Round::Done
+                            }
+                            Err(source) => {
+                                // Pushed but not proposed: nothing is acknowledged, and the new
+                                // branch goes again so that the next try starts clean.
+                                self.delete_branch(repo, &branch).await;
+                                let e = ReconcileError::Host {
+                                    repo: repo.full_name.clone(),
+                                    source,
+                                };
+                                fail(e, accepted.into_iter().map(|(op, _)| op).collect())
+                            }
+                        }
                     }
                 }
             }
@@ -209,6 +257,7 @@ impl Reconciler {
                         ..p
                     });
                     self.answer(slot, accepted, &changes, WriteAck::proposed(&url), None);
+                    Round::Done
                 }
                 None => {
                     // The base branch already holds exactly this: nothing to propose.
@@ -224,8 +273,59 @@ impl Reconciler {
                         d.clean_head = head.clone();
                     }
                     self.answer(slot, accepted, &changes, WriteAck::at(head), None);
+                    Round::Done
                 }
             },
+        }
+    }
+
+    /// After a push to the branch of a pull request that was open when the round began: the
+    /// write is acknowledged only if the pull request still is. One that was merged or closed
+    /// meanwhile is settled by the next attempt (a merge may or may not hold this push), and the
+    /// writes are tried again on top of that.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_push_to_open(
+        &self,
+        slot: &Arc<AppSlot>,
+        repo: &Arc<RepoHandle>,
+        p: Pending,
+        candidate: BTreeMap<String, SecretSpec>,
+        commit: String,
+        accepted: super::Accepted,
+        changes: &[OwnedChange],
+    ) -> Round {
+        let state = self.inner.host.pull_request(&repo.repo_ref, p.number).await;
+        match state {
+            Ok(pr) if pr.state == PullRequestState::Open => {
+                let url = p.url.clone();
+                slot.lock().pending = Some(Pending {
+                    secrets: candidate,
+                    head: commit,
+                    ..p
+                });
+                self.clear_failure(slot);
+                self.answer(slot, accepted, changes, WriteAck::proposed(&url), None);
+                Round::Done
+            }
+            Ok(_) => Round::Again(accepted.into_iter().map(|(op, _)| op).collect()),
+            Err(source) => {
+                // The branch holds the writes whatever the answer: keep them proposed so that
+                // a later round does not quietly revert them, but do not acknowledge them.
+                slot.lock().pending = Some(Pending {
+                    secrets: candidate,
+                    head: commit,
+                    ..p
+                });
+                let e = ReconcileError::Host {
+                    repo: repo.full_name.clone(),
+                    source,
+                };
+                self.record_failure(slot, &e);
+                for (op, _) in accepted {
+                    let _ = op.reply.send(Err(e.shared(&repo.full_name)));
+                }
+                Round::Done
+            }
         }
     }
 
@@ -322,18 +422,28 @@ impl Reconciler {
                 .cloned()
                 .collect()
         };
+        // Merged into another branch (retargeted by someone) delivers nothing Flux follows.
+        let merged =
+            pr.state == PullRequestState::Merged && pr.base_ref == self.inner.settings.branch;
         let mut ev = actor.event(match pr.state {
             PullRequestState::Open => return Ok(()),
-            PullRequestState::Merged => "pull_request.merged",
-            PullRequestState::Closed => "pull_request.closed",
+            _ if merged => "pull_request.merged",
+            _ => "pull_request.closed",
         });
         ev.app = Some(slot.name.clone());
         ev.tenant = Some(slot.lock().spec.tenant.clone());
         ev.pull_request = Some(p.url.clone());
-        if pr.state == PullRequestState::Closed {
+        if !merged {
             slot.lock().pending = None;
+            let how = match pr.state {
+                PullRequestState::Merged => format!(
+                    "merged into {} instead of {}",
+                    pr.base_ref, self.inner.settings.branch
+                ),
+                _ => "closed without merging".to_owned(),
+            };
             ev.detail = Some(format!(
-                "closed without merging; its changes are dropped (secrets: {})",
+                "{how}; its changes are dropped (secrets: {})",
                 proposed.join(", ")
             ));
             self.inner.events.record(ev);
@@ -410,10 +520,16 @@ impl Reconciler {
                 repo: repo.full_name.clone(),
                 source,
             })?;
-        // Only ours, and the newest if (against the rules) there are several.
+        // Only ours: a sealwright/ branch in this very repository (not a fork's, not someone
+        // else's look-alike elsewhere), and the newest if (against the rules) there are several.
         let Some(pr) = open
             .into_iter()
-            .filter(|p| p.head_ref.starts_with(BRANCH_PREFIX))
+            .filter(|p| {
+                p.head_ref.starts_with(BRANCH_PREFIX)
+                    && p.head_repo
+                        .as_deref()
+                        .is_some_and(|r| r.eq_ignore_ascii_case(&repo.full_name))
+            })
             .max_by_key(|p| p.number)
         else {
             return Ok(());
@@ -421,6 +537,12 @@ impl Reconciler {
         let (head, secrets) = self
             .read_secrets(slot, keys, repo, Some(&pr.head_ref))
             .await?;
+        if head.is_none() {
+            // A branch that is gone reads as no secrets at all: adopting that would propose
+            // deleting every secret. GitHub closes such a pull request; so do we, in effect.
+            tracing::warn!(app = %slot.name, pull_request = %pr.url, branch = %pr.head_ref, "the pull request's branch is gone; not adopting it");
+            return Ok(());
+        }
         slot.lock().pending = Some(Pending {
             secrets,
             branch: pr.head_ref,
