@@ -20,4 +20,5 @@ pub mod names;
 pub mod reconcile;
 pub mod render;
 pub mod sops;
+pub mod tokens;
 pub mod watch;
