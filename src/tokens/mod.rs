@@ -3,3 +3,4 @@
 //! token format and the keys.
 
 pub mod jwt;
+pub mod keyring;
