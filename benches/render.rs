@@ -40,6 +40,7 @@ fn fleet(cluster_recipient: String) -> DesiredState {
     let mut state = example.desired_state(cluster_recipient).expect("valid");
     state.apps = (0..100)
         .map(|i| App {
+            credentials: Vec::new(),
             name: format!("app{i:03}"),
             repo: PlatformRepo {
                 url: format!("ssh://git@github.com/example-org/app{i:03}-platform.git"),

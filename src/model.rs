@@ -89,6 +89,33 @@ pub struct App {
     pub repo: PlatformRepo,
     pub environments: Vec<Environment>,
     pub secrets: Vec<ManagedSecret>,
+    /// The deployments' credentials Secrets (deployment credentials).
+    pub credentials: Vec<Credential>,
+}
+
+/// A deployment's credentials: the Secret `<deployment name>-credentials` in its namespace,
+/// holding a token that is minted again on a schedule.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub deployment_id: String,
+    pub deployment_name: String,
+    pub environment: String,
+    pub cluster_id: String,
+    pub namespace: String,
+    /// `access_token`, `deployment_id`, `api_url`, `values.yaml`.
+    pub data: Vec<(String, SecretValue)>,
+}
+
+impl Credential {
+    /// The Secret's name in the cluster.
+    pub fn secret_name(&self) -> String {
+        credentials_secret_name(&self.deployment_name)
+    }
+}
+
+/// `<deployment name>-credentials`.
+pub fn credentials_secret_name(deployment: &str) -> String {
+    format!("{deployment}-credentials")
 }
 
 impl App {
@@ -422,6 +449,7 @@ mod tests {
                 decryption_secret: "sops-age".into(),
             },
             apps: vec![App {
+                credentials: Vec::new(),
                 name: "shop".into(),
                 repo: PlatformRepo {
                     url: "ssh://git@example.com/acme/shop-platform.git".into(),

@@ -302,6 +302,7 @@ fn app(path: &str, v: &Value) -> Result<App, ModelError> {
     }
     f.finish()?;
     Ok(App {
+        credentials: Vec::new(),
         name,
         repo,
         environments,

@@ -1319,8 +1319,13 @@ impl Reconciler {
             let trust = trusted
                 .as_ref()
                 .filter(|(head, _)| snap.commit_id().as_deref() == Some(head.as_str()));
-            let keep = |s: &crate::model::ManagedSecret| {
-                trust.is_some_and(|(_, names)| names.contains(&s.name))
+            let keep = |k: render::Kept<'_>| {
+                trust.is_some_and(|(_, names)| match k {
+                    render::Kept::Secret(s) => names.contains(&s.name),
+                    render::Kept::Credential(c) => {
+                        names.contains(&credential_key(&c.deployment_id))
+                    }
+                })
             };
             let rendered = render::render_platform(
                 &cluster,
@@ -1898,6 +1903,12 @@ fn app_event(actor: &Actor, action: &str, spec: &AppSpec) -> Event {
     ev.tenant = Some(spec.tenant.clone());
     ev.namespaces = spec.namespaces().map(str::to_owned).collect();
     ev
+}
+
+/// How an unchanged credential is named among the trusted names of a platform round (secret
+/// names are DNS labels, so this cannot collide with one).
+fn credential_key(deployment_id: &str) -> String {
+    format!("deployment:{deployment_id}")
 }
 
 /// A round's queued ops applied, in order, to a copy of `base`: the candidate secrets, the ops

@@ -68,6 +68,7 @@ pub fn model_app<'a>(
         })
         .collect();
     App {
+        credentials: Vec::new(),
         name: spec.name.clone(),
         repo,
         environments,
@@ -249,6 +250,10 @@ pub fn recover_secrets(
                 continue;
             }
         };
+        // A deployment's credentials are minted, not managed: they are not a secret to recover.
+        if is_credentials(&doc) {
+            continue;
+        }
         match secret_of(app, ns, &doc) {
             Ok((name, target, type_, data)) => {
                 let spec = by_name.entry(name.clone()).or_insert_with(|| SecretSpec {
@@ -270,6 +275,15 @@ pub fn recover_secrets(
 }
 
 type Recovered = (String, String, String, BTreeMap<String, SecretValue>);
+
+/// Whether a decrypted platform file is a deployment's credentials Secret.
+pub fn is_credentials(doc: &Map) -> bool {
+    doc.get("metadata")
+        .and_then(Value::as_map)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_map)
+        .is_some_and(|l| l.get("sealwright.dev/deployment").is_some())
+}
 
 fn secret_of(app: &AppSpec, ns: &str, doc: &Map) -> Result<Recovered, String> {
     let text = |path: &[&str]| -> Option<&str> {

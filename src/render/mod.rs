@@ -240,7 +240,7 @@ pub fn render_platform(
     prev: &Tree,
     templates: &Templates,
     now: DateTime,
-    keep: &dyn Fn(&crate::model::ManagedSecret) -> bool,
+    keep: &dyn Fn(Kept<'_>) -> bool,
 ) -> Result<Tree, RenderError> {
     let cluster_ctx = cluster_ctx(cluster);
     let app_ctx = app_ctx(app);
@@ -257,7 +257,7 @@ pub fn render_platform(
     tree.insert(".sops.yaml".into(), sops_yaml.into_bytes());
     let mut files = Vec::new();
     for secret in &app.secrets {
-        let kept = keep(secret);
+        let kept = keep(Kept::Secret(secret));
         for ns in app.target_namespaces(secret) {
             let path = secret_path(ns, &secret.target_name);
             if let Some(bytes) = prev.get(&path).filter(|_| kept) {
@@ -300,6 +300,47 @@ pub fn render_platform(
             tree.insert(path.clone(), bytes);
             files.push(path["secrets/".len()..].to_string());
         }
+    }
+    for cred in &app.credentials {
+        let path = secret_path(&cred.namespace, &cred.secret_name());
+        if let Some(bytes) = prev.get(&path).filter(|_| keep(Kept::Credential(cred))) {
+            tree.insert(path.clone(), bytes.clone());
+            files.push(path["secrets/".len()..].to_string());
+            continue;
+        }
+        let _span = tracing::debug_span!("credentials", %path).entered();
+        let values: Vec<Zeroizing<String>> =
+            cred.data.iter().map(|(_, v)| b64(v.expose())).collect();
+        let data: Vec<J> = cred
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| {
+                J::from_serialize(BTreeMap::from([("key", k.clone()), ("value", token(i))]))
+            })
+            .collect();
+        let text = templates.render(
+            "credentials-secret.yaml.j2",
+            &ctx(
+                &cluster_ctx,
+                Some(&app_ctx),
+                &[
+                    ("deployment", credential_ctx(cred)),
+                    ("data", J::from(data)),
+                ],
+            ),
+        )?;
+        let branches = fill("credentials-secret.yaml.j2", &text, &values)?;
+        let bytes = seal::with_app_key(
+            &path,
+            branches,
+            &recipients,
+            key,
+            prev.get(&path).map(Vec::as_slice),
+            now,
+        )?;
+        tree.insert(path.clone(), bytes);
+        files.push(path["secrets/".len()..].to_string());
     }
     files.sort();
     let kust = templates.render(
@@ -492,6 +533,7 @@ fn token(i: usize) -> String {
 pub(crate) fn values_placed(template: &str) -> usize {
     match template {
         "secret.yaml.j2" | "flux-age-secret.yaml.j2" => 1,
+        "credentials-secret.yaml.j2" => 4,
         "flux-deploy-key.yaml.j2" => 3,
         _ => 0,
     }
@@ -606,6 +648,25 @@ fn app_ctx(a: &App) -> J {
     ]))
 }
 
+/// What a platform render asks of its caller for each file: may the file the branch holds now be
+/// reused as it is (without decrypting it)?
+#[derive(Clone, Copy, Debug)]
+pub enum Kept<'a> {
+    Secret(&'a crate::model::ManagedSecret),
+    Credential(&'a crate::model::Credential),
+}
+
+fn credential_ctx(c: &crate::model::Credential) -> J {
+    J::from_serialize(BTreeMap::from([
+        ("id", c.deployment_id.clone()),
+        ("name", c.deployment_name.clone()),
+        ("secret_name", c.secret_name()),
+        ("namespace", c.namespace.clone()),
+        ("environment", c.environment.clone()),
+        ("cluster_id", c.cluster_id.clone()),
+    ]))
+}
+
 fn secret_ctx(s: &crate::model::ManagedSecret) -> J {
     J::from_serialize(BTreeMap::from([
         ("name", J::from(s.name.as_str())),
@@ -650,6 +711,7 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
         data: vec![("password".into(), SecretValue::new(b"x".to_vec()))],
     };
     let app = App {
+        credentials: Vec::new(),
         name: "sample".into(),
         repo: PlatformRepo {
             url: "ssh://git@example.com/org/sample-platform.git".into(),
@@ -688,6 +750,41 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
                     ("secret", secret_ctx(&secret)),
                     ("namespace", J::from("sample-prod")),
                     ("data", data),
+                ],
+            ),
+        ),
+        (
+            "credentials-secret.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[
+                    (
+                        "deployment",
+                        credential_ctx(&crate::model::Credential {
+                            deployment_id: "0b7e4a52-5d7c-4d6e-9f3a-2c1b0a9e8d7f".into(),
+                            deployment_name: "web".into(),
+                            environment: "prod".into(),
+                            cluster_id: "eu-1".into(),
+                            namespace: "sample-prod".into(),
+                            data: Vec::new(),
+                        }),
+                    ),
+                    (
+                        "data",
+                        J::from(
+                            ["access_token", "deployment_id", "api_url", "values.yaml"]
+                                .iter()
+                                .enumerate()
+                                .map(|(i, k)| {
+                                    J::from_serialize(BTreeMap::from([
+                                        ("key", k.to_string()),
+                                        ("value", token(i)),
+                                    ]))
+                                })
+                                .collect::<Vec<_>>(),
+                        ),
+                    ),
                 ],
             ),
         ),
@@ -784,6 +881,7 @@ mod tests {
             },
             apps: vec![
                 App {
+                    credentials: Vec::new(),
                     name: "shop".into(),
                     repo: PlatformRepo {
                         url: "ssh://git@example.com/acme/shop-platform.git".into(),
@@ -815,6 +913,7 @@ mod tests {
                     }],
                 },
                 App {
+                    credentials: Vec::new(),
                     name: "blog".into(),
                     repo: PlatformRepo {
                         url: "https://git.example.com/acme/blog-platform.git".into(),
@@ -965,6 +1064,62 @@ mod tests {
     }
 
     use crate::sops::document::Format;
+
+    #[test]
+    fn credentials_are_a_secret_of_their_own_template_reused_only_when_kept() {
+        let ck = AgeKey::generate();
+        let mut st = state(&ck);
+        let app = &mut st.apps[0];
+        app.credentials.push(crate::model::Credential {
+            deployment_id: "0b7e4a52-5d7c-4d6e-9f3a-2c1b0a9e8d7f".into(),
+            deployment_name: "web".into(),
+            environment: "prod".into(),
+            cluster_id: "eu-1".into(),
+            namespace: "shop-prod".into(),
+            data: vec![
+                ("access_token".into(), SecretValue::new(b"tok-1".to_vec())),
+                ("deployment_id".into(), SecretValue::new(b"0b7e".to_vec())),
+            ],
+        });
+        let k = keys();
+        let t = Templates::embedded().unwrap();
+        let now = DateTime::from_unix(1_700_000_000);
+        let app = &st.apps[0];
+        let key = &k["shop"].age;
+        let first =
+            render_platform(&st.cluster, app, key, &Tree::new(), &t, now, &|_| false).unwrap();
+        let path = "secrets/shop-prod/web-credentials.sops.yaml";
+        let doc = seal::open_with_app_key(path, &first[path], key).unwrap();
+        assert!(crate::reconcile::plan::is_credentials(&doc));
+        let label = doc
+            .get("metadata")
+            .and_then(|m| m.as_map())
+            .and_then(|m| m.get("labels"))
+            .and_then(|l| l.as_map())
+            .and_then(|l| l.get("sealwright.dev/deployment"))
+            .and_then(|v| v.as_str());
+        assert_eq!(label, Some("0b7e4a52-5d7c-4d6e-9f3a-2c1b0a9e8d7f"));
+        assert!(text(&first, "secrets/kustomization.yaml")
+            .contains("shop-prod/web-credentials.sops.yaml"));
+        assert!(!text(&first, path).contains("tok-1"));
+        // A new token: re-rendered unless the caller says the file may be kept as it is.
+        let mut next = app.clone();
+        next.credentials[0].data[0].1 = SecretValue::new(b"tok-2".to_vec());
+        let kept = render_platform(&st.cluster, &next, key, &first, &t, now, &|k| {
+            matches!(k, Kept::Credential(_))
+        })
+        .unwrap();
+        assert_eq!(kept[path], first[path]);
+        let fresh = render_platform(&st.cluster, &next, key, &first, &t, now, &|_| false).unwrap();
+        let doc = seal::open_with_app_key(path, &fresh[path], key).unwrap();
+        let token = doc
+            .get("data")
+            .and_then(|d| d.as_map())
+            .and_then(|d| d.get("access_token"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        assert_eq!(token.as_deref(), Some(b64(b"tok-2").as_str()));
+    }
 
     #[test]
     fn deterministic_and_noise_free() {
