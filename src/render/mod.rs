@@ -255,93 +255,68 @@ pub fn render_platform(
         ),
     )?;
     tree.insert(".sops.yaml".into(), sops_yaml.into_bytes());
-    let mut files = Vec::new();
+    // One encrypted Secret file: its template's own variables, then `data` with value tokens.
+    let mut file = |path: String,
+                    template: &str,
+                    own: Vec<(&str, J)>,
+                    entries: &[(String, crate::model::SecretValue)],
+                    kept: bool|
+     -> Result<(), RenderError> {
+        let bytes = match prev.get(&path).filter(|_| kept) {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let _span = tracing::debug_span!("secret", %path).entered();
+                let values: Vec<Zeroizing<String>> =
+                    entries.iter().map(|(_, v)| b64(v.expose())).collect();
+                let data: Vec<J> = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| {
+                        J::from_serialize(BTreeMap::from([("key", k.clone()), ("value", token(i))]))
+                    })
+                    .collect();
+                let mut vars = own;
+                vars.push(("data", J::from(data)));
+                let text = templates.render(template, &ctx(&cluster_ctx, Some(&app_ctx), &vars))?;
+                let branches = fill(template, &text, &values)?;
+                seal::with_app_key(
+                    &path,
+                    branches,
+                    &recipients,
+                    key,
+                    prev.get(&path).map(Vec::as_slice),
+                    now,
+                )?
+            }
+        };
+        tree.insert(path, bytes);
+        Ok(())
+    };
     for secret in &app.secrets {
         let kept = keep(Kept::Secret(secret));
         for ns in app.target_namespaces(secret) {
-            let path = secret_path(ns, &secret.target_name);
-            if let Some(bytes) = prev.get(&path).filter(|_| kept) {
-                tree.insert(path.clone(), bytes.clone());
-                files.push(path["secrets/".len()..].to_string());
-                continue;
-            }
-            let _span = tracing::debug_span!("secret", %path).entered();
-            let values: Vec<Zeroizing<String>> =
-                secret.data.iter().map(|(_, v)| b64(v.expose())).collect();
-            let data: Vec<J> = secret
-                .data
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| {
-                    J::from_serialize(BTreeMap::from([("key", k.clone()), ("value", token(i))]))
-                })
-                .collect();
-            let text = templates.render(
+            file(
+                secret_path(ns, &secret.target_name),
                 "secret.yaml.j2",
-                &ctx(
-                    &cluster_ctx,
-                    Some(&app_ctx),
-                    &[
-                        ("secret", secret_ctx(secret)),
-                        ("namespace", J::from(ns)),
-                        ("data", J::from(data)),
-                    ],
-                ),
+                vec![("secret", secret_ctx(secret)), ("namespace", J::from(ns))],
+                &secret.data,
+                kept,
             )?;
-            let branches = fill("secret.yaml.j2", &text, &values)?;
-            let bytes = seal::with_app_key(
-                &path,
-                branches,
-                &recipients,
-                key,
-                prev.get(&path).map(Vec::as_slice),
-                now,
-            )?;
-            tree.insert(path.clone(), bytes);
-            files.push(path["secrets/".len()..].to_string());
         }
     }
     for cred in &app.credentials {
-        let path = secret_path(&cred.namespace, &cred.secret_name());
-        if let Some(bytes) = prev.get(&path).filter(|_| keep(Kept::Credential(cred))) {
-            tree.insert(path.clone(), bytes.clone());
-            files.push(path["secrets/".len()..].to_string());
-            continue;
-        }
-        let _span = tracing::debug_span!("credentials", %path).entered();
-        let values: Vec<Zeroizing<String>> =
-            cred.data.iter().map(|(_, v)| b64(v.expose())).collect();
-        let data: Vec<J> = cred
-            .data
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| {
-                J::from_serialize(BTreeMap::from([("key", k.clone()), ("value", token(i))]))
-            })
-            .collect();
-        let text = templates.render(
+        file(
+            secret_path(&cred.namespace, &cred.secret_name()),
             "credentials-secret.yaml.j2",
-            &ctx(
-                &cluster_ctx,
-                Some(&app_ctx),
-                &[
-                    ("deployment", credential_ctx(cred)),
-                    ("data", J::from(data)),
-                ],
-            ),
+            vec![("deployment", credential_ctx(cred))],
+            &cred.data,
+            keep(Kept::Credential(cred)),
         )?;
-        let branches = fill("credentials-secret.yaml.j2", &text, &values)?;
-        let bytes = seal::with_app_key(
-            &path,
-            branches,
-            &recipients,
-            key,
-            prev.get(&path).map(Vec::as_slice),
-            now,
-        )?;
-        tree.insert(path.clone(), bytes);
-        files.push(path["secrets/".len()..].to_string());
     }
+    let mut files: Vec<String> = tree
+        .keys()
+        .filter_map(|p| p.strip_prefix("secrets/").map(str::to_owned))
+        .collect();
     files.sort();
     let kust = templates.render(
         "platform-secrets-kustomization.yaml.j2",
