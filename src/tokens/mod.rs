@@ -2,5 +2,6 @@
 //! delivers as encrypted commits, and verifies when a deployment calls the API. `jwt` holds the
 //! token format and the keys.
 
+pub mod deployment;
 pub mod jwt;
 pub mod keyring;
