@@ -219,6 +219,17 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
         b"v2"
     );
 
+    // While it is open, the app cannot be switched to direct commits.
+    let to_commit = AppSpec::from_json(&json!({"name": "crm", "tenant": "acme",
+        "delivery": "commit", "environments": [{"name": "prod", "namespace": "crm-prod"}]}))
+    .unwrap();
+    let e = r.update_app(&admin, to_commit).await.unwrap_err();
+    assert!(
+        matches!(e, sealwright::reconcile::ReconcileError::Conflict(_)),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&second_pr), "{e}");
+
     // Pull request 2 holds exactly the change from v1 to v2, and merging it delivers v2.
     let number: u64 = second_pr.rsplit('/').next().unwrap().parse().unwrap();
     let repo = RepoRef::parse("platform/crm-platform").unwrap();

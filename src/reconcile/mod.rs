@@ -1208,13 +1208,7 @@ impl Reconciler {
             .map(|(n, _)| n.clone())
             .collect();
         let restore = changes.is_empty();
-        let extra: Vec<&str> = if changes.is_empty() {
-            vec!["restore the files sealwright owns"]
-        } else {
-            vec![]
-        };
-        let message = plan::batch_message(&slot.name, &changes, &extra);
-        let message = with_actors(message, accepted.iter().map(|(op, _)| &op.actor));
+        let message = round_message(&slot.name, &changes, &accepted);
         let trusted = clean_head.clone().map(|head| (head, unchanged));
         let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
         let result = self
@@ -1287,10 +1281,12 @@ impl Reconciler {
                     repo: repo.full_name.clone(),
                     source,
                 };
-                self.record_failure(slot, &e);
-                for (op, _) in accepted {
-                    let _ = op.reply.send(Err(e.shared(&repo.full_name)));
-                }
+                self.fail_ops(
+                    slot,
+                    &repo.full_name,
+                    &e,
+                    accepted.into_iter().map(|(op, _)| op),
+                );
             }
         }
     }
@@ -1383,6 +1379,20 @@ impl Reconciler {
                 }
             }
             let _ = op.reply.send(Ok(ack.clone()));
+        }
+    }
+
+    /// A failed round: recorded in the app's status, and told to every op that shared it.
+    fn fail_ops(
+        &self,
+        slot: &AppSlot,
+        repo: &str,
+        e: &ReconcileError,
+        ops: impl IntoIterator<Item = SecretOp>,
+    ) {
+        self.record_failure(slot, e);
+        for op in ops {
+            let _ = op.reply.send(Err(e.shared(repo)));
         }
     }
 
@@ -2006,6 +2016,18 @@ fn secret_views(d: &AppData) -> BTreeMap<String, SecretView> {
         }
     }
     out
+}
+
+/// A round's commit message: its changes (or, with none, a restore of drifted files) and who
+/// asked for them.
+fn round_message(app: &str, changes: &[OwnedChange], accepted: &Accepted) -> CommitMessage {
+    let extra: &[&str] = if changes.is_empty() {
+        &["restore the files sealwright owns"]
+    } else {
+        &[]
+    };
+    let message = plan::batch_message(app, changes, extra);
+    with_actors(message, accepted.iter().map(|(op, _)| &op.actor))
 }
 
 /// The actors of a round, as a message line (names only).

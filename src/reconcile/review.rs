@@ -22,7 +22,7 @@ use crate::host::{NewPullRequest, PullRequestState};
 use crate::render::AppKeys;
 
 use super::{
-    apply_ops, plan, with_actors, Actor, AppSlot, FluxScope, OwnedChange, ReconcileError,
+    apply_ops, plan, round_message, Actor, AppSlot, FluxScope, OwnedChange, ReconcileError,
     Reconciler, RepoHandle, SecretOp, SecretOpKind, SecretSpec, SecretState, WriteAck,
 };
 
@@ -92,10 +92,7 @@ impl Reconciler {
             "the pull requests of {} kept being merged or closed while this write was pushed; try again",
             repo.full_name
         ));
-        self.record_failure(slot, &e);
-        for op in ops {
-            let _ = op.reply.send(Err(e.shared(&repo.full_name)));
-        }
+        self.fail_ops(slot, &repo.full_name, &e, ops);
     }
 
     async fn review_once(
@@ -107,10 +104,7 @@ impl Reconciler {
         repo: &Arc<RepoHandle>,
     ) -> Round {
         let fail = |e: ReconcileError, ops: Vec<SecretOp>| {
-            self.record_failure(slot, &e);
-            for op in ops {
-                let _ = op.reply.send(Err(e.shared(&repo.full_name)));
-            }
+            self.fail_ops(slot, &repo.full_name, &e, ops);
             Round::Done
         };
         if let Err(e) = self.settle(slot, actor, keys, repo).await {
@@ -162,13 +156,7 @@ impl Reconciler {
             .as_ref()
             .map(|p| p.branch.clone())
             .unwrap_or_else(new_branch_name);
-        let extra: Vec<&str> = if changes.is_empty() {
-            vec!["restore the files sealwright owns"]
-        } else {
-            vec![]
-        };
-        let message = plan::batch_message(&slot.name, &changes, &extra);
-        let message = with_actors(message, accepted.iter().map(|(op, _)| &op.actor));
+        let message = round_message(&slot.name, &changes, &accepted);
         let model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
         let planner = self.platform_planner(model, keys.clone(), None, message.clone(), false);
         let applied = self
@@ -320,10 +308,12 @@ impl Reconciler {
                     repo: repo.full_name.clone(),
                     source,
                 };
-                self.record_failure(slot, &e);
-                for (op, _) in accepted {
-                    let _ = op.reply.send(Err(e.shared(&repo.full_name)));
-                }
+                self.fail_ops(
+                    slot,
+                    &repo.full_name,
+                    &e,
+                    accepted.into_iter().map(|(op, _)| op),
+                );
                 Round::Done
             }
         }
