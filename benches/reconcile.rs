@@ -72,6 +72,8 @@ fn main() {
         state_remote: Arc::new(Remote::local(&state_path).unwrap()),
         author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
         max_backoff: Duration::from_secs(60),
+        credentials: sealwright::tokens::CredentialSettings::default(),
+        clock: Arc::new(sealwright::tokens::SystemClock),
     };
     let engine = GitEngine::new(
         data.join("cache"),

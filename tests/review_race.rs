@@ -150,6 +150,8 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
         state_remote: Arc::new(Remote::local(&state_path).unwrap()),
         author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
         max_backoff: Duration::from_secs(60),
+        credentials: sealwright::tokens::CredentialSettings::default(),
+        clock: Arc::new(sealwright::tokens::SystemClock),
     };
     let r = Reconciler::new(
         settings,

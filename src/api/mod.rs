@@ -587,6 +587,8 @@ mod tests {
             state_remote: Arc::new(Remote::local(&state_path).unwrap()),
             author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
             max_backoff: std::time::Duration::from_secs(60),
+            credentials: crate::tokens::CredentialSettings::default(),
+            clock: Arc::new(crate::tokens::SystemClock),
         };
         let reconciler = Reconciler::new(
             settings,

@@ -172,6 +172,22 @@ async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Resu
             )
         }
     };
+    let mut credentials = config.credentials.clone();
+    crate::config::serve::credentials_from_env(&mut credentials, |k| std::env::var(k).ok())
+        .with_context(|| format!("config {}", config.path.display()))?;
+    if credentials.enabled {
+        // Pull requests wait for a reviewer; the poll interval is the least that adds.
+        let review = match config.host {
+            HostConfig::GitHub { .. } => config.pull_request_poll_interval,
+            HostConfig::Local { .. } => Duration::ZERO,
+        };
+        let warnings = credentials
+            .check(review)
+            .with_context(|| format!("config {}", config.path.display()))?;
+        for w in warnings {
+            eprintln!("sealwright: warning: {w}");
+        }
+    }
     let state_path = data_dir.join("state.git");
     ensure_bare(&state_path)?;
     let settings = Settings {
@@ -185,6 +201,8 @@ async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Resu
         state_remote: Arc::new(Remote::local(&state_path)?),
         author: Identity::new("sealwright", "sealwright@localhost")?,
         max_backoff: config.max_backoff,
+        credentials,
+        clock: Arc::new(crate::tokens::SystemClock),
     };
     let engine = GitEngine::new(
         data_dir.join("cache"),
@@ -303,11 +321,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             // The fallback for webhooks that never arrive.
             let mut poll = tokio::time::interval(poll_every);
             poll.tick().await;
+            // Tokens are minted again when due; the tick is a small part of the interval.
+            let mut refresh = tokio::time::interval(r.refresh_tick());
+            refresh.tick().await;
             loop {
                 tokio::select! {
                     _ = full.tick() => { r.reconcile_all(true).await; }
                     _ = retry.tick() => { r.retry_failed().await; }
                     _ = poll.tick() => { r.poll_pull_requests().await; }
+                    _ = refresh.tick() => {
+                        let report = r.refresh_credentials(false).await;
+                        if report.minted > 0 || !report.failed.is_empty() {
+                            tracing::info!(minted = report.minted, apps = report.apps, failed = report.failed.len(), "credentials refreshed");
+                        }
+                    }
                 }
             }
         })

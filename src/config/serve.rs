@@ -10,6 +10,9 @@ use std::time::Duration;
 use super::{bad, cluster, ClusterConfig, ConfigError, Fields};
 use crate::model::ModelError;
 use crate::sops::Value;
+use crate::tokens::jwt::Algorithm;
+use crate::tokens::settings::ClusterCredentials;
+use crate::tokens::CredentialSettings;
 
 /// Where the platform repos and the Flux repo live.
 #[derive(Debug, Clone)]
@@ -62,6 +65,8 @@ pub struct ServeConfig {
     pub max_backoff: Duration,
     /// How often apps waiting on a pull request ask the host about it (webhooks are faster).
     pub pull_request_poll_interval: Duration,
+    /// The `deployment_credentials` section (see [`credentials`]).
+    pub credentials: CredentialSettings,
 }
 
 impl ServeConfig {
@@ -106,6 +111,13 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
     let resync_interval = duration(&mut top, "resync_interval", "5m")?;
     let max_backoff = duration(&mut top, "max_backoff", "5m")?;
     let pull_request_poll_interval = duration(&mut top, "pull_request_poll_interval", "1m")?;
+    let credentials = match top.get("deployment_credentials") {
+        None => CredentialSettings {
+            api_url: format!("http://{listen}"),
+            ..CredentialSettings::default()
+        },
+        Some(v) => credentials(v, &listen)?,
+    };
     top.finish()?;
     Ok(ServeConfig {
         path: path.to_path_buf(),
@@ -120,7 +132,133 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         resync_interval,
         max_backoff,
         pull_request_poll_interval,
+        credentials,
     })
+}
+
+/// The `deployment_credentials` section. Its keys are the names the deployment-credentials
+/// contract gives them (`refreshInterval`, `tokenDuration`), so they are camelCase here:
+///
+/// ```yaml
+/// deployment_credentials:
+///   enabled: true                 # false: mint nothing, remove every credentials file
+///   apiUrl: https://sealwright.example.com   # what deployments call; the tokens' issuer
+///   refreshInterval: 20m
+///   tokenDuration: 1h
+///   algorithm: HS256              # or EdDSA / ES256 (public keys at /.well-known/jwks.json)
+///   clusters:                     # overrides by cluster id
+///     eu-1: {refreshInterval: 10m, tokenDuration: 30m, algorithm: EdDSA}
+/// ```
+fn credentials(v: &Value, listen: &str) -> Result<CredentialSettings, ModelError> {
+    const AT: &str = "deployment_credentials";
+    let mut f = Fields::of(AT, v)?;
+    let enabled = match f.get("enabled") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad(format!("{AT}.enabled"), "must be true or false")),
+    };
+    let api_url = f
+        .opt_str("apiUrl")?
+        .unwrap_or_else(|| format!("http://{listen}"));
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(bad(
+            format!("{AT}.apiUrl"),
+            format!("{api_url:?} must be an http(s) URL"),
+        ));
+    }
+    let defaults = cluster_credentials(&mut f, AT, &ClusterCredentials::default())?;
+    let mut clusters = std::collections::BTreeMap::new();
+    if let Some(c) = f.get("clusters") {
+        let Value::Map(m) = c else {
+            return Err(bad(
+                format!("{AT}.clusters"),
+                "must be a mapping of cluster id to settings",
+            ));
+        };
+        for (id, settings) in m.pairs() {
+            let at = format!("{AT}.clusters.{id}");
+            let mut g = Fields::of(&at, settings)?;
+            let c = cluster_credentials(&mut g, &at, &defaults)?;
+            g.finish()?;
+            clusters.insert(id.to_owned(), c);
+        }
+    }
+    f.finish()?;
+    Ok(CredentialSettings {
+        enabled,
+        api_url,
+        defaults,
+        clusters,
+    })
+}
+
+fn cluster_credentials(
+    f: &mut Fields<'_>,
+    at: &str,
+    base: &ClusterCredentials,
+) -> Result<ClusterCredentials, ModelError> {
+    let mut dur = |key: &'static str, default: Duration| -> Result<Duration, ModelError> {
+        match f.opt_str(key)? {
+            None => Ok(default),
+            Some(text) => humantime::parse_duration(&text).map_err(|e| {
+                bad(
+                    format!("{at}.{key}"),
+                    format!("{text:?} is not a duration like 20m or 1h ({e})"),
+                )
+            }),
+        }
+    };
+    let refresh_interval = dur("refreshInterval", base.refresh_interval)?;
+    let token_duration = dur("tokenDuration", base.token_duration)?;
+    let algorithm = match f.opt_str("algorithm")? {
+        None => base.algorithm,
+        Some(a) => Algorithm::parse(&a).ok_or_else(|| {
+            bad(
+                format!("{at}.algorithm"),
+                format!("{a:?} is not one of HS256, EdDSA, ES256"),
+            )
+        })?,
+    };
+    Ok(ClusterCredentials {
+        refresh_interval,
+        token_duration,
+        algorithm,
+    })
+}
+
+/// The environment's say over deployment credentials, applied over the file's:
+/// `SEALWRIGHT_DISABLE_DEPLOYMENT_CREDENTIALS=true` turns them off, and
+/// `SEALWRIGHT_REFRESH_INTERVAL` / `SEALWRIGHT_TOKEN_DURATION` replace the default timings (the
+/// clusters' own overrides stay).
+pub fn credentials_from_env(
+    c: &mut CredentialSettings,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<(), ModelError> {
+    if let Some(v) = var("SEALWRIGHT_DISABLE_DEPLOYMENT_CREDENTIALS") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => c.enabled = false,
+            "false" | "0" | "no" | "" => {}
+            _ => {
+                return Err(bad(
+                    "SEALWRIGHT_DISABLE_DEPLOYMENT_CREDENTIALS",
+                    format!("{v:?} must be true or false"),
+                ))
+            }
+        }
+    }
+    for (name, slot) in [
+        (
+            "SEALWRIGHT_REFRESH_INTERVAL",
+            &mut c.defaults.refresh_interval,
+        ),
+        ("SEALWRIGHT_TOKEN_DURATION", &mut c.defaults.token_duration),
+    ] {
+        if let Some(text) = var(name).filter(|t| !t.is_empty()) {
+            *slot = humantime::parse_duration(&text)
+                .map_err(|e| bad(name, format!("{text:?} is not a duration ({e})")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Where the embedded default says a cluster would reach its repos.
@@ -224,6 +362,43 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.resync_interval, Duration::from_secs(300));
         assert!(c.cluster.recipient.is_none());
+        assert!(c.credentials.enabled);
+        assert_eq!(c.credentials.api_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn credentials_per_cluster_and_from_the_environment() {
+        let mut c = load(
+            "cluster: {name: q}\ndeployment_credentials: {apiUrl: 'https://sw.example', refreshInterval: 10m, tokenDuration: 40m, clusters: {eu-1: {algorithm: EdDSA}, us-1: {tokenDuration: 2h}}}\n",
+        )
+        .unwrap()
+        .credentials;
+        assert_eq!(c.api_url, "https://sw.example");
+        let eu = c.for_cluster("eu-1");
+        assert_eq!(eu.algorithm, Algorithm::EdDSA);
+        assert_eq!(
+            eu.refresh_interval,
+            Duration::from_secs(600),
+            "inherits the defaults"
+        );
+        assert_eq!(
+            c.for_cluster("us-1").token_duration,
+            Duration::from_secs(7200)
+        );
+        let env = |k: &str| match k {
+            "SEALWRIGHT_DISABLE_DEPLOYMENT_CREDENTIALS" => Some("true".to_owned()),
+            "SEALWRIGHT_TOKEN_DURATION" => Some("90m".to_owned()),
+            _ => None,
+        };
+        credentials_from_env(&mut c, env).unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.defaults.token_duration, Duration::from_secs(5400));
+        let e = credentials_from_env(&mut c, |k| {
+            (k == "SEALWRIGHT_REFRESH_INTERVAL").then(|| "often".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SEALWRIGHT_REFRESH_INTERVAL"), "{e}");
     }
 
     #[test]
@@ -247,6 +422,18 @@ mod tests {
             ("cluster: {name: Q}\n", "cluster.name:"),
             ("cluster: {name: q}\nlisen: x\n", "lisen: unknown field"),
             ("host: {}\n", "cluster: is required"),
+            (
+                "cluster: {name: q}\ndeployment_credentials: {refreshInterval: soon}\n",
+                "deployment_credentials.refreshInterval:",
+            ),
+            (
+                "cluster: {name: q}\ndeployment_credentials: {clusters: {eu: {algorithm: RS256}}}\n",
+                "deployment_credentials.clusters.eu.algorithm:",
+            ),
+            (
+                "cluster: {name: q}\ndeployment_credentials: {enabled: maybe}\n",
+                "deployment_credentials.enabled:",
+            ),
         ] {
             let e = load(text).unwrap_err();
             assert!(e.contains(field), "{text}: {e}");

@@ -99,6 +99,8 @@ pub trait KeyStore: Send + Sync {
     fn get_or_create(&self, app: &str) -> Result<AgeKey, KeyError>;
     /// The app's SSH deploy key (read access to its platform repo), created first if needed.
     fn deploy_key(&self, app: &str) -> Result<DeployKey, KeyError>;
+    /// sealwright's own key, which its encrypted state (token signing keys) is encrypted to.
+    fn operator(&self) -> Result<AgeKey, KeyError>;
 }
 
 /// The embedded default: one identity file per app, `<dir>/<app>.agekey`, and one OpenSSH key per
@@ -210,6 +212,10 @@ pub fn write_identity_file(path: &Path, key: &AgeKey, created: DateTime) -> Resu
 }
 
 impl KeyStore for FileKeyStore {
+    fn operator(&self) -> Result<AgeKey, KeyError> {
+        self.operator_key()
+    }
+
     fn get(&self, app: &str) -> Result<Option<AgeKey>, KeyError> {
         read_identity_file(&self.path(app)?)
     }

@@ -13,6 +13,7 @@
 //! retried with backoff by later rounds; it never stops another app's.
 
 mod batch;
+mod credentials;
 pub mod plan;
 mod review;
 pub mod spec;
@@ -39,6 +40,7 @@ use crate::render::{self, AppKeys, RenderError, Templates, Tree};
 use crate::sops::scalar::DateTime;
 
 use batch::Batcher;
+pub use credentials::{DeploymentCaller, DeploymentView, RecoveredCredential, RefreshReport};
 pub use plan::OwnedChange;
 pub use spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 pub use store::{ApiKeyRecord, Source};
@@ -80,6 +82,10 @@ pub struct Settings {
     pub author: Identity,
     /// The longest wait before a failed app is tried again.
     pub max_backoff: Duration,
+    /// Deployment credentials: on or off, timings and algorithms per cluster.
+    pub credentials: crate::tokens::CredentialSettings,
+    /// Token times are read from this clock (a fake one in tests).
+    pub clock: Arc<dyn crate::tokens::Clock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +238,9 @@ struct AppData {
     pending: Option<review::Pending>,
     /// `secrets` (and `pending`) were read from the repo.
     loaded: bool,
+    /// Deployment id → token id of the credentials files the repo holds (at `clean_head`, or on
+    /// the open pull request's branch).
+    credentials: BTreeMap<String, String>,
     errors: Vec<StatusError>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -282,6 +291,7 @@ impl AppSlot {
                 last_commit: None,
                 pending: None,
                 loaded: false,
+                credentials: BTreeMap::new(),
                 errors: Vec::new(),
                 failures: 0,
                 retry_at: None,
@@ -351,6 +361,8 @@ struct Inner {
     flux_head: Mutex<Option<String>>,
     state: Arc<Batcher<StateOp>>,
     metrics: Metrics,
+    deployments: Mutex<BTreeMap<String, credentials::DeploymentData>>,
+    token_keys: Mutex<credentials::TokenKeys>,
 }
 
 /// The reconciler. Cheap to clone; every clone is the same reconciler.
@@ -477,6 +489,8 @@ impl Reconciler {
                 flux_head: Mutex::new(None),
                 state: Arc::new(Batcher::new()),
                 metrics: Metrics::default(),
+                deployments: Mutex::new(BTreeMap::new()),
+                token_keys: Mutex::new(credentials::TokenKeys::default()),
             }),
         }
     }
@@ -515,6 +529,8 @@ impl Reconciler {
             .api_keys
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = records.api_keys;
+        self.load_credentials(records.deployments, records.signing_keys)
+            .await?;
         let mut tasks = tokio::task::JoinSet::new();
         let limit = Arc::new(tokio::sync::Semaphore::new(4));
         for (name, (spec, source)) in records.apps {
@@ -587,10 +603,11 @@ impl Reconciler {
                 repo: repo.full_name.clone(),
                 source,
             })?;
-        let (head, secrets) = match head {
-            None => (None, BTreeMap::new()),
+        let (head, secrets, found) = match head {
+            None => (None, BTreeMap::new(), Vec::new()),
             Some(_) => self.read_secrets(slot, keys, repo, None).await?,
         };
+        self.adopt_credentials(slot, head.clone(), found);
         let pull_requests = slot.lock().spec.delivery == Delivery::PullRequest;
         if pull_requests {
             self.load_pending(slot, keys, repo).await?;
@@ -1187,8 +1204,10 @@ impl Reconciler {
             .iter()
             .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
             .collect();
+        let in_repo = slot.lock().credentials.clone();
+        let mut creds = self.credential_round(&spec, &in_repo);
         // Nothing asked to change and the repo has not moved since it last held our render.
-        if changes.is_empty() && clean_head.is_some() {
+        if changes.is_empty() && !creds.changed && clean_head.is_some() {
             let head = self
                 .inner
                 .engine
@@ -1201,14 +1220,16 @@ impl Reconciler {
                 }
             }
         }
-        let model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
-        let unchanged: BTreeSet<String> = candidate
+        let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
+        model.credentials = std::mem::take(&mut creds.models);
+        let mut unchanged: BTreeSet<String> = candidate
             .iter()
             .filter(|(n, s)| committed.get(*n).is_some_and(|c| c.same_as(s)))
             .map(|(n, _)| n.clone())
             .collect();
-        let restore = changes.is_empty();
-        let message = round_message(&slot.name, &changes, &accepted);
+        unchanged.extend(creds.unchanged.iter().cloned());
+        let restore = changes.is_empty() && !creds.changed;
+        let message = round_message(&slot.name, &changes, &accepted, &creds);
         let trusted = clean_head.clone().map(|head| (head, unchanged));
         let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
         let result = self
@@ -1231,6 +1252,7 @@ impl Reconciler {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 let head = applied.commit().map(str::to_owned);
+                self.credentials_pushed(slot, &creds, Ok((head.clone(), None)));
                 let old_placement = plan::placement(&spec, committed.values());
                 let new_placement = plan::placement(&spec, candidate.values());
                 let flux_needed = {
@@ -1281,6 +1303,7 @@ impl Reconciler {
                     repo: repo.full_name.clone(),
                     source,
                 };
+                self.credentials_pushed(slot, &creds, Err(e.to_string()));
                 self.fail_ops(
                     slot,
                     &repo.full_name,
@@ -2020,13 +2043,33 @@ fn secret_views(d: &AppData) -> BTreeMap<String, SecretView> {
 
 /// A round's commit message: its changes (or, with none, a restore of drifted files) and who
 /// asked for them.
-fn round_message(app: &str, changes: &[OwnedChange], accepted: &Accepted) -> CommitMessage {
-    let extra: &[&str] = if changes.is_empty() {
-        &["restore the files sealwright owns"]
-    } else {
-        &[]
-    };
-    let message = plan::batch_message(app, changes, extra);
+fn round_message(
+    app: &str,
+    changes: &[OwnedChange],
+    accepted: &Accepted,
+    creds: &credentials::CredRound,
+) -> CommitMessage {
+    let mut extra: Vec<String> = Vec::new();
+    match creds.minted.as_slice() {
+        [] => {}
+        few @ [_] | few @ [_, _] | few @ [_, _, _] => extra.push(format!(
+            "deployment credentials: new token for {}",
+            few.join(", ")
+        )),
+        many => extra.push(format!(
+            "deployment credentials: new tokens for {} deployments",
+            many.len()
+        )),
+    }
+    let removed = creds.removed;
+    if removed > 0 {
+        extra.push(format!("deployment credentials: {removed} removed"));
+    }
+    if changes.is_empty() && extra.is_empty() {
+        extra.push("restore the files sealwright owns".into());
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let message = plan::batch_message(app, changes, &extra);
     with_actors(message, accepted.iter().map(|(op, _)| &op.actor))
 }
 

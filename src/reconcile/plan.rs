@@ -193,7 +193,11 @@ fn strs(v: &[String]) -> Vec<&str> {
 pub fn batch_message(app: &str, changes: &[OwnedChange], extra: &[&str]) -> CommitMessage {
     match (changes, extra) {
         ([one], []) => one.message(),
-        ([], [line]) => CommitMessage::new(&format!("{app}: {line}")),
+        ([], [first, rest @ ..]) => rest
+            .iter()
+            .fold(CommitMessage::new(&format!("{app}: {first}")), |m, l| {
+                m.line(l)
+            }),
         _ => {
             let mut msg = CommitMessage::new(&format!(
                 "{app}: {} secret change{}",
@@ -224,13 +228,18 @@ pub fn batch_message(app: &str, changes: &[OwnedChange], extra: &[&str]) -> Comm
 /// The secrets a platform repo holds, read back from its committed files with the app key: what a
 /// restart starts from. Files that are not sealwright's (no valid seal, another app's label, a
 /// shape that is not a Secret) are reported by path and left out; so are files whose namespace is
-/// no longer one of the app's.
+/// no longer one of the app's. Deployment credentials files come back apart: minted, not managed.
 pub fn recover_secrets(
     app: &AppSpec,
     key: &AgeKey,
     files: &Tree,
-) -> (Vec<SecretSpec>, Vec<(String, String)>) {
+) -> (
+    Vec<SecretSpec>,
+    Vec<super::RecoveredCredential>,
+    Vec<(String, String)>,
+) {
     let mut by_name: BTreeMap<String, SecretSpec> = BTreeMap::new();
+    let mut credentials = Vec::new();
     let mut problems = Vec::new();
     for (path, bytes) in files {
         let Some((ns, _file)) = path
@@ -252,6 +261,9 @@ pub fn recover_secrets(
         };
         // A deployment's credentials are minted, not managed: they are not a secret to recover.
         if is_credentials(&doc) {
+            if let Some(c) = credential_of(ns, &doc) {
+                credentials.push(c);
+            }
             continue;
         }
         match secret_of(app, ns, &doc) {
@@ -271,7 +283,26 @@ pub fn recover_secrets(
     for s in by_name.values_mut() {
         s.target_namespaces.sort();
     }
-    (by_name.into_values().collect(), problems)
+    (by_name.into_values().collect(), credentials, problems)
+}
+
+/// The deployment and token of a decrypted credentials file.
+fn credential_of(ns: &str, doc: &Map) -> Option<super::RecoveredCredential> {
+    let id = doc
+        .get("metadata")?
+        .as_map()?
+        .get("labels")?
+        .as_map()?
+        .get("sealwright.dev/deployment")?
+        .as_str()?;
+    let b64 = doc.get("data")?.as_map()?.get("access_token")?.as_str()?;
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    Some(super::RecoveredCredential {
+        deployment_id: id.to_owned(),
+        namespace: ns.to_owned(),
+        access_token: SecretValue::new(token),
+    })
 }
 
 type Recovered = (String, String, String, BTreeMap<String, SecretValue>);
@@ -463,7 +494,7 @@ mod tests {
         .remove("secrets/shop-prod/db.sops.yaml")
         .unwrap();
         files.insert("secrets/shop-prod/planted.sops.yaml".into(), planted);
-        let (secrets, problems) = recover_secrets(&a, &key, &files);
+        let (secrets, _, problems) = recover_secrets(&a, &key, &files);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].0, "secrets/shop-prod/planted.sops.yaml");
         assert_eq!(secrets.len(), 2);

@@ -132,8 +132,10 @@ impl Reconciler {
             .filter_map(|n| plan::secret_change(&slot.name, base.get(n), candidate.get(n)))
             .collect();
         let main = self.inner.settings.branch.clone();
+        let in_repo = slot.lock().credentials.clone();
+        let mut creds = self.credential_round(&spec, &in_repo);
         // Nothing asked to change and nothing moved: answered without touching Git.
-        if changes.is_empty() {
+        if changes.is_empty() && !creds.changed {
             let watched = match &pending {
                 Some(p) => (p.branch.as_str(), Some(p.head.clone())),
                 None => (main.as_str(), clean_head.clone()),
@@ -156,8 +158,9 @@ impl Reconciler {
             .as_ref()
             .map(|p| p.branch.clone())
             .unwrap_or_else(new_branch_name);
-        let message = round_message(&slot.name, &changes, &accepted);
-        let model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
+        let message = round_message(&slot.name, &changes, &accepted, &creds);
+        let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
+        model.credentials = std::mem::take(&mut creds.models);
         let planner = self.platform_planner(model, keys.clone(), None, message.clone(), false);
         let applied = self
             .inner
@@ -176,6 +179,7 @@ impl Reconciler {
                     repo: repo.full_name.clone(),
                     source,
                 };
+                self.credentials_pushed(slot, &creds, Err(e.to_string()));
                 return fail(e, accepted.into_iter().map(|(op, _)| op).collect());
             }
         };
@@ -188,7 +192,7 @@ impl Reconciler {
                 match pending {
                     Some(p) => {
                         self.after_push_to_open(
-                            slot, repo, p, candidate, commit, accepted, &changes,
+                            slot, repo, p, candidate, commit, accepted, &changes, &creds,
                         )
                         .await
                     }
@@ -214,6 +218,11 @@ impl Reconciler {
                                     head: commit,
                                 });
                                 self.clear_failure(slot);
+                                self.credentials_pushed(
+                                    slot,
+                                    &creds,
+                                    Ok((None, Some(pr.url.clone()))),
+                                );
                                 self.answer(
                                     slot,
                                     accepted,
@@ -244,6 +253,7 @@ impl Reconciler {
                         secrets: candidate,
                         ..p
                     });
+                    self.credentials_pushed(slot, &creds, Ok((None, Some(url.clone()))));
                     self.answer(slot, accepted, &changes, WriteAck::proposed(&url), None);
                     Round::Done
                 }
@@ -260,6 +270,7 @@ impl Reconciler {
                         d.secrets = candidate;
                         d.clean_head = head.clone();
                     }
+                    self.credentials_pushed(slot, &creds, Ok((head.clone(), None)));
                     self.answer(slot, accepted, &changes, WriteAck::at(head), None);
                     Round::Done
                 }
@@ -281,6 +292,7 @@ impl Reconciler {
         commit: String,
         accepted: super::Accepted,
         changes: &[OwnedChange],
+        creds: &super::credentials::CredRound,
     ) -> Round {
         let state = self.inner.host.pull_request(&repo.repo_ref, p.number).await;
         match state {
@@ -292,6 +304,7 @@ impl Reconciler {
                     ..p
                 });
                 self.clear_failure(slot);
+                self.credentials_pushed(slot, creds, Ok((None, Some(url.clone()))));
                 self.answer(slot, accepted, changes, WriteAck::proposed(&url), None);
                 Round::Done
             }
@@ -424,7 +437,13 @@ impl Reconciler {
         ev.tenant = Some(slot.lock().spec.tenant.clone());
         ev.pull_request = Some(p.url.clone());
         if !merged {
-            slot.lock().pending = None;
+            {
+                let mut d = slot.lock();
+                d.pending = None;
+                // The branch's tokens never reached the base branch: the next round proposes
+                // them again.
+                d.credentials.clear();
+            }
             let how = match pr.state {
                 PullRequestState::Merged => format!(
                     "merged into {} instead of {}",
@@ -440,8 +459,9 @@ impl Reconciler {
             self.delete_branch(repo, &p.branch).await;
             return Ok(());
         }
-        let (head, merged) = self.read_secrets(slot, keys, repo, None).await?;
+        let (head, merged, credentials) = self.read_secrets(slot, keys, repo, None).await?;
         let commit = pr.merge_commit_sha.clone().or_else(|| head.clone());
+        self.adopt_credentials(slot, commit.clone(), credentials);
         let flux_needed = {
             let mut d = slot.lock();
             let names: BTreeSet<String> = d.secrets.keys().chain(merged.keys()).cloned().collect();
@@ -524,7 +544,7 @@ impl Reconciler {
         else {
             return Ok(());
         };
-        let (head, secrets) = self
+        let (head, secrets, credentials) = self
             .read_secrets(slot, keys, repo, Some(&pr.head_ref))
             .await?;
         if head.is_none() {
@@ -533,6 +553,8 @@ impl Reconciler {
             tracing::warn!(app = %slot.name, pull_request = %pr.url, branch = %pr.head_ref, "the pull request's branch is gone; not adopting it");
             return Ok(());
         }
+        // The branch holds the newest tokens: those are what the next render starts from.
+        self.adopt_credentials(slot, None, credentials);
         slot.lock().pending = Some(Pending {
             secrets,
             branch: pr.head_ref,
@@ -551,7 +573,14 @@ impl Reconciler {
         keys: &Arc<AppKeys>,
         repo: &Arc<RepoHandle>,
         branch: Option<&str>,
-    ) -> Result<(Option<String>, BTreeMap<String, SecretSpec>), ReconcileError> {
+    ) -> Result<
+        (
+            Option<String>,
+            BTreeMap<String, SecretSpec>,
+            Vec<super::RecoveredCredential>,
+        ),
+        ReconcileError,
+    > {
         let branch = branch.unwrap_or(&self.inner.settings.branch);
         let (head, files) = self
             .inner
@@ -566,7 +595,7 @@ impl Reconciler {
             })?;
         let spec = slot.lock().spec.clone();
         let keys = keys.clone();
-        let (secrets, problems) =
+        let (secrets, credentials, problems) =
             tokio::task::spawn_blocking(move || plan::recover_secrets(&spec, &keys.age, &files))
                 .await
                 .map_err(|e| ReconcileError::Internal(e.to_string()))?;
@@ -576,6 +605,7 @@ impl Reconciler {
         Ok((
             head,
             secrets.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            credentials,
         ))
     }
 

@@ -1,6 +1,8 @@
 //! The records of sealwright's own state repo (DESIGN.md 2b), as YAML files:
 //! `apps/<app>.yaml` (a registration and where it came from) and `api-keys/<id>.yaml` (a tenant
-//! API key: its tenant and the SHA-256 of its secret, never the secret). Records are read from a
+//! API key: its tenant and the SHA-256 of its secret, never the secret), `deployments/<id>.yaml` (a
+//! deployment and the token ids revoked before their expiry) and the signing keys
+//! (`signing-keys.sops.yaml`, encrypted; see [`crate::tokens::keyring`]). Records are read from a
 //! snapshot of the repo at start-up and written through the reconciler's group commits.
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use crate::sops::document::{EmitOptions, Format};
 use crate::sops::{Map, Value};
 
 use super::spec::{invalid, AppSpec, Fields, Invalid};
+use crate::tokens::deployment::DeploymentSpec;
 
 /// Where a registration came from: the API, or a file of the configuration directory (which then
 /// owns it: removing the file removes the registration).
@@ -32,6 +35,62 @@ impl Source {
 
 pub fn app_path(app: &str) -> String {
     format!("apps/{app}.yaml")
+}
+
+pub fn deployment_path(id: &str) -> String {
+    format!("deployments/{id}.yaml")
+}
+
+/// A deployment as stored: its registration, where it came from, and the token ids revoked
+/// before they expire (`jti` → expiry, Unix seconds), so a revocation survives a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentRecord {
+    pub spec: DeploymentSpec,
+    pub source: Source,
+    pub revoked: BTreeMap<String, i64>,
+}
+
+pub fn encode_deployment(r: &DeploymentRecord) -> Vec<u8> {
+    let mut j = r.spec.to_json();
+    j["source"] = Json::from(r.source.as_str());
+    if !r.revoked.is_empty() {
+        j["revoked"] = Json::Array(
+            r.revoked
+                .iter()
+                .map(|(jti, exp)| serde_json::json!({"jti": jti, "exp": exp}))
+                .collect(),
+        );
+    }
+    yaml_of(&j)
+}
+
+fn decode_deployment(id: &str, bytes: &[u8]) -> Result<DeploymentRecord, Invalid> {
+    let mut j = json_of(bytes)?;
+    let o = j
+        .as_object_mut()
+        .ok_or_else(|| invalid("(file)", "must be a mapping"))?;
+    let source = match o.remove("source") {
+        Some(Json::String(s)) if s == "config" => Source::Config,
+        _ => Source::Api,
+    };
+    let mut revoked = BTreeMap::new();
+    if let Some(list) = o.remove("revoked") {
+        let bad = || invalid("revoked", "must be a list of {jti, exp}");
+        for item in list.as_array().ok_or_else(bad)? {
+            let jti = item["jti"].as_str().ok_or_else(bad)?;
+            let exp = item["exp"].as_i64().ok_or_else(bad)?;
+            revoked.insert(jti.to_owned(), exp);
+        }
+    }
+    let spec = DeploymentSpec::parse(id, &j)?;
+    if spec.id != id {
+        return Err(invalid("id", "the file name and the deployment id differ"));
+    }
+    Ok(DeploymentRecord {
+        spec,
+        source,
+        revoked,
+    })
 }
 
 pub fn api_key_path(id: &str) -> String {
@@ -67,6 +126,9 @@ pub fn encode_api_key(k: &ApiKeyRecord) -> Vec<u8> {
 pub struct StateRecords {
     pub apps: BTreeMap<String, (AppSpec, Source)>,
     pub api_keys: BTreeMap<String, ApiKeyRecord>,
+    pub deployments: BTreeMap<String, DeploymentRecord>,
+    /// `signing-keys.sops.yaml`, still encrypted.
+    pub signing_keys: Option<Vec<u8>>,
 }
 
 pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
@@ -90,6 +152,14 @@ pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
                 ));
             }
             out.apps.insert(spec.name.clone(), (spec, source));
+        } else if let Some(id) = path
+            .strip_prefix("deployments/")
+            .and_then(|p| p.strip_suffix(".yaml"))
+        {
+            let rec = decode_deployment(id, bytes).map_err(at)?;
+            out.deployments.insert(rec.spec.id.clone(), rec);
+        } else if path == crate::tokens::keyring::PATH {
+            out.signing_keys = Some(bytes.clone());
         } else if let Some(id) = path
             .strip_prefix("api-keys/")
             .and_then(|p| p.strip_suffix(".yaml"))
@@ -199,12 +269,25 @@ mod tests {
         files.insert(app_path("shop"), encode_app(&spec, Source::Config));
         files.insert(api_key_path("k1"), encode_api_key(&key));
         files.insert("README.md".into(), b"anything else is ignored".to_vec());
+        let dep = DeploymentRecord {
+            spec: DeploymentSpec::from_json(
+                "0b7e4a52-5d7c-4d6e-9f3a-2c1b0a9e8d7f",
+                &json!({"name": "web", "app": "shop", "environment": "prod",
+                    "clusterId": "c1", "namespace": "shop-prod"}),
+                |_| Some(spec.clone()),
+            )
+            .unwrap(),
+            source: Source::Api,
+            revoked: BTreeMap::from([("j1".to_owned(), 1_900_000_000)]),
+        };
+        files.insert(deployment_path(&dep.spec.id), encode_deployment(&dep));
         let text = String::from_utf8(files[&app_path("shop")].clone()).unwrap();
         assert!(text.contains("name: shop\n"), "{text}");
         assert!(text.contains("source: config\n"), "{text}");
         let back = decode(&files).unwrap();
         assert_eq!(back.apps["shop"], (spec, Source::Config));
         assert_eq!(back.api_keys["k1"], key);
+        assert_eq!(back.deployments[&dep.spec.id], dep);
     }
 
     #[test]

@@ -47,6 +47,13 @@ impl DeploymentSpec {
         v: &Json,
         app_of: impl Fn(&str) -> Option<AppSpec>,
     ) -> Result<DeploymentSpec, Invalid> {
+        let spec = DeploymentSpec::parse(id, v)?;
+        spec.check_app(app_of(&spec.app).as_ref())?;
+        Ok(spec)
+    }
+
+    /// The shape alone: what a stored record must satisfy even when its app has changed since.
+    pub fn parse(id: &str, v: &Json) -> Result<DeploymentSpec, Invalid> {
         let id = parse_uuid("id", id)?;
         let mut f = Fields::of("", v)?;
         // A body may repeat the id (stored records do); it must then be the same one.
@@ -84,12 +91,25 @@ impl DeploymentSpec {
                 format!("{cluster_id:?} must be 1 to 63 of A-Z a-z 0-9 . _ -"),
             ));
         }
-        let app = app_of(&app_name)
-            .ok_or_else(|| invalid("app", format!("no app {app_name:?} is registered")))?;
+        Ok(DeploymentSpec {
+            id,
+            name,
+            app: app_name,
+            environment,
+            cluster_id,
+            namespace,
+        })
+    }
+
+    /// The environment must be one of `app`'s, and the namespace that environment's.
+    pub fn check_app(&self, app: Option<&AppSpec>) -> Result<(), Invalid> {
+        let (app_name, environment, namespace) = (&self.app, &self.environment, &self.namespace);
+        let app =
+            app.ok_or_else(|| invalid("app", format!("no app {app_name:?} is registered")))?;
         let env = app
             .environments
             .iter()
-            .find(|e| e.name == environment)
+            .find(|e| &e.name == environment)
             .ok_or_else(|| {
                 let names: Vec<&str> = app.environments.iter().map(|e| e.name.as_str()).collect();
                 invalid(
@@ -100,7 +120,7 @@ impl DeploymentSpec {
                     ),
                 )
             })?;
-        if env.namespace != namespace {
+        if &env.namespace != namespace {
             return Err(invalid(
                 "namespace",
                 format!(
@@ -109,14 +129,7 @@ impl DeploymentSpec {
                 ),
             ));
         }
-        Ok(DeploymentSpec {
-            id,
-            name,
-            app: app_name,
-            environment,
-            cluster_id,
-            namespace,
-        })
+        Ok(())
     }
 
     pub fn to_json(&self) -> Json {

@@ -365,6 +365,16 @@ impl Verifier {
     }
 }
 
+/// The `kid` and `alg` of a token's header, unchecked: only for a token that has just verified.
+pub fn header_key(token: &str) -> Option<(String, Algorithm)> {
+    let h = token.split('.').next()?;
+    let header: Json = serde_json::from_slice(&B64.decode(h).ok()?).ok()?;
+    Some((
+        header["kid"].as_str()?.to_owned(),
+        Algorithm::parse(header["alg"].as_str()?)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

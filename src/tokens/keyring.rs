@@ -3,7 +3,7 @@
 //! ^secret$`; ids, algorithms and dates stay readable for review), so a clone of the state repo
 //! alone cannot mint tokens.
 //!
-//! One key is active and signs. Rotating retires it: a retired key still verifies until the last
+//! One key per algorithm is active and signs. Rotating retires it: a retired key still verifies until the last
 //! token it can have signed has expired, and is dropped after that.
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -75,30 +75,37 @@ impl KeyRing {
         }
     }
 
-    /// The key that signs new tokens.
-    pub fn active(&self) -> &SigningKey {
-        // `new`, `rotate` and `decode` all leave exactly one active key.
-        &self
-            .entries
+    /// The key that signs new tokens with `alg`, if the ring has one.
+    pub fn active(&self, alg: Algorithm) -> Option<&SigningKey> {
+        self.entries
             .iter()
-            .find(|e| e.verify_until.is_none())
-            .unwrap_or(&self.entries[0])
-            .key
+            .find(|e| e.verify_until.is_none() && e.key.alg() == alg)
+            .map(|e| &e.key)
     }
 
-    /// Retires the active key (it verifies for `token_lifetime` more, the longest a token it
-    /// signed can live) and makes a new one with `alg`.
-    pub fn rotate(&mut self, alg: Algorithm, now: i64, token_lifetime: i64) {
-        for e in &mut self.entries {
-            if e.verify_until.is_none() {
-                e.verify_until = Some(now + token_lifetime);
-            }
+    /// Makes sure `alg` has an active key (a cluster may sign with another algorithm than the
+    /// default); whether one was added.
+    pub fn ensure(&mut self, alg: Algorithm, now: i64) -> bool {
+        if self.active(alg).is_some() {
+            return false;
         }
         self.entries.push(Entry {
             key: SigningKey::generate(alg, &new_kid(alg, now)),
             created: now,
             verify_until: None,
         });
+        true
+    }
+
+    /// Retires the active key of `alg` (it verifies for `token_lifetime` more, the longest a
+    /// token it signed can live) and makes a new one.
+    pub fn rotate(&mut self, alg: Algorithm, now: i64, token_lifetime: i64) {
+        for e in &mut self.entries {
+            if e.verify_until.is_none() && e.key.alg() == alg {
+                e.verify_until = Some(now + token_lifetime);
+            }
+        }
+        self.ensure(alg, now);
     }
 
     /// Drops retired keys whose tokens have all expired; whether any went.
@@ -109,16 +116,15 @@ impl KeyRing {
         self.entries.len() != before
     }
 
-    /// Every key id, the active one first.
+    /// Every key id, the active ones first.
     pub fn kids(&self) -> Vec<String> {
-        let mut out: Vec<String> = vec![self.active().kid().to_owned()];
-        out.extend(
-            self.entries
-                .iter()
-                .filter(|e| e.verify_until.is_some())
-                .map(|e| e.key.kid().to_owned()),
-        );
-        out
+        let (active, retired): (Vec<&Entry>, Vec<&Entry>) =
+            self.entries.iter().partition(|e| e.verify_until.is_none());
+        active
+            .into_iter()
+            .chain(retired)
+            .map(|e| e.key.kid().to_owned())
+            .collect()
     }
 
     /// What verifies tokens signed by any key of the ring.
@@ -191,10 +197,14 @@ impl KeyRing {
                 verify_until: s.verify_until,
             });
         }
-        if entries.iter().filter(|e| e.verify_until.is_none()).count() != 1 {
-            return Err(KeyRingError::Invalid(
-                "exactly one key must be active (without verify_until)".into(),
-            ));
+        let mut active = std::collections::BTreeSet::new();
+        for e in entries.iter().filter(|e| e.verify_until.is_none()) {
+            if !active.insert(e.key.alg()) {
+                return Err(KeyRingError::Invalid(format!(
+                    "two active {} keys (at most one per algorithm may lack verify_until)",
+                    e.key.alg().as_str()
+                )));
+            }
         }
         Ok(KeyRing { entries })
     }
@@ -222,6 +232,8 @@ mod tests {
         let operator = AgeKey::generate();
         let mut ring = KeyRing::new(Algorithm::EdDSA, 1000);
         ring.rotate(Algorithm::HS256, 2000, 3600);
+        ring.rotate(Algorithm::EdDSA, 2000, 3600);
+        assert_eq!(ring.kids().len(), 3, "one retired, two active");
         let bytes = ring
             .encode(&operator.recipient(), DateTime::from_unix(2000))
             .unwrap();
@@ -230,11 +242,24 @@ mod tests {
             assert!(text.contains(&kid), "ids stay readable");
         }
         assert!(text.contains("secret: ENC["), "{text}");
-        assert!(!text.contains(&B64.encode(ring.active().secret_bytes().as_slice())));
+        assert!(!text.contains(
+            &B64.encode(
+                ring.active(Algorithm::HS256)
+                    .unwrap()
+                    .secret_bytes()
+                    .as_slice()
+            )
+        ));
         let back = KeyRing::decode(&bytes, &operator).unwrap();
         assert_eq!(back.kids(), ring.kids());
-        assert_eq!(back.active().alg(), Algorithm::HS256);
-        let token = ring.active().mint(&claims(2000, 5000));
+        assert!(
+            back.active(Algorithm::EdDSA).is_some(),
+            "still active: another algorithm"
+        );
+        let token = ring
+            .active(Algorithm::HS256)
+            .unwrap()
+            .mint(&claims(2000, 5000));
         assert!(back.verifier("sw", 0).verify(&token, 2500).is_ok());
         let e = KeyRing::decode(&bytes, &AgeKey::generate())
             .unwrap_err()
@@ -245,9 +270,15 @@ mod tests {
     #[test]
     fn a_rotated_key_verifies_until_its_last_token_expires() {
         let mut ring = KeyRing::new(Algorithm::HS256, 0);
-        let old_token = ring.active().mint(&claims(100, 3700));
+        let old_token = ring
+            .active(Algorithm::HS256)
+            .unwrap()
+            .mint(&claims(100, 3700));
         ring.rotate(Algorithm::HS256, 100, 3600);
-        let new_token = ring.active().mint(&claims(200, 3800));
+        let new_token = ring
+            .active(Algorithm::HS256)
+            .unwrap()
+            .mint(&claims(200, 3800));
         let v = ring.verifier("sw", 0);
         assert!(v.verify(&old_token, 3000).is_ok());
         assert!(v.verify(&new_token, 3000).is_ok());
