@@ -1,20 +1,28 @@
 //! Who is calling: bearer tokens. Admin tokens come from the configuration (and
 //! `SEALWRIGHT_ADMIN_TOKEN`); tenant API keys are created by an admin, shown once, and checked
 //! against their stored hash by the reconciler. Tokens are compared as SHA-256 digests in
-//! constant time and never logged.
+//! constant time and never logged. Deployments call with their own JWT, in `x-platz-token` (what
+//! charts built for Platz send) or as a bearer token; it is verified with the algorithm pinned by
+//! its key, and a refusal says why only in general terms.
 
 use http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::reconcile::Reconciler;
+use crate::reconcile::{DeploymentCaller, Reconciler};
+use crate::tokens::jwt::TokenError;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     Admin,
-    Tenant { tenant: String, key_id: String },
+    Tenant {
+        tenant: String,
+        key_id: String,
+    },
+    /// A deployment, by its token: it may read deployments of its own environment, nothing else.
+    Deployment(DeploymentCaller),
 }
 
 impl Principal {
@@ -23,6 +31,7 @@ impl Principal {
         match self {
             Principal::Admin => "admin".into(),
             Principal::Tenant { tenant, key_id } => format!("tenant:{tenant}/{key_id}"),
+            Principal::Deployment(d) => format!("deployment:{}", d.id),
         }
     }
 
@@ -35,26 +44,37 @@ impl Principal {
         match self {
             Principal::Admin => true,
             Principal::Tenant { tenant: t, .. } => t == tenant,
+            Principal::Deployment(_) => false,
         }
     }
 }
 
 /// Why a request is not authenticated, in general terms (the body of the 401).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Missing,
     Malformed,
     Unknown,
+    /// A deployment token that did not verify, and why in general terms.
+    Token(TokenError),
 }
 
 impl Refusal {
-    pub fn message(self) -> &'static str {
+    pub fn message(&self) -> String {
         match self {
-            Refusal::Missing => "authentication required: send Authorization: Bearer <token>",
-            Refusal::Malformed => "the Authorization header is not a bearer token",
-            Refusal::Unknown => "the token is not valid",
+            Refusal::Missing => {
+                "authentication required: send Authorization: Bearer <token> (or a deployment token in x-platz-token)".into()
+            }
+            Refusal::Malformed => "the Authorization header is not a bearer token".into(),
+            Refusal::Unknown => "the token is not valid".into(),
+            Refusal::Token(e) => format!("the deployment token is not accepted: {e}"),
         }
     }
+}
+
+/// A compact JWS has three dot-separated parts; admin tokens and API keys have none.
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 /// The configured admin tokens, kept as digests only.
@@ -87,6 +107,13 @@ pub fn authenticate(
     admins: &AdminTokens,
     reconciler: &Reconciler,
 ) -> Result<Principal, Refusal> {
+    if let Some(v) = headers.get("x-platz-token") {
+        let token = v.to_str().map_err(|_| Refusal::Malformed)?.trim();
+        return reconciler
+            .verify_token(token)
+            .map(Principal::Deployment)
+            .map_err(Refusal::Token);
+    }
     let value = headers
         .get(http::header::AUTHORIZATION)
         .ok_or(Refusal::Missing)?;
@@ -102,10 +129,16 @@ pub fn authenticate(
     if admins.matches(token) {
         return Ok(Principal::Admin);
     }
-    match reconciler.check_api_key(token) {
-        Some((tenant, key_id)) => Ok(Principal::Tenant { tenant, key_id }),
-        None => Err(Refusal::Unknown),
+    if let Some((tenant, key_id)) = reconciler.check_api_key(token) {
+        return Ok(Principal::Tenant { tenant, key_id });
     }
+    if looks_like_jwt(token) {
+        return reconciler
+            .verify_token(token)
+            .map(Principal::Deployment)
+            .map_err(Refusal::Token);
+    }
+    Err(Refusal::Unknown)
 }
 
 /// A fresh admin token, for a server started without one configured.

@@ -7,6 +7,7 @@
 //! carry a secret value, except a reveal: admin only, and audited.
 
 pub mod auth;
+mod deployments;
 mod metrics;
 mod webhook;
 
@@ -62,6 +63,16 @@ pub fn router(state: ApiState) -> Router {
                 .delete(delete_secret),
         )
         .route("/v1/events", get(list_events))
+        .route("/v1/deployments", get(deployments::list))
+        .route(
+            "/v1/deployments/{id}",
+            get(deployments::get_one)
+                .put(deployments::put)
+                .delete(deployments::delete),
+        )
+        .route("/v1/deployments/{id}/revoke", post(deployments::revoke))
+        .route("/v1/signing-keys/rotate", post(deployments::rotate_keys))
+        .route("/.well-known/jwks.json", get(deployments::jwks))
         .route("/v1/webhooks/github", post(webhook::github))
         .route(
             "/v1/tenants/{tenant}/api-keys",
@@ -179,8 +190,24 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Authenticates, or answers 401 and records the refusal (without the token).
+/// Authenticates a person's token (admin or tenant key): a deployment token is 403 here, since
+/// deployments may only read deployments ([`who_any`]).
 fn who(
+    state: &ApiState,
+    headers: &HeaderMap,
+    rid: &RequestId,
+) -> Result<(Principal, Actor), ApiError> {
+    let (p, actor) = who_any(state, headers, rid)?;
+    if matches!(p, Principal::Deployment(_)) {
+        return Err(ApiError::forbidden(
+            "a deployment token may only read deployments of its own environment",
+        ));
+    }
+    Ok((p, actor))
+}
+
+/// Authenticates any caller, or answers 401 and records the refusal (without the token).
+fn who_any(
     state: &ApiState,
     headers: &HeaderMap,
     rid: &RequestId,
@@ -197,7 +224,7 @@ fn who(
             if refusal != auth::Refusal::Missing {
                 let mut ev = Event::new("anonymous", "auth.refused");
                 ev.request_id = Some(rid.0.clone());
-                ev.detail = Some(refusal.message().to_owned());
+                ev.detail = Some(refusal.message());
                 state.reconciler.events().record(ev);
             }
             Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.message()))
@@ -483,6 +510,7 @@ async fn list_events(
             let scoped = match &p {
                 Principal::Admin => true,
                 Principal::Tenant { tenant, .. } => e.tenant.as_deref() == Some(tenant),
+                Principal::Deployment(_) => false,
             };
             scoped && q.app.as_ref().is_none_or(|a| e.app.as_ref() == Some(a))
         });
@@ -709,12 +737,17 @@ mod tests {
             ("/v1/tenants/{tenant}/api-keys", &["get", "post"]),
             ("/v1/tenants/{tenant}/api-keys/{id}", &["delete"]),
             ("/v1/webhooks/github", &["post"]),
+            ("/v1/deployments", &["get"]),
+            ("/v1/deployments/{id}", &["get", "put", "delete"]),
+            ("/v1/deployments/{id}/revoke", &["post"]),
+            ("/v1/signing-keys/rotate", &["post"]),
+            ("/.well-known/jwks.json", &["get"]),
         ] {
             let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
             for m in methods {
                 assert!(p.get(*m).is_some(), "{m} {path} missing");
             }
         }
-        assert_eq!(paths.len(), 12, "a documented route that the router lacks");
+        assert_eq!(paths.len(), 17, "a documented route that the router lacks");
     }
 }

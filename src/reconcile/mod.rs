@@ -40,7 +40,9 @@ use crate::render::{self, AppKeys, RenderError, Templates, Tree};
 use crate::sops::scalar::DateTime;
 
 use batch::Batcher;
-pub use credentials::{DeploymentCaller, DeploymentView, RecoveredCredential, RefreshReport};
+pub use credentials::{
+    DeploymentCaller, DeploymentView, RecoveredCredential, RefreshReport, CHUNK as CREDENTIAL_CHUNK,
+};
 pub use plan::OwnedChange;
 pub use spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 pub use store::{ApiKeyRecord, Source};

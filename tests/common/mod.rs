@@ -7,6 +7,7 @@ pub mod fake_github;
 pub mod flux;
 pub mod git_servers;
 pub mod http;
+pub mod reconciler;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,197 @@
+//! The deployment routes: registrations (`PUT`/`GET`/`DELETE /v1/deployments/{id}`, `GET
+//! /v1/deployments`), revocation (`POST /v1/deployments/{id}/revoke`), signing-key rotation (`POST
+//! /v1/signing-keys/rotate`, admin) and the public keys (`GET /.well-known/jwks.json`).
+//!
+//! Who may do what: an admin anything; a tenant key what concerns its tenant's apps; a deployment
+//! token only reads — its own deployment and the deployments of its environment (same tenant,
+//! same environment id). A write with a deployment token is 403; a deployment of another
+//! environment is 404 to it, as if it did not exist. No response carries a token.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::{json_body, ok, who, who_any, ApiError, ApiResult, ApiState, Principal, RequestId};
+use crate::reconcile::{DeploymentView, Source};
+
+/// Whether `p` may see deployment `v` (404 otherwise, for deployments; 403 for another tenant).
+fn visible(p: &Principal, v: &DeploymentView) -> bool {
+    match p {
+        Principal::Admin => true,
+        Principal::Tenant { tenant, .. } => v.tenant.as_deref() == Some(tenant.as_str()),
+        Principal::Deployment(me) => {
+            v.spec.id == me.id
+                || (v.spec.environment == me.environment
+                    && v.tenant.is_some()
+                    && v.tenant == me.tenant)
+        }
+    }
+}
+
+/// Deployment tokens only read.
+fn no_deployment_writes(p: &Principal) -> Result<(), ApiError> {
+    match p {
+        Principal::Deployment(_) => Err(ApiError::forbidden(
+            "a deployment token may only read deployments",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The deployment must exist (404) and concern the caller's tenant (403).
+fn writable(state: &ApiState, p: &Principal, id: &str) -> Result<Option<DeploymentView>, ApiError> {
+    no_deployment_writes(p)?;
+    match state.reconciler.deployment(id) {
+        Ok(v) => {
+            if visible(p, &v) {
+                Ok(Some(v))
+            } else {
+                Err(ApiError::forbidden(&format!(
+                    "deployment {id} belongs to an app of another tenant"
+                )))
+            }
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (p, _) = who_any(&state, &headers, &rid)?;
+    let items: Vec<Value> = state
+        .reconciler
+        .list_deployments()
+        .iter()
+        .filter(|v| visible(&p, v))
+        .map(DeploymentView::to_json)
+        .collect();
+    ok(StatusCode::OK, json!({"deployments": items}))
+}
+
+pub(super) async fn get_one(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (p, _) = who_any(&state, &headers, &rid)?;
+    let v = state.reconciler.deployment(&id)?;
+    if visible(&p, &v) {
+        return ok(StatusCode::OK, v.to_json());
+    }
+    match p {
+        Principal::Deployment(_) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("deployment {:?} not found", id.to_ascii_lowercase()),
+        )),
+        _ => Err(ApiError::forbidden(&format!(
+            "deployment {id} belongs to an app of another tenant"
+        ))),
+    }
+}
+
+pub(super) async fn put(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let (p, actor) = who_any(&state, &headers, &rid)?;
+    writable(&state, &p, &id)?;
+    let v = json_body(body).await?;
+    // The app named in the body must be the caller's too (checked before anything is stored).
+    if let Some(app) = v.get("app").and_then(Value::as_str) {
+        if let Some(tenant) = state.reconciler.tenant_of(app) {
+            if !p.may_act_for(&tenant) {
+                return Err(ApiError::forbidden(&format!(
+                    "app {app:?} belongs to another tenant"
+                )));
+            }
+        }
+    }
+    let (created, view) = state
+        .reconciler
+        .put_deployment(&actor, &id, &v, Source::Api)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok(status, view.to_json())
+}
+
+pub(super) async fn delete(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (p, actor) = who_any(&state, &headers, &rid)?;
+    if writable(&state, &p, &id)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("deployment {id:?} not found"),
+        ));
+    }
+    let ack = state
+        .reconciler
+        .delete_deployment(&actor, &id, Source::Api)
+        .await?;
+    let mut j = ack.to_json();
+    j["deleted"] = json!(true);
+    ok(StatusCode::OK, j)
+}
+
+pub(super) async fn revoke(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (p, actor) = who_any(&state, &headers, &rid)?;
+    if writable(&state, &p, &id)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("deployment {id:?} not found"),
+        ));
+    }
+    let (jti, view) = state
+        .reconciler
+        .revoke_deployment_token(&actor, &id)
+        .await?;
+    let mut j = view.to_json();
+    j["revoked"] = json!(jti.is_some());
+    j["revokedTokenId"] = json!(jti);
+    ok(StatusCode::OK, j)
+}
+
+pub(super) async fn rotate_keys(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (p, actor) = who(&state, &headers, &rid)?;
+    if !p.is_admin() {
+        return Err(ApiError::forbidden(
+            "rotating signing keys needs an admin token",
+        ));
+    }
+    let kids = state.reconciler.rotate_signing_keys(&actor).await?;
+    ok(StatusCode::OK, json!({"rotated": true, "keyIds": kids}))
+}
+
+/// Public: verifiers fetch it without credentials (it holds public keys only).
+pub(super) async fn jwks(State(state): State<ApiState>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        state.reconciler.jwks().to_string(),
+    )
+        .into_response()
+}
