@@ -7,6 +7,9 @@
 //! field) and skipped; the app it declared keeps its last good registration, and while any file is
 //! broken no registration is removed. An app registered
 //! through the API is never touched from here.
+//!
+//! Deployments are declared the same way, one per file in `deployments/` under the directory
+//! (the fields of `PUT /v1/deployments/{id}`, `id` included), and owned the same way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +66,53 @@ pub fn read_dir(dir: &Path) -> Result<(BTreeMap<String, AppSpec>, Vec<String>), 
     Ok((specs, problems))
 }
 
+/// Reads every deployment file of `<dir>/deployments/` (absent: none): id → registration body.
+pub fn read_deployments(dir: &Path) -> (BTreeMap<String, serde_json::Value>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    let sub = dir.join("deployments");
+    let Ok(entries) = std::fs::read_dir(&sub) else {
+        return (out, problems);
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+                && !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let shown = path.display().to_string();
+        let parsed = std::fs::read(&path)
+            .map_err(|e| crate::reconcile::spec::invalid("(file)", e.to_string()))
+            .and_then(|b| crate::reconcile::store::json_of(&b))
+            .and_then(|j| {
+                let id = j
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(|| crate::reconcile::spec::invalid("id", "is required"))?;
+                let id = crate::tokens::deployment::parse_uuid("id", id)?;
+                Ok((id, j))
+            });
+        match parsed {
+            Ok((id, j)) => {
+                if out.insert(id.clone(), j).is_some() {
+                    problems.push(format!(
+                        "{shown}: id: deployment {id} is declared by an earlier file"
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("{shown}: {e}")),
+        }
+    }
+    (out, problems)
+}
+
 /// Brings the reconciler's configuration-owned registrations in line with `dir`.
 pub async fn sync_registrations(reconciler: &Reconciler, dir: &Path) -> SyncReport {
     let mut report = SyncReport::default();
@@ -113,6 +163,36 @@ pub async fn sync_registrations(reconciler: &Reconciler, dir: &Path) -> SyncRepo
             Err(e) => report.problems.push(format!("app {name}: {e}")),
         }
     }
+    // Deployments after apps: they name an app, which may have just been registered.
+    let (deployments, problems) = read_deployments(dir);
+    let any_broken = any_broken || !problems.is_empty();
+    for p in &problems {
+        tracing::error!(problem = %p, "deployment file skipped");
+    }
+    report.problems.extend(problems);
+    let owned = reconciler.config_deployments();
+    for (id, body) in &deployments {
+        match reconciler
+            .put_deployment(&actor, id, body, Source::Config)
+            .await
+        {
+            Ok((true, _)) => report.registered.push(format!("deployment {id}")),
+            Ok((false, _)) => {}
+            Err(e) => report.problems.push(format!("deployment {id}: {e}")),
+        }
+    }
+    for id in owned.keys() {
+        if deployments.contains_key(id) || any_broken {
+            continue;
+        }
+        match reconciler
+            .delete_deployment(&actor, id, Source::Config)
+            .await
+        {
+            Ok(_) => report.removed.push(format!("deployment {id}")),
+            Err(e) => report.problems.push(format!("deployment {id}: {e}")),
+        }
+    }
     report
 }
 
@@ -129,7 +209,8 @@ pub fn spawn_watcher(
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    // Recursive: deployment files live in `deployments/`.
+    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
     let span = tracing::info_span!("watch", dir = %dir.display());
     Ok(tokio::spawn(tracing::Instrument::instrument(
         async move {

@@ -572,3 +572,53 @@ async fn the_deployment_token_scope_matrix_and_every_bad_token_is_refused() {
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_declared_in_the_configuration_directory_are_owned_by_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let conf = tmp.path().join("registrations");
+    std::fs::create_dir_all(conf.join("deployments")).unwrap();
+    let clock = Arc::new(FakeClock::at(T0));
+    let r = common::reconciler::local(&dir, settings(true), clock, Arc::new(EventLog::in_memory()));
+    r.load().await.unwrap();
+    std::fs::write(
+        conf.join("shop.yaml"),
+        "name: shop\ntenant: acme\nenvironments:\n  - {name: prod, namespace: shop-prod}\n",
+    )
+    .unwrap();
+    let file = conf.join("deployments/web.yaml");
+    std::fs::write(
+        &file,
+        format!("id: {WEB}\nname: web\napp: shop\nenvironment: prod\nclusterId: c1\nnamespace: shop-prod\n"),
+    )
+    .unwrap();
+    std::fs::write(conf.join("deployments/bad.yaml"), "id: nope\n").unwrap();
+    let report = sealwright::watch::sync_registrations(&r, &conf).await;
+    assert_eq!(report.registered, ["shop", &format!("deployment {WEB}")]);
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(report.problems[0].contains("bad.yaml: id:"), "{report:?}");
+    let view = r.deployment(WEB).unwrap();
+    assert_eq!(view.source, Source::Config);
+    assert!(view.commit.is_some());
+    // The API cannot take it over.
+    let e = r
+        .put_deployment(
+            &Actor::new("admin"),
+            WEB,
+            &json!({"name": "web", "app": "shop", "environment": "prod", "clusterId": "c2", "namespace": "shop-prod"}),
+            Source::Api,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("configuration directory"), "{e}");
+    // Removing the file (once nothing is broken) removes the deployment and its file.
+    std::fs::remove_file(conf.join("deployments/bad.yaml")).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let report = sealwright::watch::sync_registrations(&r, &conf).await;
+    assert_eq!(report.removed, [format!("deployment {WEB}")], "{report:?}");
+    assert!(r.deployment(WEB).is_err());
+    let repo = common::reconciler::platform_repo(&dir, "shop");
+    let files = common::git_in(&repo, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!files.contains("web-credentials"), "{files}");
+}

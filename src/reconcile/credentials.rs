@@ -413,10 +413,15 @@ impl Reconciler {
         let (previous, revoked) = {
             let deps = self.deployments();
             match deps.get(&id) {
-                Some(d) if d.record.source != source && source == Source::Api => {
-                    return Err(ReconcileError::Conflict(format!(
-                        "deployment {id} is declared by the configuration directory; change it there"
-                    )));
+                Some(d) if d.record.source != source => {
+                    return Err(ReconcileError::Conflict(match d.record.source {
+                        Source::Config => format!(
+                            "deployment {id} is declared by the configuration directory; change it there"
+                        ),
+                        Source::Api => format!(
+                            "deployment {id} is registered through the API; the configuration directory leaves it alone"
+                        ),
+                    }));
                 }
                 Some(d) => (Some(d.record.spec.clone()), d.record.revoked.clone()),
                 None => (None, BTreeMap::new()),
