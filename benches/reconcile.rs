@@ -11,6 +11,9 @@
 #[allow(dead_code)]
 #[path = "../tests/common/http.rs"]
 mod http;
+#[allow(dead_code)]
+#[path = "../tests/common/reconciler.rs"]
+mod reconciler;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,13 +21,7 @@ use std::time::{Duration, Instant};
 
 use sealwright::api::{self, auth::AdminTokens, ApiState};
 use sealwright::audit::EventLog;
-use sealwright::git::{GitEngine, Identity, Remote};
-use sealwright::host::{LocalHost, RepoRef};
-use sealwright::keys::chain::ChainRecipients;
-use sealwright::keys::{AgeKey, FileKeyStore, KeyStore};
-use sealwright::model::Cluster;
-use sealwright::reconcile::{Access, Actor, AppSpec, FluxUrl, Reconciler, Settings, Source};
-use sealwright::render::Templates;
+use sealwright::reconcile::{Actor, AppSpec, Reconciler, Source};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -48,43 +45,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let state_path = data.join("state.git");
-    let mut o = git2::RepositoryInitOptions::new();
-    o.bare(true).initial_head("main").mkdir(true);
-    git2::Repository::init_opts(&state_path, &o).unwrap();
-    let settings = Settings {
-        cluster: Cluster {
-            name: "bench".into(),
-            recipients: ChainRecipients {
-                cluster: AgeKey::generate().recipient(),
-                break_glass: None,
-            },
-            flux_namespace: "flux-system".into(),
-            flux_source: "flux-system".into(),
-            decryption_secret: "sops-age".into(),
-        },
-        templates: Arc::new(Templates::load(None).unwrap()),
-        owner: "platform".into(),
-        branch: "main".into(),
-        flux_repo: RepoRef::parse("platform/flux").unwrap(),
-        flux_url: FluxUrl::Template("https://git.example.invalid/{owner}/{name}.git".into()),
-        access: Access::Local,
-        state_remote: Arc::new(Remote::local(&state_path).unwrap()),
-        author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
-        max_backoff: Duration::from_secs(60),
-        credentials: sealwright::tokens::CredentialSettings::default(),
-        clock: Arc::new(sealwright::tokens::SystemClock),
-    };
-    let engine = GitEngine::new(
-        data.join("cache"),
-        Identity::new("sealwright", "sealwright@localhost").unwrap(),
-    );
-    let keys: Arc<dyn KeyStore> = Arc::new(FileKeyStore::new(data.join("keys")));
-    let reconciler = Reconciler::new(
-        settings,
-        engine,
-        Arc::new(LocalHost::new(data.join("repos"))),
-        keys,
+    let reconciler = reconciler::local(
+        data,
+        sealwright::tokens::CredentialSettings::default(),
+        Arc::new(sealwright::tokens::SystemClock),
         Arc::new(EventLog::open(&data.join("events.jsonl")).unwrap()),
     );
     let commits = |r: &Reconciler| {

@@ -27,10 +27,8 @@ pub struct SyncReport {
     pub problems: Vec<String>,
 }
 
-/// Reads every registration file of `dir`.
-pub fn read_dir(dir: &Path) -> Result<(BTreeMap<String, AppSpec>, Vec<String>), std::io::Error> {
-    let mut specs = BTreeMap::new();
-    let mut problems = Vec::new();
+/// The `*.yaml`/`*.yml` files directly in `dir`, hidden ones left out, sorted.
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -43,7 +41,14 @@ pub fn read_dir(dir: &Path) -> Result<(BTreeMap<String, AppSpec>, Vec<String>), 
         })
         .collect();
     entries.sort();
-    for path in entries {
+    Ok(entries)
+}
+
+/// Reads every registration file of `dir`.
+pub fn read_dir(dir: &Path) -> Result<(BTreeMap<String, AppSpec>, Vec<String>), std::io::Error> {
+    let mut specs = BTreeMap::new();
+    let mut problems = Vec::new();
+    for path in yaml_files(dir)? {
         let shown = path.display().to_string();
         let parsed = std::fs::read(&path)
             .map_err(|e| crate::reconcile::spec::invalid("(file)", e.to_string()))
@@ -70,22 +75,9 @@ pub fn read_dir(dir: &Path) -> Result<(BTreeMap<String, AppSpec>, Vec<String>), 
 pub fn read_deployments(dir: &Path) -> (BTreeMap<String, serde_json::Value>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
-    let sub = dir.join("deployments");
-    let Ok(entries) = std::fs::read_dir(&sub) else {
+    let Ok(paths) = yaml_files(&dir.join("deployments")) else {
         return (out, problems);
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
-                && !p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-        })
-        .collect();
-    paths.sort();
     for path in paths {
         let shown = path.display().to_string();
         let parsed = std::fs::read(&path)

@@ -622,3 +622,59 @@ async fn deployments_declared_in_the_configuration_directory_are_owned_by_it() {
     let files = common::git_in(&repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(!files.contains("web-credentials"), "{files}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_signing_keys_sign_new_tokens_and_old_ones_verify_until_they_expire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let clock = Arc::new(FakeClock::at(T0));
+    let r = common::reconciler::local(
+        dir,
+        settings(true),
+        clock.clone(),
+        Arc::new(EventLog::in_memory()),
+    );
+    r.load().await.unwrap();
+    let admin = Actor::new("admin");
+    r.register_app(&admin, shop(), Source::Api).await.unwrap();
+    register(&r, WEB, "web", "prod", "c1").await;
+    let path = "secrets/shop-prod/web-credentials.sops.yaml";
+    let old = token_in(&decrypt_committed(dir, path));
+    let old_kid = part(&old, 0)["kid"].as_str().unwrap().to_owned();
+    let kids = r.rotate_signing_keys(&admin).await.unwrap();
+    assert_eq!(
+        kids.len(),
+        4,
+        "two active (HS256, EdDSA), two retired: {kids:?}"
+    );
+    let new = token_in(&decrypt_committed(dir, path));
+    let new_kid = part(&new, 0)["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid, "re-minted with the new key at once");
+    assert_eq!(
+        r.deployment(WEB).unwrap().key_id.as_deref(),
+        Some(new_kid.as_str())
+    );
+    assert!(
+        r.verify_token(&old).is_ok(),
+        "the retired key still verifies"
+    );
+    // The ring is stored encrypted: a restart verifies both, and no key is in clear.
+    let state = dir.join("state.git");
+    let ring = common::git_in(&state, &["show", "main:signing-keys.sops.yaml"]);
+    assert!(ring.contains(&old_kid) && ring.contains(&new_kid));
+    assert!(ring.contains("secret: ENC["), "{ring}");
+    let r2 = common::reconciler::local(
+        dir,
+        settings(true),
+        clock.clone(),
+        Arc::new(EventLog::in_memory()),
+    );
+    r2.load().await.unwrap();
+    assert!(r2.verify_token(&old).is_ok() && r2.verify_token(&new).is_ok());
+    // Past the old token's lifetime the retired key goes from the ring at the next round.
+    clock.advance(Duration::from_secs(3600 + 60));
+    r2.refresh_credentials(false).await;
+    let ring = common::git_in(&state, &["show", "main:signing-keys.sops.yaml"]);
+    assert!(!ring.contains(&old_kid), "{ring}");
+    assert!(ring.contains(&new_kid));
+}

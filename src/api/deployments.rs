@@ -57,6 +57,20 @@ fn writable(state: &ApiState, p: &Principal, id: &str) -> Result<Option<Deployme
     }
 }
 
+/// [`writable`], and the deployment must exist (404).
+fn existing_writable(
+    state: &ApiState,
+    p: &Principal,
+    id: &str,
+) -> Result<DeploymentView, ApiError> {
+    writable(state, p, id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("deployment {id:?} not found"),
+        )
+    })
+}
+
 pub(super) async fn list(
     State(state): State<ApiState>,
     axum::Extension(rid): axum::Extension<RequestId>,
@@ -134,12 +148,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     let (p, actor) = who_any(&state, &headers, &rid)?;
-    if writable(&state, &p, &id)?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("deployment {id:?} not found"),
-        ));
-    }
+    existing_writable(&state, &p, &id)?;
     let ack = state
         .reconciler
         .delete_deployment(&actor, &id, Source::Api)
@@ -156,12 +165,7 @@ pub(super) async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult {
     let (p, actor) = who_any(&state, &headers, &rid)?;
-    if writable(&state, &p, &id)?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("deployment {id:?} not found"),
-        ));
-    }
+    existing_writable(&state, &p, &id)?;
     let (jti, view) = state
         .reconciler
         .revoke_deployment_token(&actor, &id)
