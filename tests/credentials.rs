@@ -261,6 +261,27 @@ async fn tokens_are_committed_encrypted_read_by_real_sops_refreshed_revoked_kept
     assert_eq!(commits(&repo), platform_commits + 1);
     assert_eq!(r3.refresh_credentials(true).await.minted, 0);
 
+    // Moving a deployment to another environment: its old token speaks for a place it left.
+    let (created, moved) = r
+        .put_deployment(
+            &admin,
+            WORKER,
+            &json!({"name": "worker", "app": "shop", "environment": "prod", "clusterId": "edge-1", "namespace": "shop-prod"}),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    assert!(!created && moved.commit.is_some());
+    assert_eq!(r.verify_token(&worker).unwrap_err(), TokenError::Revoked);
+    let files = common::git_in(&repo, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(
+        files.contains("secrets/shop-prod/worker-credentials.sops.yaml"),
+        "{files}"
+    );
+    assert!(
+        !files.contains("shop-staging/worker-credentials"),
+        "{files}"
+    );
     // Deleting a deployment removes its file and its tokens stop verifying.
     r.delete_deployment(&admin, WORKER, Source::Api)
         .await
