@@ -41,6 +41,7 @@ fn fleet(cluster_recipient: String) -> DesiredState {
     state.apps = (0..100)
         .map(|i| App {
             credentials: Vec::new(),
+            external: None,
             name: format!("app{i:03}"),
             repo: PlatformRepo {
                 url: format!("ssh://git@github.com/example-org/app{i:03}-platform.git"),

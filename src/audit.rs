@@ -31,8 +31,14 @@ pub struct Event {
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// An external secrets provider (`openai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
+    /// How many keys (external secrets: materialised or written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_count: Option<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

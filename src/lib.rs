@@ -2,8 +2,9 @@
 //!
 //! The layout follows `../shared/DESIGN.md` section 5: the SOPS engine ([`sops`]), age keys and
 //! their store ([`keys`]), rendering ([`render`]), Git delivery ([`git`], [`host`]), the
-//! reconciler ([`reconcile`]), the HTTP API ([`api`]), the audit log ([`audit`]), the
-//! configuration directory watcher ([`watch`]) and the command line ([`cli`]).
+//! reconciler ([`reconcile`]), deployment credentials ([`tokens`]), external secrets
+//! ([`external`]), the HTTP API ([`api`]), the audit log ([`audit`]), the configuration directory
+//! watcher ([`watch`]) and the command line ([`cli`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod external;
 pub mod fsutil;
 pub mod git;
 pub mod host;

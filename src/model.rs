@@ -91,6 +91,20 @@ pub struct App {
     pub secrets: Vec<ManagedSecret>,
     /// The deployments' credentials Secrets (deployment credentials).
     pub credentials: Vec<Credential>,
+    /// The merged external secrets, as the Secret `app-<app>-external-secrets` in every
+    /// namespace of the app; `None` when the app has none (and its files go).
+    pub external: Option<ExternalSecret>,
+}
+
+/// An app's external secrets: its tenant's defaults with its own overrides.
+#[derive(Clone, Debug)]
+pub struct ExternalSecret {
+    pub tenant: String,
+    /// `{"KEY": "tenant/openai", ...}`: where each key comes from (names only).
+    pub origins: String,
+    /// `None` when the values cannot be read now (the operator key is unavailable): the files
+    /// the repo holds are kept exactly as they are.
+    pub data: Option<Vec<(String, SecretValue)>>,
 }
 
 /// A deployment's credentials: the Secret `<deployment name>-credentials` in its namespace,
@@ -450,6 +464,7 @@ mod tests {
             },
             apps: vec![App {
                 credentials: Vec::new(),
+                external: None,
                 name: "shop".into(),
                 repo: PlatformRepo {
                     url: "ssh://git@example.com/acme/shop-platform.git".into(),

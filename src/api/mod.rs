@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod deployments;
+mod external;
 mod metrics;
 mod webhook;
 
@@ -61,6 +62,24 @@ pub fn router(state: ApiState) -> Router {
                 .put(put_secret)
                 .patch(patch_secret)
                 .delete(delete_secret),
+        )
+        .route("/v1/apps/{app}/external-secrets", get(external::list_app))
+        .route(
+            "/v1/apps/{app}/external-secrets/{provider}",
+            get(external::get_app)
+                .put(external::put_app)
+                .delete(external::delete_app),
+        )
+        .route("/v1/apps/{app}/deploys", post(external::deploy))
+        .route(
+            "/v1/tenants/{tenant}/external-secrets",
+            get(external::list_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant}/external-secrets/{provider}",
+            get(external::get_tenant)
+                .put(external::put_tenant)
+                .delete(external::delete_tenant),
         )
         .route("/v1/events", get(list_events))
         .route("/v1/deployments", get(deployments::list))
@@ -166,7 +185,7 @@ impl From<ReconcileError> for ApiError {
             ReconcileError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             ReconcileError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ReconcileError::Invalid(i) => ApiError::invalid(&i.field, &i.reason),
-            ReconcileError::NotReady { .. } => {
+            ReconcileError::NotReady { .. } | ReconcileError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             ReconcileError::Internal(_) => {
@@ -249,6 +268,11 @@ fn app_in_scope(state: &ApiState, p: &Principal, app: &str) -> Result<(), ApiErr
 
 /// Reads a JSON body with the size limit: oversized or malformed bodies are 422s naming `body`.
 async fn json_body(body: Body) -> Result<Value, ApiError> {
+    json_body_or(body, None).await
+}
+
+/// [`json_body`], with `empty` standing for a body that is not there.
+async fn json_body_or(body: Body, empty: Option<Value>) -> Result<Value, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::invalid(
             "body",
@@ -256,7 +280,7 @@ async fn json_body(body: Body) -> Result<Value, ApiError> {
         )
     })?;
     if bytes.is_empty() {
-        return Err(ApiError::invalid("body", "is empty; send a JSON object"));
+        return empty.ok_or_else(|| ApiError::invalid("body", "is empty; send a JSON object"));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         // serde_json's message names a line and column, never the content.
@@ -742,12 +766,23 @@ mod tests {
             ("/v1/deployments/{id}/revoke", &["post"]),
             ("/v1/signing-keys/rotate", &["post"]),
             ("/.well-known/jwks.json", &["get"]),
+            ("/v1/apps/{app}/external-secrets", &["get"]),
+            (
+                "/v1/apps/{app}/external-secrets/{provider}",
+                &["get", "put", "delete"],
+            ),
+            ("/v1/apps/{app}/deploys", &["post"]),
+            ("/v1/tenants/{tenant}/external-secrets", &["get"]),
+            (
+                "/v1/tenants/{tenant}/external-secrets/{provider}",
+                &["get", "put", "delete"],
+            ),
         ] {
             let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
             for m in methods {
                 assert!(p.get(*m).is_some(), "{m} {path} missing");
             }
         }
-        assert_eq!(paths.len(), 17, "a documented route that the router lacks");
+        assert_eq!(paths.len(), 22, "a documented route that the router lacks");
     }
 }

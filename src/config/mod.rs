@@ -303,6 +303,7 @@ fn app(path: &str, v: &Value) -> Result<App, ModelError> {
     f.finish()?;
     Ok(App {
         credentials: Vec::new(),
+        external: None,
         name,
         repo,
         environments,

@@ -585,31 +585,6 @@ impl Reconciler {
         self.deployment(&id).map(|v| (jti, v))
     }
 
-    /// One platform round for each of these apps (concurrently, a few at a time).
-    async fn sync_apps(&self, actor: &Actor, apps: BTreeSet<String>) -> usize {
-        let mut tasks = tokio::task::JoinSet::new();
-        let limit = Arc::new(tokio::sync::Semaphore::new(8));
-        for app in apps {
-            let Ok(slot) = self.slot(&app) else {
-                continue;
-            };
-            let me = self.clone();
-            let actor = actor.clone();
-            let limit = limit.clone();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                if let Err(e) = me.submit(&slot, &actor, SecretOpKind::Sync).await {
-                    tracing::warn!(app = %slot.name, error = %e, "credentials round failed; will retry");
-                }
-            });
-        }
-        let mut n = 0;
-        while tasks.join_next().await.is_some() {
-            n += 1;
-        }
-        n
-    }
-
     // ----- views -----
 
     fn view_of(&self, d: &DeploymentData) -> DeploymentView {
@@ -931,7 +906,8 @@ impl Reconciler {
         }
         report.apps = self
             .sync_apps(&Actor::new("credentials"), touched.clone())
-            .await;
+            .await
+            .len();
         // A staged token its round could not commit is a failure of that deployment too.
         let deps = self.deployments();
         for (id, d) in deps.iter() {

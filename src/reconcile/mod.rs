@@ -14,6 +14,7 @@
 
 mod batch;
 mod credentials;
+mod external;
 pub mod plan;
 mod review;
 pub mod spec;
@@ -43,6 +44,7 @@ use batch::Batcher;
 pub use credentials::{
     DeploymentCaller, DeploymentView, RecoveredCredential, RefreshReport, CHUNK as CREDENTIAL_CHUNK,
 };
+pub use external::{DeployResult, ExternalOutcome, ExternalView, ExternalWrite};
 pub use plan::OwnedChange;
 pub use spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 pub use store::{ApiKeyRecord, Source};
@@ -113,6 +115,9 @@ pub enum ReconcileError {
     Delivery { repo: String, message: String },
     #[error("app {app} is not provisioned yet: {reason}")]
     NotReady { app: String, reason: String },
+    /// Something sealwright needs is not available now (the operator key).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -243,6 +248,10 @@ struct AppData {
     /// Deployment id → token id of the credentials files the repo holds (at `clean_head`, or on
     /// the open pull request's branch).
     credentials: BTreeMap<String, String>,
+    /// The fingerprint of the external secrets the repo holds (same places), when known.
+    external: Option<[u8; 32]>,
+    /// What the last round made of the external secrets.
+    external_outcome: Option<ExternalOutcome>,
     errors: Vec<StatusError>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -294,6 +303,8 @@ impl AppSlot {
                 pending: None,
                 loaded: false,
                 credentials: BTreeMap::new(),
+                external: None,
+                external_outcome: None,
                 errors: Vec::new(),
                 failures: 0,
                 retry_at: None,
@@ -365,6 +376,9 @@ struct Inner {
     metrics: Metrics,
     deployments: Mutex<BTreeMap<String, credentials::DeploymentData>>,
     token_keys: Mutex<credentials::TokenKeys>,
+    external: Mutex<external::ExternalStore>,
+    /// External secrets writes go one at a time (their clash check reads what the others write).
+    external_writes: tokio::sync::Mutex<()>,
 }
 
 /// The reconciler. Cheap to clone; every clone is the same reconciler.
@@ -493,6 +507,8 @@ impl Reconciler {
                 metrics: Metrics::default(),
                 deployments: Mutex::new(BTreeMap::new()),
                 token_keys: Mutex::new(credentials::TokenKeys::default()),
+                external: Mutex::new(external::ExternalStore::default()),
+                external_writes: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -533,6 +549,7 @@ impl Reconciler {
             .unwrap_or_else(|p| p.into_inner()) = records.api_keys;
         self.load_credentials(records.deployments, records.signing_keys)
             .await?;
+        self.load_external(records.external);
         let mut tasks = tokio::task::JoinSet::new();
         let limit = Arc::new(tokio::sync::Semaphore::new(4));
         for (name, (spec, source)) in records.apps {
@@ -903,17 +920,18 @@ impl Reconciler {
             d.deleted = true;
             d.spec.tenant.clone()
         };
+        // The app's external-secrets overrides go with it: a later app of that name starts clean.
+        let mut changes = vec![(store::app_path(app), None)];
+        changes.extend(self.app_external_paths(app).into_iter().map(|p| (p, None)));
         let stored = self
-            .state_commit(
-                vec![(store::app_path(app), None)],
-                format!("unregister app {app} by {}", actor.name),
-            )
+            .state_commit(changes, format!("unregister app {app} by {}", actor.name))
             .await;
         if let Err(e) = stored {
             slot.lock().deleted = false;
             return Err(e);
         }
         self.apps().remove(app);
+        self.forget_app_external(app);
         let flux = self
             .flux_commit(FluxScope::Apps(BTreeSet::from([app.to_owned()])))
             .await;
@@ -1100,6 +1118,18 @@ impl Reconciler {
             if d.deleted {
                 continue;
             }
+            if spec.target_name == crate::external::secret_name(&slot.name) {
+                if let Some(ns) = d
+                    .spec
+                    .namespaces()
+                    .find(|n| spec.target_namespaces.iter().any(|t| t == n))
+                {
+                    return Err(ReconcileError::Conflict(format!(
+                        "Secret {ns}/{} is reserved for the external secrets of app {:?}",
+                        spec.target_name, slot.name
+                    )));
+                }
+            }
             for other in d.desired().values() {
                 if slot.name == app && other.name == spec.name {
                     continue;
@@ -1206,10 +1236,9 @@ impl Reconciler {
             .iter()
             .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
             .collect();
-        let in_repo = slot.lock().credentials.clone();
-        let mut creds = self.credential_round(&spec, &in_repo);
+        let mut extras = self.extras(slot, &spec);
         // Nothing asked to change and the repo has not moved since it last held our render.
-        if changes.is_empty() && !creds.changed && clean_head.is_some() {
+        if changes.is_empty() && !extras.changed() && clean_head.is_some() {
             let head = self
                 .inner
                 .engine
@@ -1217,21 +1246,22 @@ impl Reconciler {
                 .await;
             if let Ok(head) = head {
                 if head == clean_head {
+                    self.external_pushed(slot, &extras.external, true);
                     self.answer(slot, accepted, &changes, WriteAck::at(head), None);
                     return;
                 }
             }
         }
         let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
-        model.credentials = std::mem::take(&mut creds.models);
+        extras.fill(&mut model);
         let mut unchanged: BTreeSet<String> = candidate
             .iter()
             .filter(|(n, s)| committed.get(*n).is_some_and(|c| c.same_as(s)))
             .map(|(n, _)| n.clone())
             .collect();
-        unchanged.extend(creds.unchanged.iter().cloned());
-        let restore = changes.is_empty() && !creds.changed;
-        let message = round_message(&slot.name, &changes, &accepted, &creds);
+        unchanged.extend(extras.unchanged());
+        let restore = changes.is_empty() && !extras.changed();
+        let message = round_message(&slot.name, &changes, &accepted, &extras);
         let trusted = clean_head.clone().map(|head| (head, unchanged));
         let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
         let result = self
@@ -1254,7 +1284,7 @@ impl Reconciler {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 let head = applied.commit().map(str::to_owned);
-                self.credentials_pushed(slot, &creds, Ok((head.clone(), None)));
+                self.extras_pushed(slot, &extras, Ok((head.clone(), None)));
                 let old_placement = plan::placement(&spec, committed.values());
                 let new_placement = plan::placement(&spec, candidate.values());
                 let flux_needed = {
@@ -1305,7 +1335,7 @@ impl Reconciler {
                     repo: repo.full_name.clone(),
                     source,
                 };
-                self.credentials_pushed(slot, &creds, Err(e.to_string()));
+                self.extras_pushed(slot, &extras, Err(e.to_string()));
                 self.fail_ops(
                     slot,
                     &repo.full_name,
@@ -1346,6 +1376,7 @@ impl Reconciler {
                     render::Kept::Credential(c) => {
                         names.contains(&credential_key(&c.deployment_id))
                     }
+                    render::Kept::External => names.contains(EXTERNAL_KEY),
                 })
             };
             let rendered = render::render_platform(
@@ -1583,6 +1614,65 @@ impl Reconciler {
         m.commits_platform.load(Ordering::Relaxed)
             + m.commits_flux.load(Ordering::Relaxed)
             + m.commits_state.load(Ordering::Relaxed)
+    }
+
+    /// What this app's round renders besides its managed secrets.
+    fn extras(&self, slot: &AppSlot, spec: &AppSpec) -> Extras {
+        let (creds_in, external_in) = {
+            let d = slot.lock();
+            (d.credentials.clone(), d.external)
+        };
+        Extras {
+            creds: self.credential_round(spec, &creds_in),
+            external: self.external_round(spec, external_in),
+        }
+    }
+
+    /// After a platform round: `Ok` with the commit on the branch Flux follows or the pull
+    /// request carrying the round, or why it failed.
+    fn extras_pushed(
+        &self,
+        slot: &AppSlot,
+        extras: &Extras,
+        outcome: Result<(Option<String>, Option<String>), String>,
+    ) {
+        let pushed = outcome.is_ok();
+        self.credentials_pushed(slot, &extras.creds, outcome);
+        self.external_pushed(slot, &extras.external, pushed);
+    }
+
+    /// One platform round for each of these apps (concurrently, a few at a time), and how each
+    /// went.
+    async fn sync_apps(
+        &self,
+        actor: &Actor,
+        apps: BTreeSet<String>,
+    ) -> BTreeMap<String, Result<WriteAck, String>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(8));
+        for app in apps {
+            let Ok(slot) = self.slot(&app) else {
+                continue;
+            };
+            let me = self.clone();
+            let actor = actor.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let r = me.submit(&slot, &actor, SecretOpKind::Sync).await;
+                if let Err(e) = &r {
+                    tracing::warn!(app = %slot.name, error = %e, "app round failed; will retry");
+                }
+                (slot.name.clone(), r.map_err(|e| e.to_string()))
+            });
+        }
+        let mut out = BTreeMap::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((app, r)) = done {
+                out.insert(app, r);
+            }
+        }
+        out
     }
 
     // ----- the Flux repo -----
@@ -1946,6 +2036,38 @@ fn credential_key(deployment_id: &str) -> String {
     format!("deployment:{deployment_id}")
 }
 
+/// How the unchanged external-secrets Secret is named among the trusted names.
+const EXTERNAL_KEY: &str = "external:";
+
+/// What a platform round renders besides the managed secrets: the deployments' credentials and
+/// the external secrets.
+struct Extras {
+    creds: credentials::CredRound,
+    external: external::ExtRound,
+}
+
+impl Extras {
+    /// The render differs from what the repo holds.
+    fn changed(&self) -> bool {
+        self.creds.changed || self.external.changed
+    }
+
+    /// Moves what is to be rendered into the model.
+    fn fill(&mut self, model: &mut crate::model::App) {
+        model.credentials = std::mem::take(&mut self.creds.models);
+        model.external = self.external.model.take();
+    }
+
+    /// Trusted names: files the repo already holds as this round renders them.
+    fn unchanged(&self) -> impl Iterator<Item = String> + '_ {
+        self.creds
+            .unchanged
+            .iter()
+            .cloned()
+            .chain((!self.external.changed).then(|| EXTERNAL_KEY.to_owned()))
+    }
+}
+
 /// A round's queued ops applied, in order, to a copy of `base`: the candidate secrets, the ops
 /// that fit (with the secret each touched) and the names touched. An op that no longer fits (a
 /// patch of a secret deleted earlier in the round) is answered on its own here.
@@ -2049,8 +2171,9 @@ fn round_message(
     app: &str,
     changes: &[OwnedChange],
     accepted: &Accepted,
-    creds: &credentials::CredRound,
+    extras: &Extras,
 ) -> CommitMessage {
+    let creds = &extras.creds;
     let mut extra: Vec<String> = Vec::new();
     match creds.minted.as_slice() {
         [] => {}
@@ -2067,6 +2190,7 @@ fn round_message(
     if removed > 0 {
         extra.push(format!("deployment credentials: {removed} removed"));
     }
+    extra.extend(extras.external.message(app));
     if changes.is_empty() && extra.is_empty() {
         extra.push("restore the files sealwright owns".into());
     }

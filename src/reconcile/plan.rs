@@ -1,6 +1,7 @@
 //! The pure half of a round: desired state → the model the renderer takes; rendered files vs a
 //! repository's files → a [`ChangeSet`]; secret specs before and after → what a commit message
-//! says changed; and the way back, committed platform files → secret specs (after a restart).
+//! says changed; and the way back, committed platform files → secret specs (after a restart; the
+//! credentials and external-secrets files are told apart by their labels).
 //! Nothing here does I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,6 +70,7 @@ pub fn model_app<'a>(
         .collect();
     App {
         credentials: Vec::new(),
+        external: None,
         name: spec.name.clone(),
         repo,
         environments,
@@ -266,6 +268,10 @@ pub fn recover_secrets(
             }
             continue;
         }
+        // The external secrets are rendered from the state repo's layers, not recovered.
+        if label(&doc, "sealwright.dev/external-secrets").is_some() {
+            continue;
+        }
         match secret_of(app, ns, &doc) {
             Ok((name, target, type_, data)) => {
                 let spec = by_name.entry(name.clone()).or_insert_with(|| SecretSpec {
@@ -309,11 +315,15 @@ type Recovered = (String, String, String, BTreeMap<String, SecretValue>);
 
 /// Whether a decrypted platform file is a deployment's credentials Secret.
 pub fn is_credentials(doc: &Map) -> bool {
+    label(doc, "sealwright.dev/deployment").is_some()
+}
+
+fn label<'a>(doc: &'a Map, name: &str) -> Option<&'a Value> {
     doc.get("metadata")
         .and_then(Value::as_map)
         .and_then(|m| m.get("labels"))
         .and_then(Value::as_map)
-        .is_some_and(|l| l.get("sealwright.dev/deployment").is_some())
+        .and_then(|l| l.get(name))
 }
 
 fn secret_of(app: &AppSpec, ns: &str, doc: &Map) -> Result<Recovered, String> {

@@ -132,10 +132,9 @@ impl Reconciler {
             .filter_map(|n| plan::secret_change(&slot.name, base.get(n), candidate.get(n)))
             .collect();
         let main = self.inner.settings.branch.clone();
-        let in_repo = slot.lock().credentials.clone();
-        let mut creds = self.credential_round(&spec, &in_repo);
+        let mut extras = self.extras(slot, &spec);
         // Nothing asked to change and nothing moved: answered without touching Git.
-        if changes.is_empty() && !creds.changed {
+        if changes.is_empty() && !extras.changed() {
             let watched = match &pending {
                 Some(p) => (p.branch.as_str(), Some(p.head.clone())),
                 None => (main.as_str(), clean_head.clone()),
@@ -150,6 +149,7 @@ impl Reconciler {
                     Some(p) => WriteAck::proposed(&p.url),
                     None => WriteAck::at(clean_head),
                 };
+                self.external_pushed(slot, &extras.external, true);
                 self.answer(slot, accepted, &changes, ack, None);
                 return Round::Done;
             }
@@ -158,9 +158,9 @@ impl Reconciler {
             .as_ref()
             .map(|p| p.branch.clone())
             .unwrap_or_else(new_branch_name);
-        let message = round_message(&slot.name, &changes, &accepted, &creds);
+        let message = round_message(&slot.name, &changes, &accepted, &extras);
         let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
-        model.credentials = std::mem::take(&mut creds.models);
+        extras.fill(&mut model);
         let planner = self.platform_planner(model, keys.clone(), None, message.clone(), false);
         let applied = self
             .inner
@@ -179,7 +179,7 @@ impl Reconciler {
                     repo: repo.full_name.clone(),
                     source,
                 };
-                self.credentials_pushed(slot, &creds, Err(e.to_string()));
+                self.extras_pushed(slot, &extras, Err(e.to_string()));
                 return fail(e, accepted.into_iter().map(|(op, _)| op).collect());
             }
         };
@@ -192,7 +192,7 @@ impl Reconciler {
                 match pending {
                     Some(p) => {
                         self.after_push_to_open(
-                            slot, repo, p, candidate, commit, accepted, &changes, &creds,
+                            slot, repo, p, candidate, commit, accepted, &changes, &extras,
                         )
                         .await
                     }
@@ -218,11 +218,7 @@ impl Reconciler {
                                     head: commit,
                                 });
                                 self.clear_failure(slot);
-                                self.credentials_pushed(
-                                    slot,
-                                    &creds,
-                                    Ok((None, Some(pr.url.clone()))),
-                                );
+                                self.extras_pushed(slot, &extras, Ok((None, Some(pr.url.clone()))));
                                 self.answer(
                                     slot,
                                     accepted,
@@ -253,7 +249,7 @@ impl Reconciler {
                         secrets: candidate,
                         ..p
                     });
-                    self.credentials_pushed(slot, &creds, Ok((None, Some(url.clone()))));
+                    self.extras_pushed(slot, &extras, Ok((None, Some(url.clone()))));
                     self.answer(slot, accepted, &changes, WriteAck::proposed(&url), None);
                     Round::Done
                 }
@@ -270,7 +266,7 @@ impl Reconciler {
                         d.secrets = candidate;
                         d.clean_head = head.clone();
                     }
-                    self.credentials_pushed(slot, &creds, Ok((head.clone(), None)));
+                    self.extras_pushed(slot, &extras, Ok((head.clone(), None)));
                     self.answer(slot, accepted, &changes, WriteAck::at(head), None);
                     Round::Done
                 }
@@ -292,7 +288,7 @@ impl Reconciler {
         commit: String,
         accepted: super::Accepted,
         changes: &[OwnedChange],
-        creds: &super::credentials::CredRound,
+        extras: &super::Extras,
     ) -> Round {
         let state = self.inner.host.pull_request(&repo.repo_ref, p.number).await;
         match state {
@@ -304,7 +300,7 @@ impl Reconciler {
                     ..p
                 });
                 self.clear_failure(slot);
-                self.credentials_pushed(slot, creds, Ok((None, Some(url.clone()))));
+                self.extras_pushed(slot, extras, Ok((None, Some(url.clone()))));
                 self.answer(slot, accepted, changes, WriteAck::proposed(&url), None);
                 Round::Done
             }
@@ -440,9 +436,10 @@ impl Reconciler {
             {
                 let mut d = slot.lock();
                 d.pending = None;
-                // The branch's tokens never reached the base branch: the next round proposes
-                // them again.
+                // The branch's tokens and external secrets never reached the base branch: the
+                // next round proposes them again.
                 d.credentials.clear();
+                d.external = None;
             }
             let how = match pr.state {
                 PullRequestState::Merged => format!(
@@ -485,6 +482,8 @@ impl Reconciler {
                 != plan::placement(&d.spec, merged.values());
             d.secrets = merged;
             d.pending = None;
+            // What the merge holds is read again by the next round's render.
+            d.external = None;
             d.clean_head = head;
             d.last_commit = commit.clone();
             if moved {

@@ -387,7 +387,7 @@ fn data_map(v: &Json, nulls: bool) -> Result<BTreeMap<String, Option<SecretValue
     Ok(out)
 }
 
-fn kind(v: &Json) -> &'static str {
+pub(crate) fn kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

@@ -2,8 +2,10 @@
 //! `apps/<app>.yaml` (a registration and where it came from) and `api-keys/<id>.yaml` (a tenant
 //! API key: its tenant and the SHA-256 of its secret, never the secret), `deployments/<id>.yaml` (a
 //! deployment and the token ids revoked before their expiry) and the signing keys
-//! (`signing-keys.sops.yaml`, encrypted; see [`crate::tokens::keyring`]). Records are read from a
-//! snapshot of the repo at start-up and written through the reconciler's group commits.
+//! (`signing-keys.sops.yaml`, encrypted; see [`crate::tokens::keyring`]) and the external
+//! secrets (`external-secrets/{tenants,apps}/<owner>/<provider>.sops.yaml`, values encrypted; see
+//! [`crate::external`]). Records are read from a snapshot of the repo at start-up and written
+//! through the reconciler's group commits.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use crate::sops::document::{EmitOptions, Format};
 use crate::sops::{Map, Value};
 
 use super::spec::{invalid, AppSpec, Fields, Invalid};
+use crate::external::{Origin, Sealed};
 use crate::tokens::deployment::DeploymentSpec;
 
 /// Where a registration came from: the API, or a file of the configuration directory (which then
@@ -35,6 +38,29 @@ impl Source {
 
 pub fn app_path(app: &str) -> String {
     format!("apps/{app}.yaml")
+}
+
+/// Where one provider's external secrets of a tenant or an app are stored.
+pub fn external_path(origin: Origin, owner: &str, provider: &str) -> String {
+    let level = match origin {
+        Origin::Tenant => "tenants",
+        Origin::App => "apps",
+    };
+    format!("external-secrets/{level}/{owner}/{provider}.sops.yaml")
+}
+
+/// The owner and provider of an external-secrets path.
+fn external_of(path: &str) -> Option<(Origin, &str, &str)> {
+    let rest = path.strip_prefix("external-secrets/")?;
+    let (level, rest) = rest.split_once('/')?;
+    let origin = match level {
+        "tenants" => Origin::Tenant,
+        "apps" => Origin::App,
+        _ => return None,
+    };
+    let (owner, file) = rest.split_once('/')?;
+    let provider = file.strip_suffix(".sops.yaml")?;
+    (!provider.contains('/')).then_some((origin, owner, provider))
 }
 
 pub fn deployment_path(id: &str) -> String {
@@ -129,6 +155,8 @@ pub struct StateRecords {
     pub deployments: BTreeMap<String, DeploymentRecord>,
     /// `signing-keys.sops.yaml`, still encrypted.
     pub signing_keys: Option<Vec<u8>>,
+    /// External secrets layers: level, owner, provider, the sealed file.
+    pub external: Vec<(Origin, String, String, Sealed)>,
 }
 
 pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
@@ -138,6 +166,7 @@ pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
         if let Some(name) = path
             .strip_prefix("apps/")
             .and_then(|p| p.strip_suffix(".yaml"))
+            .filter(|p| !p.contains('/'))
         {
             let mut j = json_of(bytes).map_err(at)?;
             let source = match j.as_object_mut().and_then(|o| o.remove("source")) {
@@ -158,6 +187,11 @@ pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
         {
             let rec = decode_deployment(id, bytes).map_err(at)?;
             out.deployments.insert(rec.spec.id.clone(), rec);
+        } else if let Some((origin, owner, provider)) = external_of(path) {
+            let sealed = Sealed::from_stored(path, bytes, origin, owner, provider)
+                .map_err(|e| invalid(path.clone(), e.to_string()))?;
+            out.external
+                .push((origin, owner.to_owned(), provider.to_owned(), sealed));
         } else if path == crate::tokens::keyring::PATH {
             out.signing_keys = Some(bytes.clone());
         } else if let Some(id) = path
@@ -281,6 +315,21 @@ mod tests {
             revoked: BTreeMap::from([("j1".to_owned(), 1_900_000_000)]),
         };
         files.insert(deployment_path(&dep.spec.id), encode_deployment(&dep));
+        let sealed = Sealed::seal(
+            Origin::App,
+            "shop",
+            "openai",
+            &BTreeMap::from([(
+                "OPENAI_API_KEY".to_owned(),
+                crate::model::SecretValue::new(b"sk-1".to_vec()),
+            )]),
+            &crate::keys::AgeKey::generate().recipient(),
+            crate::sops::scalar::DateTime::from_unix(2_000_000_000),
+        )
+        .unwrap();
+        let ext_path = external_path(Origin::App, "shop", "openai");
+        assert_eq!(ext_path, "external-secrets/apps/shop/openai.sops.yaml");
+        files.insert(ext_path, sealed.bytes.to_vec());
         let text = String::from_utf8(files[&app_path("shop")].clone()).unwrap();
         assert!(text.contains("name: shop\n"), "{text}");
         assert!(text.contains("source: config\n"), "{text}");
@@ -288,6 +337,16 @@ mod tests {
         assert_eq!(back.apps["shop"], (spec, Source::Config));
         assert_eq!(back.api_keys["k1"], key);
         assert_eq!(back.deployments[&dep.spec.id], dep);
+        assert_eq!(
+            back.external,
+            [(Origin::App, "shop".to_owned(), "openai".to_owned(), sealed)]
+        );
+        files.insert("apps/shop/notes.yaml".into(), b"not: an app\n".to_vec());
+        assert_eq!(
+            decode(&files).unwrap().apps.len(),
+            1,
+            "a nested path under apps/ is no app record"
+        );
     }
 
     #[test]
@@ -305,5 +364,12 @@ mod tests {
             b"name: shop\ntenant: acme\nenvironments: [{name: a, namespace: b}]\n".to_vec(),
         );
         assert!(decode(&files).err().unwrap().reason.contains("differ"));
+        let mut files = Tree::new();
+        files.insert(
+            external_path(Origin::Tenant, "acme", "openai"),
+            b"not: sops\n".to_vec(),
+        );
+        let e = decode(&files).err().unwrap();
+        assert_eq!(e.field, "external-secrets/tenants/acme/openai.sops.yaml");
     }
 }

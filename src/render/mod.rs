@@ -125,9 +125,10 @@ pub fn owned_in_platform_repo(path: &str) -> bool {
         Some(parts) => {
             parts.len() == 2
                 && crate::names::validate_label("namespace", parts[0]).is_ok()
-                && parts[1]
-                    .strip_suffix(".sops.yaml")
-                    .is_some_and(|n| crate::names::validate_label("name", n).is_ok())
+                && parts[1].strip_suffix(".sops.yaml").is_some_and(|n| {
+                    crate::names::validate_label("name", n).is_ok()
+                        || crate::external::is_secret_name(n)
+                })
         }
         None => false,
     }
@@ -255,6 +256,16 @@ pub fn render_platform(
         ),
     )?;
     tree.insert(".sops.yaml".into(), sops_yaml.into_bytes());
+    let external_name = crate::external::secret_name(&app.name);
+    if let Some(crate::model::ExternalSecret { data: None, .. }) = &app.external {
+        // The values cannot be read now: what the repo holds stays, untouched.
+        for env in &app.environments {
+            let path = secret_path(&env.namespace, &external_name);
+            if let Some(bytes) = prev.get(&path) {
+                tree.insert(path, bytes.clone());
+            }
+        }
+    }
     // One encrypted Secret file: its template's own variables, then `data` with value tokens.
     let mut file = |path: String,
                     template: &str,
@@ -312,6 +323,26 @@ pub fn render_platform(
             &cred.data,
             keep(Kept::Credential(cred)),
         )?;
+    }
+    if let Some(
+        ext @ crate::model::ExternalSecret {
+            data: Some(data), ..
+        },
+    ) = &app.external
+    {
+        let kept = keep(Kept::External);
+        for env in &app.environments {
+            file(
+                secret_path(&env.namespace, &external_name),
+                "external-secrets.yaml.j2",
+                vec![
+                    ("external", external_ctx(&external_name, ext)),
+                    ("namespace", J::from(env.namespace.as_str())),
+                ],
+                data,
+                kept,
+            )?;
+        }
     }
     let mut files: Vec<String> = tree
         .keys()
@@ -509,6 +540,7 @@ pub(crate) fn values_placed(template: &str) -> usize {
     match template {
         "secret.yaml.j2" | "flux-age-secret.yaml.j2" => 1,
         "credentials-secret.yaml.j2" => 4,
+        "external-secrets.yaml.j2" => 2,
         "flux-deploy-key.yaml.j2" => 3,
         _ => 0,
     }
@@ -629,6 +661,16 @@ fn app_ctx(a: &App) -> J {
 pub enum Kept<'a> {
     Secret(&'a crate::model::ManagedSecret),
     Credential(&'a crate::model::Credential),
+    /// The app's external-secrets Secret (all of its namespaces).
+    External,
+}
+
+fn external_ctx(secret_name: &str, e: &crate::model::ExternalSecret) -> J {
+    J::from_serialize(BTreeMap::from([
+        ("secret_name", secret_name.to_owned()),
+        ("tenant", e.tenant.clone()),
+        ("origins", e.origins.clone()),
+    ]))
 }
 
 fn credential_ctx(c: &crate::model::Credential) -> J {
@@ -687,6 +729,7 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
     };
     let app = App {
         credentials: Vec::new(),
+        external: None,
         name: "sample".into(),
         repo: PlatformRepo {
             url: "ssh://git@example.com/org/sample-platform.git".into(),
@@ -749,6 +792,42 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
                         "data",
                         J::from(
                             ["access_token", "deployment_id", "api_url", "values.yaml"]
+                                .iter()
+                                .enumerate()
+                                .map(|(i, k)| {
+                                    J::from_serialize(BTreeMap::from([
+                                        ("key", k.to_string()),
+                                        ("value", token(i)),
+                                    ]))
+                                })
+                                .collect::<Vec<_>>(),
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "external-secrets.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[
+                    (
+                        "external",
+                        external_ctx(
+                            "app-sample-external-secrets",
+                            &crate::model::ExternalSecret {
+                                tenant: "acme".into(),
+                                origins: r#"{"A":"tenant/openai","B":"app/stripe"}"#.into(),
+                                data: None,
+                            },
+                        ),
+                    ),
+                    ("namespace", J::from("sample-prod")),
+                    (
+                        "data",
+                        J::from(
+                            ["A", "B"]
                                 .iter()
                                 .enumerate()
                                 .map(|(i, k)| {
@@ -857,6 +936,7 @@ mod tests {
             apps: vec![
                 App {
                     credentials: Vec::new(),
+                    external: None,
                     name: "shop".into(),
                     repo: PlatformRepo {
                         url: "ssh://git@example.com/acme/shop-platform.git".into(),
@@ -889,6 +969,7 @@ mod tests {
                 },
                 App {
                     credentials: Vec::new(),
+                    external: None,
                     name: "blog".into(),
                     repo: PlatformRepo {
                         url: "https://git.example.com/acme/blog-platform.git".into(),

@@ -31,6 +31,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/credentials-secret.yaml.j2"),
     ),
     (
+        "external-secrets.yaml.j2",
+        include_str!("../../templates/external-secrets.yaml.j2"),
+    ),
+    (
         "flux-apps.yaml.j2",
         include_str!("../../templates/flux-apps.yaml.j2"),
     ),
