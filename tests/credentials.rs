@@ -45,27 +45,11 @@ fn shop() -> AppSpec {
     .unwrap()
 }
 
-fn commits(repo: &Path) -> usize {
-    common::git_in(repo, &["rev-list", "--count", "main"])
-        .trim()
-        .parse()
-        .unwrap()
-}
+use common::commits;
 
 /// The committed credentials Secret, decrypted by the real sops with the app key.
 fn decrypt_committed(dir: &Path, path: &str) -> sealwright::sops::Map {
-    let repo = common::reconciler::platform_repo(dir, "shop");
-    let enc = common::git_in(&repo, &["show", &format!("main:{path}")]);
-    let work = tempfile::tempdir().unwrap();
-    let f = work.path().join("creds.sops.yaml");
-    std::fs::write(&f, enc).unwrap();
-    let key = dir.join("keys/shop.agekey");
-    let plain = common::ok(common::flux::sops_with(
-        work.path(),
-        &key,
-        &["decrypt", f.to_str().unwrap()],
-    ));
-    common::flux::docs(&plain).remove(0)
+    common::decrypt_committed(dir, "shop", path)
 }
 
 fn part(token: &str, i: usize) -> Value {
@@ -437,6 +421,27 @@ async fn the_deployment_token_scope_matrix_and_every_bad_token_is_refused() {
         ("POST", "/v1/tenants/acme/api-keys", None),
         ("DELETE", "/v1/tenants/acme/api-keys/k1", None),
         ("POST", "/v1/signing-keys/rotate", None),
+        ("GET", "/v1/tenants/acme/external-secrets", None),
+        ("GET", "/v1/tenants/acme/external-secrets/openai", None),
+        (
+            "PUT",
+            "/v1/tenants/acme/external-secrets/openai",
+            Some(json!({"K": "v"})),
+        ),
+        ("DELETE", "/v1/tenants/acme/external-secrets/openai", None),
+        ("GET", "/v1/apps/shop/external-secrets", None),
+        ("GET", "/v1/apps/shop/external-secrets/openai", None),
+        (
+            "PUT",
+            "/v1/apps/shop/external-secrets/openai",
+            Some(json!({"K": "v"})),
+        ),
+        ("DELETE", "/v1/apps/shop/external-secrets/openai", None),
+        (
+            "POST",
+            "/v1/apps/shop/deploys",
+            Some(json!({"tenant_id": "acme", "app_id": "shop"})),
+        ),
     ] {
         matrix.push((method, path.to_owned(), body, 403));
     }

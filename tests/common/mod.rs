@@ -136,3 +136,40 @@ pub fn git_in(repo: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("git prints UTF-8 here")
 }
+
+/// How many commits `main` of a bare repository has.
+#[allow(dead_code)]
+pub fn commits(repo: &Path) -> usize {
+    git_in(repo, &["rev-list", "--count", "main"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A file `main` of `app`'s platform repo holds, if it does.
+#[allow(dead_code)]
+pub fn committed(dir: &Path, app: &str, path: &str) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(reconciler::platform_repo(dir, app))
+        .args(["show", &format!("main:{path}")])
+        .output()
+        .unwrap();
+    out.status.success().then_some(out.stdout)
+}
+
+/// A committed Secret of `app`, decrypted by the real sops with the app key.
+#[allow(dead_code)]
+pub fn decrypt_committed(dir: &Path, app: &str, path: &str) -> sealwright::sops::Map {
+    let enc = committed(dir, app, path).unwrap_or_else(|| panic!("{app}: no {path}"));
+    let work = tempfile::tempdir().unwrap();
+    let f = work.path().join("secret.sops.yaml");
+    std::fs::write(&f, enc).unwrap();
+    let key = dir.join(format!("keys/{app}.agekey"));
+    let plain = ok(flux::sops_with(
+        work.path(),
+        &key,
+        &["decrypt", f.to_str().unwrap()],
+    ));
+    flux::docs(&plain).remove(0)
+}
