@@ -354,9 +354,39 @@ async fn a_tenant_change_reaches_every_app_of_the_tenant_in_one_commit_each_and_
         "{missing}"
     );
 
+    // Unregistering an app removes its overrides in the same state commit: a later app of that
+    // name starts with none.
+    r.put_external(
+        &admin,
+        Origin::App,
+        "blog",
+        "stripe",
+        &json!({"STRIPE_KEY": "rk-blog-4"}),
+    )
+    .await
+    .unwrap();
+    let state = dir.join("state.git");
+    let stored = "external-secrets/apps/blog/stripe.sops.yaml";
+    let files = || common::git_in(&state, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(files().contains(stored));
+    let before = commits(&state);
+    r.delete_app(&admin, "blog", false).await.unwrap();
+    assert_eq!(commits(&state), before + 1);
+    assert!(!files().contains(stored) && !files().contains("apps/blog.yaml"));
+    r.register_app(&admin, spec("blog", "acme", &["prod"]), Source::Api)
+        .await
+        .unwrap();
+    assert!(r.app_external("blog").unwrap().effective.is_empty());
+
     // Values are in the encrypted files only: not in any commit message, not in clear in the
     // state repo's history, not in an event.
-    let values = ["sk-acme-1", "sk-shop-2", "sk-acme-3", "org-acme"];
+    let values = [
+        "sk-acme-1",
+        "sk-shop-2",
+        "sk-acme-3",
+        "org-acme",
+        "rk-blog-4",
+    ];
     let mut texts = vec![common::git_in(
         &dir.join("state.git"),
         &["log", "-p", "main"],
@@ -811,4 +841,153 @@ fn over_http_the_flux_key_chain_decrypts_the_merged_secret_and_no_value_leaks() 
             assert!(!text.contains(v), "{v} appears in {what}");
         }
     }
+}
+
+/// A pull-request app on the FAKE GitHub API (`common::fake_github`, schema-checked, over real
+/// bare repositories served by a real smart-HTTP server): external secrets and deployment
+/// credentials ride in the pull request, reach `main` with its merge, and are then current
+/// without another commit or pull request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_github_pull_request_apps_get_external_secrets_and_credentials_through_the_pull_request(
+) {
+    use common::fake_github::{FakeGitHub, FakeGitHubOptions};
+    use common::git_servers::HttpGitServer;
+    use sealwright::host::{GitHost, GitHub, GitHubConfig, RepoRef};
+    use sealwright::reconcile::{Access, FluxUrl};
+    use secrecy::SecretString;
+    const TOKEN: &str = "ghp_fake0token0external0secrets";
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = tmp.path().join("github");
+    std::fs::create_dir_all(&repos).unwrap();
+    let git = HttpGitServer::start(&repos, Some(("x-access-token", TOKEN)));
+    let fake = FakeGitHub::start(FakeGitHubOptions {
+        ops_json: common::shared().join("github-openapi/github-ops.json"),
+        token: TOKEN.into(),
+        repos_root: repos.clone(),
+        user_login: "sealwright-bot".into(),
+        ssh_url_prefix: None,
+        clone_url_prefix: Some(format!("http://127.0.0.1:{}/", git.port())),
+        authorized_keys: None,
+        git_ssh_cmd: None,
+    });
+    let mut config = GitHubConfig::new(&fake.base_url(), SecretString::from(TOKEN.to_owned()));
+    config.min_write_interval = std::time::Duration::ZERO;
+    let github = Arc::new(GitHub::new(config).unwrap());
+    let credentials = CredentialSettings {
+        api_url: "https://sealwright.test".into(),
+        ..CredentialSettings::default()
+    };
+    let r = common::reconciler::on_host(
+        tmp.path(),
+        github.clone(),
+        Access::Token(SecretString::from(TOKEN.to_owned())),
+        FluxUrl::Template("https://git.example.invalid/{owner}/{name}.git".into()),
+        credentials,
+        Arc::new(SystemClock),
+        Arc::new(EventLog::in_memory()),
+    );
+    r.load().await.unwrap();
+    let admin = Actor::new("admin");
+    let app = AppSpec::from_json(&json!({"name": "crm", "tenant": "acme",
+        "delivery": "pull-request", "environments": [{"name": "prod", "namespace": "crm-prod"}]}))
+    .unwrap();
+    assert!(
+        r.register_app(&admin, app, Source::Api)
+            .await
+            .unwrap()
+            .ready
+    );
+    let bare = repos.join("platform/crm-platform.git");
+    let file = path("crm", "crm-prod");
+    let on = |rev: &str, path: &str| {
+        std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&bare)
+            .args(["cat-file", "-e", &format!("{rev}:{path}")])
+            .status()
+            .unwrap()
+            .success()
+    };
+
+    let w = r
+        .put_external(
+            &admin,
+            Origin::Tenant,
+            "acme",
+            "openai",
+            &json!({"OPENAI_API_KEY": "sk-reviewed-1"}),
+        )
+        .await
+        .unwrap();
+    let ack = w.apps["crm"].as_ref().unwrap();
+    assert!(!ack.committed, "proposed, not committed: {ack:?}");
+    let url = ack.pull_request.clone().unwrap();
+    const WEB: &str = "0b7e4a52-5d7c-4d6e-9f3a-2c1b0a9e8d7f";
+    let (_, dep) = r
+        .put_deployment(
+            &admin,
+            WEB,
+            &json!({"name": "web", "app": "crm", "environment": "prod", "clusterId": "c1", "namespace": "crm-prod"}),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dep.pull_request.as_deref(),
+        Some(url.as_str()),
+        "the same pull request"
+    );
+    assert!(dep.commit.is_none());
+    let d = r
+        .deploy(&admin, "crm", &json!({"tenant_id": "acme"}))
+        .await
+        .unwrap();
+    assert_eq!(d.ack.pull_request.as_deref(), Some(url.as_str()));
+    assert!(matches!(d.outcome, ExternalOutcome::Injected { .. }));
+    assert!(!on("main", &file), "not on main before the merge");
+
+    // A reviewer merges; the poll settles it.
+    let repo = RepoRef::parse("platform/crm-platform").unwrap();
+    let number: u64 = url.rsplit('/').next().unwrap().parse().unwrap();
+    let pr = github.pull_request(&repo, number).await.unwrap();
+    let merge = github
+        .merge_pull_request(&repo, number, &pr.head_sha, "merge")
+        .await
+        .unwrap();
+    r.poll_pull_requests().await;
+    assert!(on("main", &file));
+    assert!(on("main", "secrets/crm-prod/web-credentials.sops.yaml"));
+    let head = common::git_in(&bare, &["rev-parse", "main"]);
+    assert_eq!(head.trim(), merge);
+    let dep = r.deployment(WEB).unwrap();
+    assert_eq!(dep.commit.as_deref(), Some(merge.as_str()), "{dep:?}");
+
+    // What the merge holds is current: another round proposes nothing and commits nothing.
+    let d = r
+        .deploy(&admin, "crm", &json!({"tenant_id": "acme"}))
+        .await
+        .unwrap();
+    assert!(d.ack.committed, "{:?}", d.ack);
+    assert_eq!(d.ack.commit.as_deref(), Some(merge.as_str()));
+    assert!(r.app("crm").unwrap().pull_request.is_none());
+    assert!(github
+        .open_pull_requests(&repo, "main")
+        .await
+        .unwrap()
+        .is_empty());
+    // The merged Secret, read back with the app key by the real sops.
+    let enc = common::git_in(&bare, &["show", &format!("main:{file}")]);
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("x.sops.yaml"), enc).unwrap();
+    let plain = common::ok(common::flux::sops_with(
+        work.path(),
+        &tmp.path().join("keys/crm.agekey"),
+        &["decrypt", "x.sops.yaml"],
+    ));
+    let doc = common::flux::docs(&plain).remove(0);
+    assert_eq!(
+        common::flux::data_entry(&doc, "OPENAI_API_KEY"),
+        b"sk-reviewed-1"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }

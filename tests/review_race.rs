@@ -15,16 +15,11 @@ use async_trait::async_trait;
 use common::fake_github::{FakeGitHub, FakeGitHubOptions};
 use common::git_servers::HttpGitServer;
 use sealwright::audit::EventLog;
-use sealwright::git::{GitEngine, Identity, Remote};
 use sealwright::host::{
     CommitStatus, DeployKeySpec, DeployKeyState, GitHost, GitHub, GitHubConfig, HostError,
     HostedRepo, NewPullRequest, PullRequest, RepoRef,
 };
-use sealwright::keys::chain::ChainRecipients;
-use sealwright::keys::{AgeKey, FileKeyStore};
-use sealwright::model::Cluster;
-use sealwright::reconcile::{Access, Actor, AppSpec, FluxUrl, Reconciler, Settings, Source};
-use sealwright::render::Templates;
+use sealwright::reconcile::{Access, Actor, AppSpec, FluxUrl, Source};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -126,41 +121,15 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
         github: GitHub::new(config).unwrap(),
         armed: AtomicBool::new(false),
     });
-    let state_path = tmp.path().join("state.git");
-    git2::Repository::init_bare(&state_path).unwrap();
-    let settings = Settings {
-        cluster: Cluster {
-            name: "race".into(),
-            recipients: ChainRecipients {
-                cluster: AgeKey::generate().recipient(),
-                break_glass: None,
-            },
-            flux_namespace: "flux-system".into(),
-            flux_source: "flux-system".into(),
-            decryption_secret: "sops-age".into(),
-        },
-        templates: Arc::new(Templates::load(None).unwrap()),
-        owner: "platform".into(),
-        branch: "main".into(),
-        flux_repo: RepoRef::parse("platform/flux").unwrap(),
-        flux_url: FluxUrl::HostSsh {
+    let r = common::reconciler::on_host(
+        tmp.path(),
+        host.clone(),
+        Access::Token(SecretString::from(TOKEN.to_owned())),
+        FluxUrl::HostSsh {
             known_hosts: KNOWN_HOSTS.into(),
         },
-        access: Access::Token(SecretString::from(TOKEN.to_owned())),
-        state_remote: Arc::new(Remote::local(&state_path).unwrap()),
-        author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
-        max_backoff: Duration::from_secs(60),
-        credentials: sealwright::tokens::CredentialSettings::default(),
-        clock: Arc::new(sealwright::tokens::SystemClock),
-    };
-    let r = Reconciler::new(
-        settings,
-        GitEngine::new(
-            tmp.path().join("cache"),
-            Identity::new("sealwright", "sealwright@localhost").unwrap(),
-        ),
-        host.clone(),
-        Arc::new(FileKeyStore::new(tmp.path().join("keys"))),
+        sealwright::tokens::CredentialSettings::default(),
+        Arc::new(sealwright::tokens::SystemClock),
         Arc::new(EventLog::in_memory()),
     );
     let admin = Actor::new("admin");

@@ -138,7 +138,6 @@ pub fn git_in(repo: &Path, args: &[&str]) -> String {
 }
 
 /// How many commits `main` of a bare repository has.
-#[allow(dead_code)]
 pub fn commits(repo: &Path) -> usize {
     git_in(repo, &["rev-list", "--count", "main"])
         .trim()
@@ -147,7 +146,6 @@ pub fn commits(repo: &Path) -> usize {
 }
 
 /// A file `main` of `app`'s platform repo holds, if it does.
-#[allow(dead_code)]
 pub fn committed(dir: &Path, app: &str, path: &str) -> Option<Vec<u8>> {
     let out = std::process::Command::new("git")
         .arg("-C")
@@ -159,7 +157,6 @@ pub fn committed(dir: &Path, app: &str, path: &str) -> Option<Vec<u8>> {
 }
 
 /// A committed Secret of `app`, decrypted by the real sops with the app key.
-#[allow(dead_code)]
 pub fn decrypt_committed(dir: &Path, app: &str, path: &str) -> sealwright::sops::Map {
     let enc = committed(dir, app, path).unwrap_or_else(|| panic!("{app}: no {path}"));
     let work = tempfile::tempdir().unwrap();

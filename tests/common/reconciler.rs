@@ -1,6 +1,6 @@
-//! A reconciler on the embedded default's local host (bare repos under a temp dir), with the
-//! deployment-credentials settings and clock a test chooses: the one set-up the library-level
-//! flows share.
+//! A reconciler on the embedded default's local host (bare repos under a temp dir), or on another
+//! Git host, with the deployment-credentials settings and clock a test chooses: the one set-up the
+//! library-level flows share.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sealwright::audit::EventLog;
 use sealwright::git::{GitEngine, Identity, Remote};
-use sealwright::host::{LocalHost, RepoRef};
+use sealwright::host::{GitHost, LocalHost, RepoRef};
 use sealwright::keys::chain::ChainRecipients;
 use sealwright::keys::{AgeKey, FileKeyStore};
 use sealwright::model::Cluster;
@@ -20,6 +20,31 @@ use sealwright::tokens::{Clock, CredentialSettings};
 /// same `dir` is a restart.
 pub fn local(
     dir: &Path,
+    credentials: CredentialSettings,
+    clock: Arc<dyn Clock>,
+    events: Arc<EventLog>,
+) -> Reconciler {
+    let host = Arc::new(LocalHost::new(dir.join("repos")));
+    let flux_url = FluxUrl::Template("https://git.example.invalid/{owner}/{name}.git".into());
+    on_host(
+        dir,
+        host,
+        Access::Local,
+        flux_url,
+        credentials,
+        clock,
+        events,
+    )
+}
+
+/// The same on any Git host (the fake GitHub, say): `dir` holds `state.git`, `keys/` and
+/// `cache/`; sealwright pushes to the host's repos with `access` and writes `flux_url` into each
+/// GitRepository.
+pub fn on_host(
+    dir: &Path,
+    host: Arc<dyn GitHost>,
+    access: Access,
+    flux_url: FluxUrl,
     credentials: CredentialSettings,
     clock: Arc<dyn Clock>,
     events: Arc<EventLog>,
@@ -43,8 +68,8 @@ pub fn local(
         owner: "platform".into(),
         branch: "main".into(),
         flux_repo: RepoRef::parse("platform/flux").unwrap(),
-        flux_url: FluxUrl::Template("https://git.example.invalid/{owner}/{name}.git".into()),
-        access: Access::Local,
+        flux_url,
+        access,
         state_remote: Arc::new(Remote::local(&state_path).unwrap()),
         author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
         max_backoff: Duration::from_secs(60),
@@ -57,7 +82,7 @@ pub fn local(
             dir.join("cache"),
             Identity::new("sealwright", "sealwright@localhost").unwrap(),
         ),
-        Arc::new(LocalHost::new(dir.join("repos"))),
+        host,
         Arc::new(FileKeyStore::new(dir.join("keys"))),
         events,
     )
