@@ -991,3 +991,111 @@ async fn fake_github_pull_request_apps_get_external_secrets_and_credentials_thro
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn the_cli_sets_defaults_and_overrides_lists_them_and_deploys() {
+    use common::server::{Server, ADMIN};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::new(
+        &tmp.path().join("srv"),
+        "cluster:\n  name: cli\nhost:\n  kind: local\n  owner: platform\n",
+    );
+    server.start(&[]);
+    let url = format!("http://{}", server.addr);
+    let work = tmp.path().join("cli");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("stripe.key"), "rk-cli-file-31").unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = common::clean(&common::sealwright_bin(), &work);
+        c.env("SEALWRIGHT_SERVER", &url)
+            .env("SEALWRIGHT_TOKEN", ADMIN)
+            .env("OPENAI_FROM_ENV", "sk-cli-env-27")
+            .args(args);
+        common::run(c)
+    };
+    let json_of = |out: std::process::Output| -> Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    json_of(cli(&[
+        "app",
+        "create",
+        "shop",
+        "--tenant",
+        "acme",
+        "--env",
+        "prod=shop-prod",
+    ]));
+    let w = json_of(cli(&[
+        "external-secret",
+        "put",
+        "--tenant",
+        "acme",
+        "openai",
+        "--from-env",
+        "OPENAI_API_KEY=OPENAI_FROM_ENV",
+    ]));
+    assert_eq!(w["apps"][0]["committed"], json!(true), "{w}");
+    json_of(cli(&[
+        "external-secret",
+        "put",
+        "--app",
+        "shop",
+        "stripe",
+        "--from-file",
+        "STRIPE_KEY=stripe.key",
+    ]));
+    let listed = json_of(cli(&["external-secret", "list", "--app", "shop"]));
+    assert_eq!(
+        listed["origins"],
+        json!({"OPENAI_API_KEY": "tenant", "STRIPE_KEY": "app"}),
+        "{listed}"
+    );
+    let one = json_of(cli(&[
+        "external-secret",
+        "get",
+        "--tenant",
+        "acme",
+        "openai",
+    ]));
+    assert_eq!(one["keys"], json!(["OPENAI_API_KEY"]));
+    let d = json_of(cli(&[
+        "app",
+        "deploy",
+        "shop",
+        "--tenant",
+        "acme",
+        "--image-ref",
+        "ghcr.io/acme/shop:3",
+    ]));
+    assert_eq!(d["externalSecrets"]["keyCount"], 2, "{d}");
+    // Exactly one of --tenant and --app; a wrong tenant is the server's 409, exit 1.
+    let both = cli(&[
+        "external-secret",
+        "list",
+        "--tenant",
+        "acme",
+        "--app",
+        "shop",
+    ]);
+    assert!(!both.status.success());
+    let wrong = cli(&["app", "deploy", "shop", "--tenant", "globex"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("409"));
+    let gone = json_of(cli(&[
+        "external-secret",
+        "delete",
+        "--app",
+        "shop",
+        "stripe",
+    ]));
+    assert_eq!(gone["deleted"], json!(true));
+    server.stop();
+    for v in ["sk-cli-env-27", "rk-cli-file-31"] {
+        assert!(!server.logs().contains(v), "{v} in the logs");
+    }
+}

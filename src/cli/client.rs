@@ -1,4 +1,5 @@
-//! `sealwright app ...` and `sealwright secret ...`: the API's operations from the command line,
+//! `sealwright app ...`, `sealwright secret ...` and `sealwright external-secret ...`: the API's
+//! operations from the command line,
 //! against a running server (`--server`, default `$SEALWRIGHT_SERVER` or http://127.0.0.1:8080)
 //! with a bearer token (`--token`, default `$SEALWRIGHT_TOKEN`, else `$SEALWRIGHT_ADMIN_TOKEN`).
 //!
@@ -46,6 +47,65 @@ pub struct SecretArgs {
     pub cmd: SecretCommand,
 }
 
+#[derive(Args)]
+pub struct ExternalArgs {
+    #[command(flatten)]
+    pub server: Server,
+    #[command(subcommand)]
+    pub cmd: ExternalCommand,
+}
+
+/// Whose external secrets: a tenant's defaults or an app's overrides (exactly one).
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct Owner {
+    /// A tenant's defaults (every app of the tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// An app's overrides (reads show the app's effective set).
+    #[arg(long)]
+    pub app: Option<String>,
+}
+
+impl Owner {
+    fn base(&self) -> String {
+        match (&self.tenant, &self.app) {
+            (Some(t), _) => format!("/v1/tenants/{t}/external-secrets"),
+            (None, Some(a)) => format!("/v1/apps/{a}/external-secrets"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ExternalCommand {
+    /// Set a provider's keys (replaces that provider's keys at that level).
+    Put {
+        #[command(flatten)]
+        owner: Owner,
+        provider: String,
+        #[command(flatten)]
+        values: Values,
+    },
+    /// Remove a provider at that level.
+    Delete {
+        #[command(flatten)]
+        owner: Owner,
+        provider: String,
+    },
+    /// Providers and key names (for an app: the effective set, with each key's origin).
+    List {
+        #[command(flatten)]
+        owner: Owner,
+    },
+    /// One provider: key names (and origins, for an app).
+    Get {
+        #[command(flatten)]
+        owner: Owner,
+        provider: String,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum AppCommand {
     /// Register an app: sealwright app create NAME --tenant T --env staging=shop-staging ...
@@ -69,6 +129,16 @@ pub enum AppCommand {
         name: String,
         #[arg(long)]
         archive: bool,
+    },
+    /// A deploy: resolve and commit the app's external secrets; prints the commit.
+    Deploy {
+        name: String,
+        /// The app's tenant (required, and checked).
+        #[arg(long)]
+        tenant: String,
+        /// The image being deployed (recorded in the event).
+        #[arg(long)]
+        image_ref: Option<String>,
     },
 }
 
@@ -164,6 +234,39 @@ pub fn run_secret(a: SecretArgs) -> i32 {
     super::exit_code(secret(&a.server, a.cmd))
 }
 
+pub fn run_external(a: ExternalArgs) -> i32 {
+    super::exit_code(external(&a.server, a.cmd))
+}
+
+fn external(s: &Server, cmd: ExternalCommand) -> anyhow::Result<()> {
+    let out = match cmd {
+        ExternalCommand::Put {
+            owner,
+            provider,
+            values,
+        } => {
+            let data = values.collect()?;
+            if data.is_empty() {
+                bail!("no keys: give --from-file, --from-env or --data");
+            }
+            call(
+                s,
+                "PUT",
+                &format!("{}/{provider}", owner.base()),
+                Some(&Value::Object(data)),
+            )?
+        }
+        ExternalCommand::Delete { owner, provider } => {
+            call(s, "DELETE", &format!("{}/{provider}", owner.base()), None)?
+        }
+        ExternalCommand::List { owner } => call(s, "GET", &owner.base(), None)?,
+        ExternalCommand::Get { owner, provider } => {
+            call(s, "GET", &format!("{}/{provider}", owner.base()), None)?
+        }
+    };
+    print(&out)
+}
+
 fn app(s: &Server, cmd: AppCommand) -> anyhow::Result<()> {
     let out = match cmd {
         AppCommand::Create {
@@ -187,6 +290,17 @@ fn app(s: &Server, cmd: AppCommand) -> anyhow::Result<()> {
         }
         AppCommand::List => call(s, "GET", "/v1/apps", None)?,
         AppCommand::Get { name } => call(s, "GET", &format!("/v1/apps/{name}"), None)?,
+        AppCommand::Deploy {
+            name,
+            tenant,
+            image_ref,
+        } => {
+            let mut body = json!({"tenant_id": tenant, "app_id": name});
+            if let Some(r) = image_ref {
+                body["image_ref"] = json!(r);
+            }
+            call(s, "POST", &format!("/v1/apps/{name}/deploys"), Some(&body))?
+        }
         AppCommand::Delete { name, archive } => call(
             s,
             "DELETE",

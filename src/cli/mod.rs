@@ -45,10 +45,12 @@ pub enum Command {
     Reconcile(serve::ReconcileArgs),
     /// Check the configuration, keys, repositories and the Git host, and report
     Doctor(serve::DoctorArgs),
-    /// Apps on a running server: create, list, get, delete
+    /// Apps on a running server: create, list, get, delete, deploy
     App(client::AppArgs),
     /// Secrets on a running server: put, patch, delete, list, get
     Secret(client::SecretArgs),
+    /// External secrets on a running server: a tenant's defaults, an app's overrides
+    ExternalSecret(client::ExternalArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -64,6 +66,7 @@ pub fn main() -> i32 {
         Command::Doctor(a) => serve::run_doctor(a),
         Command::App(a) => client::run_app(a),
         Command::Secret(a) => client::run_secret(a),
+        Command::ExternalSecret(a) => client::run_external(a),
     }
 }
 
