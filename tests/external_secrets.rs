@@ -483,8 +483,11 @@ async fn deploys_are_best_effort_and_say_why_in_events() {
     let before = committed(dir, "shop", &file).unwrap();
 
     // The operator key becomes unusable (its file readable by others: the key store refuses it).
+    assert!(r.check_external().unwrap().contains("1 provider file,"));
     let key = dir.join("keys/_operator.agekey");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let doctor = r.check_external().unwrap_err().to_string();
+    assert!(doctor.contains("operator key"), "{doctor}");
     let d = r
         .deploy(&admin, "shop", &json!({"tenant_id": "acme"}))
         .await

@@ -433,6 +433,7 @@ async fn doctor(a: DoctorArgs) -> anyhow::Result<()> {
             })
             .map_err(Into::into),
     );
+    check("external secrets", r.check_external().map_err(Into::into));
     if let Some(dir) = &asm.config.registrations_dir {
         check(
             "registrations",

@@ -583,6 +583,50 @@ impl Reconciler {
         })
     }
 
+    /// For `doctor`: every stored provider file opens with the operator key (names the ones
+    /// that do not, never a value).
+    pub fn check_external(&self) -> Result<String, ReconcileError> {
+        let all: Vec<(Origin, String, String, Sealed)> = {
+            let store = self.external();
+            [Origin::Tenant, Origin::App]
+                .into_iter()
+                .flat_map(|o| {
+                    store.level(o).iter().flat_map(move |(owner, layer)| {
+                        layer
+                            .iter()
+                            .map(move |(p, s)| (o, owner.clone(), p.clone(), s.clone()))
+                    })
+                })
+                .collect()
+        };
+        if all.is_empty() {
+            return Ok("none stored".into());
+        }
+        let operator = self.inner.keys.operator().map_err(|e| {
+            ReconcileError::Unavailable(format!("the operator key is unavailable ({e})"))
+        })?;
+        let bad: Vec<String> = all
+            .iter()
+            .filter_map(|(o, owner, p, s)| {
+                s.open(&operator)
+                    .err()
+                    .map(|e| format!("{} ({e})", store::external_path(*o, owner, p)))
+            })
+            .collect();
+        if bad.is_empty() {
+            Ok(format!(
+                "{} provider file{}, all open with the operator key",
+                all.len(),
+                if all.len() == 1 { "" } else { "s" }
+            ))
+        } else {
+            Err(ReconcileError::Unavailable(format!(
+                "the operator key cannot open: {}",
+                bad.join("; ")
+            )))
+        }
+    }
+
     /// The app's own overrides (for removing them with the app).
     pub(super) fn app_external_paths(&self, app: &str) -> Vec<String> {
         self.external()
