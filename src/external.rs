@@ -109,6 +109,8 @@ pub fn parse_body(v: &Json) -> Result<BTreeMap<String, SecretValue>, Invalid> {
 pub struct Sealed {
     pub bytes: Arc<[u8]>,
     pub keys: Vec<String>,
+    /// The age recipients it is encrypted to (the operator's), read from its metadata.
+    pub recipients: Vec<String>,
 }
 
 impl Sealed {
@@ -156,6 +158,7 @@ impl Sealed {
         Ok(Sealed {
             bytes: bytes.into(),
             keys: data.keys().cloned().collect(),
+            recipients: vec![operator.to_owned()],
         })
     }
 
@@ -196,6 +199,7 @@ impl Sealed {
         Ok(Sealed {
             bytes: Arc::from(bytes),
             keys,
+            recipients: doc.metadata.recipients().concat(),
         })
     }
 
@@ -558,6 +562,7 @@ mod tests {
         );
         let back = Sealed::from_stored("p", &s.bytes, Origin::Tenant, "acme", "openai").unwrap();
         assert_eq!(back.keys, ["OPENAI_API_KEY", "ORG"]);
+        assert_eq!(back.recipients, [operator.recipient()]);
         let open = back.open(&operator).unwrap();
         assert_eq!(open["OPENAI_API_KEY"].expose(), b"sk-sealed-77");
         assert!(back.open(&AgeKey::generate()).is_err());
@@ -581,6 +586,7 @@ mod tests {
         let s = |b: &[u8]| Sealed {
             bytes: Arc::from(b),
             keys: vec!["K".into()],
+            recipients: Vec::new(),
         };
         let t: Layer<Sealed> = [("openai".to_string(), s(b"one"))].into();
         let a: Layer<Sealed> = Layer::new();

@@ -563,8 +563,65 @@ async fn deploys_are_best_effort_and_say_why_in_events() {
         .await
         .unwrap_err();
     assert!(taken.to_string().contains("reserved"), "{taken}");
+
+    // A replaced operator key (the file lost, so a new one is made): nothing is sealed to it
+    // while the stored layers need the old one, and deploys say which key is missing.
+    let saved = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let refused = r
+        .put_external(
+            &admin,
+            Origin::App,
+            "shop",
+            "stripe",
+            &json!({"STRIPE_KEY": "rk-split"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("not the key the stored external secrets are encrypted to"),
+        "{refused}"
+    );
+    let d = r
+        .deploy(&admin, "shop", &json!({"tenant_id": "acme"}))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&d.outcome, ExternalOutcome::Unavailable { reason } if reason.contains("restore the operator key")),
+        "{:?}",
+        d.outcome
+    );
+    std::fs::write(&key, &saved).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // After a restart nothing is known about the repo's file; the last provider removed while
+    // the operator key is unusable (a removal needs no key) still removes it.
+    drop(r);
+    let r = start(dir, events.clone()).await;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // (A first round with the key unusable keeps the file and learns nothing about it.)
+    r.reconcile_all(true).await;
+    assert_eq!(committed(dir, "shop", &file).unwrap(), before);
+    r.delete_external(&admin, Origin::Tenant, "acme", "openai")
+        .await
+        .unwrap();
+    assert!(
+        committed(dir, "shop", &file).is_none(),
+        "the stale file is gone"
+    );
+    let log = common::git_in(
+        &platform_repo(dir, "shop"),
+        &["log", "-1", "--format=%B", "main"],
+    );
+    assert!(log.contains("app-shop-external-secrets removed"), "{log}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
     let all = serde_json::to_string(&events.list(0, 10_000, &|_| true)).unwrap();
-    assert!(!all.contains("sk-best-effort-1") && !all.contains("sk-lost"));
+    for v in ["sk-best-effort-1", "sk-lost", "rk-split"] {
+        assert!(!all.contains(v), "{v}");
+    }
 }
 
 /// Every value the HTTP test writes: none may appear anywhere but in the cluster.

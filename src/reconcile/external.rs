@@ -75,11 +75,9 @@ pub(super) struct ExtRound {
 }
 
 impl ExtRound {
-    /// The round's commit message line, when it changes the Secret.
+    /// The round's commit message line about the Secret, used when the round's plan turns out
+    /// to change its files.
     pub fn message(&self, app: &str) -> Option<String> {
-        if !self.changed {
-            return None;
-        }
         let name = external::secret_name(app);
         match &self.outcome {
             ExternalOutcome::Injected { origins } => Some(format!(
@@ -404,8 +402,10 @@ impl Reconciler {
         external::check_provider(provider)?;
         let data = external::parse_body(body)?;
         let keys: Vec<String> = data.keys().cloned().collect();
-        // One layer write at a time, so that two writes cannot both pass the clash check.
-        let _one = self.inner.external_writes.lock().await;
+        // One layer write at a time, so that two writes cannot both pass the clash check (and an
+        // app's unregistration cannot slip between the check of its owner and the commit).
+        let one = self.inner.external_writes.lock().await;
+        self.check_owner(origin, owner)?;
         if let Some(clash) = self.clash_after(origin, owner, provider, &keys) {
             return Err(ReconcileError::Conflict(clash));
         }
@@ -430,6 +430,13 @@ impl Reconciler {
         .map_err(|reason| {
             ReconcileError::Unavailable(format!("external secrets cannot be stored: {reason}"))
         })?;
+        // A replaced operator key would split the layers between two keys, the older ones
+        // unreadable for good: refused until the right key is back.
+        if let Some(mismatch) = self.operator_mismatch(&sealed.recipients) {
+            return Err(ReconcileError::Unavailable(format!(
+                "external secrets cannot be stored: {mismatch}"
+            )));
+        }
         let existed = self
             .external()
             .level(origin)
@@ -455,6 +462,8 @@ impl Reconciler {
             .entry(owner.to_owned())
             .or_default()
             .insert(provider.to_owned(), sealed);
+        // The fan-out waits for every app's round: other layer writes need not.
+        drop(one);
         self.record_layer_event(
             actor,
             "external_secret.updated",
@@ -479,7 +488,7 @@ impl Reconciler {
     ) -> Result<ExternalWrite, ReconcileError> {
         self.check_owner(origin, owner)?;
         external::check_provider(provider)?;
-        let _one = self.inner.external_writes.lock().await;
+        let one = self.inner.external_writes.lock().await;
         let keys = self
             .external()
             .level(origin)
@@ -512,6 +521,7 @@ impl Reconciler {
                 }
             }
         }
+        drop(one);
         self.record_layer_event(
             actor,
             "external_secret.deleted",
@@ -627,6 +637,32 @@ impl Reconciler {
         }
     }
 
+    /// Why the operator key `now` (its recipients) is not the one the stored layers are
+    /// encrypted to, if it is not: the key file was replaced (a lost key is created anew).
+    fn operator_mismatch(&self, now: &[String]) -> Option<String> {
+        let store = self.external();
+        [Origin::Tenant, Origin::App].into_iter().find_map(|o| {
+            store.level(o).iter().find_map(|(owner, layer)| {
+                layer.iter().find_map(|(p, s)| {
+                    (!s.recipients.is_empty() && !s.recipients.iter().any(|r| now.contains(r)))
+                        .then(|| {
+                            format!(
+                                "the operator key ({}) is not the key the stored external secrets are encrypted to ({}, {} {owner:?}, provider {p:?}); restore the operator key file",
+                                now.join(", "),
+                                s.recipients.join(", "),
+                                o.as_str(),
+                            )
+                        })
+                })
+            })
+        })
+    }
+
+    /// Holds off layer writes while an app's overrides are removed with it.
+    pub(super) async fn external_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.external_writes.lock().await
+    }
+
     /// The app's own overrides (for removing them with the app).
     pub(super) fn app_external_paths(&self, app: &str) -> Vec<String> {
         self.external()
@@ -655,9 +691,9 @@ impl Reconciler {
             return ExtRound {
                 model: None,
                 fingerprint,
-                // A repo never known to hold any has nothing to remove (a restart's first round
-                // removes a stale file anyway: it re-renders everything).
-                changed: in_repo.is_some_and(|f| f != fingerprint),
+                // Unknown (a restart, a settled pull request) counts as changed: a stale file
+                // must go, and only a render shows whether there is one.
+                changed: in_repo != Some(fingerprint),
                 outcome: ExternalOutcome::Empty,
             };
         }
@@ -713,6 +749,9 @@ impl Reconciler {
             .keys
             .operator()
             .map_err(|e| format!("the operator key is unavailable ({e})"))?;
+        if let Some(mismatch) = self.operator_mismatch(&[operator.recipient()]) {
+            return Err(mismatch);
+        }
         let open = |layer: &Layer<Sealed>, level: &str| {
             layer
                 .iter()
@@ -866,10 +905,10 @@ mod tests {
             r.message("shop").unwrap(),
             "external secrets: 3 keys in app-shop-external-secrets (2 from the tenant, 1 app override)"
         );
-        let unchanged = ExtRound {
-            changed: false,
+        let unavailable = ExtRound {
+            outcome: ExternalOutcome::Unavailable { reason: "x".into() },
             ..r
         };
-        assert_eq!(unchanged.message("shop"), None);
+        assert_eq!(unavailable.message("shop"), None);
     }
 }

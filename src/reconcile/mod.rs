@@ -921,6 +921,8 @@ impl Reconciler {
             d.spec.tenant.clone()
         };
         // The app's external-secrets overrides go with it: a later app of that name starts clean.
+        // (No override write may land between listing them and forgetting them.)
+        let writes = self.external_writes().await;
         let mut changes = vec![(store::app_path(app), None)];
         changes.extend(self.app_external_paths(app).into_iter().map(|p| (p, None)));
         let stored = self
@@ -932,6 +934,7 @@ impl Reconciler {
         }
         self.apps().remove(app);
         self.forget_app_external(app);
+        drop(writes);
         let flux = self
             .flux_commit(FluxScope::Apps(BTreeSet::from([app.to_owned()])))
             .await;
@@ -1260,7 +1263,7 @@ impl Reconciler {
             .map(|(n, _)| n.clone())
             .collect();
         unchanged.extend(extras.unchanged());
-        let restore = changes.is_empty() && !extras.changed();
+        let restore = changes.is_empty() && !extras.creds.changed;
         let message = round_message(&slot.name, &changes, &accepted, &extras);
         let trusted = clean_head.clone().map(|head| (head, unchanged));
         let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
@@ -1355,7 +1358,7 @@ impl Reconciler {
         model: crate::model::App,
         keys: Arc<AppKeys>,
         trusted: Option<(String, BTreeSet<String>)>,
-        message: CommitMessage,
+        message: RoundMessage,
         restore: bool,
     ) -> impl FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, crate::git::PlanError> + Send + 'static
     {
@@ -1392,11 +1395,17 @@ impl Reconciler {
             // A first commit sets the repo up; later ones with no secret change restore
             // drifted files.
             let message = match snap.commit_id() {
-                None if restore => CommitMessage::new(&format!(
-                    "{}: set up the platform repo (.sops.yaml, secrets/)",
-                    model.name
-                )),
-                _ => message.clone(),
+                None if restore => {
+                    let setup = CommitMessage::new(&format!(
+                        "{}: set up the platform repo (.sops.yaml, secrets/)",
+                        model.name
+                    ));
+                    match message.touches_external(&changes) {
+                        Some(line) => setup.line(line),
+                        None => setup,
+                    }
+                }
+                _ => message.for_changes(&changes),
             };
             Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
         }
@@ -2165,6 +2174,45 @@ fn secret_views(d: &AppData) -> BTreeMap<String, SecretView> {
     out
 }
 
+/// A round's commit message, with and without its line about the external-secrets Secret: which
+/// one is true shows only once the plan says whether that Secret's files change (a restart, say,
+/// re-renders them without knowing whether they differ).
+#[derive(Clone)]
+struct RoundMessage {
+    plain: CommitMessage,
+    /// The files' name (`/<secret>.sops.yaml`), the message with the line, and the line.
+    external: Option<(String, CommitMessage, String)>,
+}
+
+impl RoundMessage {
+    fn fixed(message: CommitMessage) -> RoundMessage {
+        RoundMessage {
+            plain: message,
+            external: None,
+        }
+    }
+
+    /// Whether a plan writes or deletes one of the external-secrets files.
+    fn touches_external(&self, changes: &ChangeSet) -> Option<&str> {
+        let (suffix, _, line) = self.external.as_ref()?;
+        let hit = |p: &str| p.starts_with("secrets/") && p.ends_with(suffix.as_str());
+        (changes.writes().any(|(p, _)| hit(p)) || changes.deletes().any(hit)).then_some(line)
+    }
+
+    /// The message for a plan with these changes.
+    fn for_changes(&self, changes: &ChangeSet) -> CommitMessage {
+        match (&self.external, self.touches_external(changes)) {
+            (Some((_, with, _)), Some(_)) => with.clone(),
+            _ => self.plain.clone(),
+        }
+    }
+
+    /// Before any plan (a pull request's title): the one naming all the round may change.
+    fn preferred(&self) -> &CommitMessage {
+        self.external.as_ref().map_or(&self.plain, |(_, m, _)| m)
+    }
+}
+
 /// A round's commit message: its changes (or, with none, a restore of drifted files) and who
 /// asked for them.
 fn round_message(
@@ -2172,7 +2220,7 @@ fn round_message(
     changes: &[OwnedChange],
     accepted: &Accepted,
     extras: &Extras,
-) -> CommitMessage {
+) -> RoundMessage {
     let creds = &extras.creds;
     let mut extra: Vec<String> = Vec::new();
     match creds.minted.as_slice() {
@@ -2190,13 +2238,24 @@ fn round_message(
     if removed > 0 {
         extra.push(format!("deployment credentials: {removed} removed"));
     }
-    extra.extend(extras.external.message(app));
-    if changes.is_empty() && extra.is_empty() {
-        extra.push("restore the files sealwright owns".into());
+    let build = |mut extra: Vec<String>| {
+        if changes.is_empty() && extra.is_empty() {
+            extra.push("restore the files sealwright owns".into());
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let message = plan::batch_message(app, changes, &extra);
+        with_actors(message, accepted.iter().map(|(op, _)| &op.actor))
+    };
+    let external = extras.external.message(app).map(|line| {
+        let mut with = extra.clone();
+        with.push(line.clone());
+        let suffix = format!("/{}.sops.yaml", crate::external::secret_name(app));
+        (suffix, build(with), line)
+    });
+    RoundMessage {
+        plain: build(extra),
+        external,
     }
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let message = plan::batch_message(app, changes, &extra);
-    with_actors(message, accepted.iter().map(|(op, _)| &op.actor))
 }
 
 /// The actors of a round, as a message line (names only).

@@ -161,7 +161,8 @@ impl Reconciler {
         let message = round_message(&slot.name, &changes, &accepted, &extras);
         let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
         extras.fill(&mut model);
-        let planner = self.platform_planner(model, keys.clone(), None, message.clone(), false);
+        let title = message.preferred().subject().to_owned();
+        let planner = self.platform_planner(model, keys.clone(), None, message, false);
         let applied = self
             .inner
             .engine
@@ -198,7 +199,7 @@ impl Reconciler {
                     }
                     None => {
                         let proposal = NewPullRequest {
-                            title: message.subject().to_owned(),
+                            title,
                             body: pull_request_body(&slot.name, &main),
                             head: branch.clone(),
                             base: main.clone(),
@@ -361,7 +362,10 @@ impl Reconciler {
             model,
             keys.clone(),
             None,
-            CommitMessage::new(&format!("{}: set up the platform repo", slot.name)),
+            super::RoundMessage::fixed(CommitMessage::new(&format!(
+                "{}: set up the platform repo",
+                slot.name
+            ))),
             true,
         );
         let applied = self

@@ -59,6 +59,8 @@ pub enum RenderError {
     },
     #[error("app {app}: no {what} given to render with")]
     MissingKey { app: String, what: &'static str },
+    #[error("{path}: a managed secret has the name reserved for the app's external secrets; give it another targetName")]
+    Reserved { path: String },
 }
 
 /// The platform repo folder name of an app: `<app>-platform`.
@@ -257,6 +259,16 @@ pub fn render_platform(
     )?;
     tree.insert(".sops.yaml".into(), sops_yaml.into_bytes());
     let external_name = crate::external::secret_name(&app.name);
+    if app.external.is_some() {
+        // One file, two Secrets: writing either over the other would lose it.
+        if let Some(s) = app.secrets.iter().find(|s| s.target_name == external_name) {
+            if let Some(ns) = app.target_namespaces(s).first() {
+                return Err(RenderError::Reserved {
+                    path: secret_path(ns, &external_name),
+                });
+            }
+        }
+    }
     if let Some(crate::model::ExternalSecret { data: None, .. }) = &app.external {
         // The values cannot be read now: what the repo holds stays, untouched.
         for env in &app.environments {
@@ -1175,6 +1187,63 @@ mod tests {
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         assert_eq!(token.as_deref(), Some(b64(b"tok-2").as_str()));
+    }
+
+    #[test]
+    fn external_secrets_go_to_every_namespace_kept_as_is_when_unreadable_and_never_over_a_managed_secret(
+    ) {
+        let ck = AgeKey::generate();
+        let mut st = state(&ck);
+        st.apps[0].external = Some(crate::model::ExternalSecret {
+            tenant: "acme".into(),
+            origins: r#"{"OPENAI_API_KEY":"tenant/openai"}"#.into(),
+            data: Some(vec![(
+                "OPENAI_API_KEY".into(),
+                SecretValue::new(b"sk-render-1".to_vec()),
+            )]),
+        });
+        let k = keys();
+        let t = Templates::embedded().unwrap();
+        let now = DateTime::from_unix(1_700_000_000);
+        let key = &k["shop"].age;
+        let app = &st.apps[0];
+        let first =
+            render_platform(&st.cluster, app, key, &Tree::new(), &t, now, &|_| false).unwrap();
+        for ns in ["shop-staging", "shop-prod"] {
+            let path = format!("secrets/{ns}/app-shop-external-secrets.sops.yaml");
+            assert!(owned_in_platform_repo(&path));
+            assert!(!text(&first, &path).contains("sk-render-1"));
+            assert!(text(&first, &path)
+                .contains(r#"sealwright.dev/origins: '{"OPENAI_API_KEY":"tenant/openai"}'"#));
+            let doc = seal::open_with_app_key(&path, &first[&path], key).unwrap();
+            let v = doc
+                .get("data")
+                .and_then(|d| d.as_map())
+                .and_then(|d| d.get("OPENAI_API_KEY"));
+            assert_eq!(
+                v.and_then(|v| v.as_str()),
+                Some(b64(b"sk-render-1").as_str())
+            );
+        }
+        // Unreadable now: the files stay byte for byte; with none, they go.
+        let mut unreadable = app.clone();
+        if let Some(e) = unreadable.external.as_mut() {
+            e.data = None;
+        }
+        let kept =
+            render_platform(&st.cluster, &unreadable, key, &first, &t, now, &|_| false).unwrap();
+        let path = "secrets/shop-prod/app-shop-external-secrets.sops.yaml";
+        assert_eq!(kept[path], first[path]);
+        let mut none = app.clone();
+        none.external = None;
+        let gone = render_platform(&st.cluster, &none, key, &first, &t, now, &|_| false).unwrap();
+        assert!(!gone.contains_key(path));
+        // A managed secret with the reserved name is an error, not a silent overwrite.
+        let mut clash = app.clone();
+        clash.secrets[0].target_name = "app-shop-external-secrets".into();
+        let e = render_platform(&st.cluster, &clash, key, &Tree::new(), &t, now, &|_| false)
+            .unwrap_err();
+        assert!(matches!(e, RenderError::Reserved { .. }), "{e}");
     }
 
     #[test]
