@@ -69,7 +69,7 @@ pub enum ExternalOutcome {
 pub(super) struct ExtRound {
     pub model: Option<ExternalSecret>,
     pub fingerprint: [u8; 32],
-    /// The render differs from what the repo is known to hold.
+    /// The render may differ from what the repo holds (known to differ, or unknown).
     pub changed: bool,
     pub outcome: ExternalOutcome,
 }
