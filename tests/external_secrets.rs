@@ -910,29 +910,16 @@ fn over_http_the_flux_key_chain_decrypts_the_merged_secret_and_no_value_leaks() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_github_pull_request_apps_get_external_secrets_and_credentials_through_the_pull_request(
 ) {
-    use common::fake_github::{FakeGitHub, FakeGitHubOptions};
-    use common::git_servers::HttpGitServer;
-    use sealwright::host::{GitHost, GitHub, GitHubConfig, RepoRef};
+    use common::fake_github::FakeGitHub;
+    use sealwright::host::{GitHost, RepoRef};
     use sealwright::reconcile::{Access, FluxUrl};
     use secrecy::SecretString;
     const TOKEN: &str = "ghp_fake0token0external0secrets";
     let tmp = tempfile::tempdir().unwrap();
     let repos = tmp.path().join("github");
     std::fs::create_dir_all(&repos).unwrap();
-    let git = HttpGitServer::start(&repos, Some(("x-access-token", TOKEN)));
-    let fake = FakeGitHub::start(FakeGitHubOptions {
-        ops_json: common::shared().join("github-openapi/github-ops.json"),
-        token: TOKEN.into(),
-        repos_root: repos.clone(),
-        user_login: "sealwright-bot".into(),
-        ssh_url_prefix: None,
-        clone_url_prefix: Some(format!("http://127.0.0.1:{}/", git.port())),
-        authorized_keys: None,
-        git_ssh_cmd: None,
-    });
-    let mut config = GitHubConfig::new(&fake.base_url(), SecretString::from(TOKEN.to_owned()));
-    config.min_write_interval = std::time::Duration::ZERO;
-    let github = Arc::new(GitHub::new(config).unwrap());
+    let (_git, fake, github) = FakeGitHub::over_http(&repos, TOKEN);
+    let github = Arc::new(github);
     let credentials = CredentialSettings {
         api_url: "https://sealwright.test".into(),
         ..CredentialSettings::default()

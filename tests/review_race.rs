@@ -9,15 +9,13 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use common::fake_github::{FakeGitHub, FakeGitHubOptions};
-use common::git_servers::HttpGitServer;
+use common::fake_github::FakeGitHub;
 use sealwright::audit::EventLog;
 use sealwright::host::{
-    CommitStatus, DeployKeySpec, DeployKeyState, GitHost, GitHub, GitHubConfig, HostError,
-    HostedRepo, NewPullRequest, PullRequest, RepoRef,
+    CommitStatus, DeployKeySpec, DeployKeyState, GitHost, GitHub, HostError, HostedRepo,
+    NewPullRequest, PullRequest, RepoRef,
 };
 use sealwright::reconcile::{Access, Actor, AppSpec, FluxUrl, Source};
 use secrecy::SecretString;
@@ -104,21 +102,9 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
     let tmp = tempfile::tempdir().unwrap();
     let repos = tmp.path().join("github");
     std::fs::create_dir_all(&repos).unwrap();
-    let git = HttpGitServer::start(&repos, Some(("x-access-token", TOKEN)));
-    let fake = FakeGitHub::start(FakeGitHubOptions {
-        ops_json: common::shared().join("github-openapi/github-ops.json"),
-        token: TOKEN.into(),
-        repos_root: repos.clone(),
-        user_login: "sealwright-bot".into(),
-        ssh_url_prefix: None,
-        clone_url_prefix: Some(format!("http://127.0.0.1:{}/", git.port())),
-        authorized_keys: None,
-        git_ssh_cmd: None,
-    });
-    let mut config = GitHubConfig::new(&fake.base_url(), SecretString::from(TOKEN.to_owned()));
-    config.min_write_interval = Duration::ZERO;
+    let (_git, fake, github) = FakeGitHub::over_http(&repos, TOKEN);
     let host = Arc::new(MergesRightAfterALook {
-        github: GitHub::new(config).unwrap(),
+        github,
         armed: AtomicBool::new(false),
     });
     let r = common::reconciler::on_host(

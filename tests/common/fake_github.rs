@@ -120,6 +120,37 @@ impl FakeGitHub {
         }
     }
 
+    /// The fake over the bare repositories in `repos`, whose clone URLs a real smart-HTTP Git
+    /// server on loopback serves with `token` (keep the server for as long as the fake), and the
+    /// GitHub host client for it, unpaced: the in-process pull-request flows' set-up.
+    pub fn over_http(
+        repos: &std::path::Path,
+        token: &str,
+    ) -> (
+        super::git_servers::HttpGitServer,
+        FakeGitHub,
+        sealwright::host::GitHub,
+    ) {
+        let git = super::git_servers::HttpGitServer::start(repos, Some(("x-access-token", token)));
+        let fake = FakeGitHub::start(FakeGitHubOptions {
+            ops_json: super::shared().join("github-openapi/github-ops.json"),
+            token: token.into(),
+            repos_root: repos.to_path_buf(),
+            user_login: "sealwright-bot".into(),
+            ssh_url_prefix: None,
+            clone_url_prefix: Some(format!("http://127.0.0.1:{}/", git.port())),
+            authorized_keys: None,
+            git_ssh_cmd: None,
+        });
+        let mut config = sealwright::host::GitHubConfig::new(
+            &fake.base_url(),
+            secrecy::SecretString::from(token.to_owned()),
+        );
+        config.min_write_interval = std::time::Duration::ZERO;
+        let github = sealwright::host::GitHub::new(config).unwrap();
+        (git, fake, github)
+    }
+
     /// `http://127.0.0.1:PORT/`, for `Octocrab::builder().base_uri(..)`.
     pub fn base_url(&self) -> String {
         self.base_url.clone()
