@@ -17,8 +17,7 @@ use crate::keys::AgeKey;
 use crate::model::SecretValue;
 use crate::names::{validate_data_key, validate_label};
 use crate::reconcile::spec::{invalid, Invalid, MAX_SECRET_BYTES};
-use crate::sops::document::{EmitOptions, EncryptSettings, Format, KeySpec};
-use crate::sops::rules::CryptRule;
+use crate::sops::document::{EmitOptions, Format};
 use crate::sops::scalar::DateTime;
 use crate::sops::{Map, Value};
 
@@ -135,25 +134,11 @@ impl Sealed {
             ("provider", Value::str(provider)),
             ("data", Value::Map(values)),
         ]);
-        let rule = CryptRule::from_key("encrypted_regex", "^data$")
-            .map_err(|e| ExternalError::Sops(e.to_string()))?;
-        let settings = EncryptSettings {
-            keys: KeySpec {
-                groups: vec![vec![operator.to_owned()]],
-                shamir_threshold: 0,
-            },
-            rule,
-            mac_only_encrypted: false,
+        let opts = EmitOptions {
+            yaml_indent: 2,
+            json_indent: None,
         };
-        let doc = crate::sops::encrypt(vec![branch], &settings, Format::Yaml, now).map_err(sops)?;
-        let bytes = Format::Yaml
-            .emit_encrypted(
-                &doc,
-                EmitOptions {
-                    yaml_indent: 2,
-                    json_indent: None,
-                },
-            )
+        let bytes = crate::sops::encrypt_yaml_to(vec![branch], operator, "^data$", now, opts)
             .map_err(sops)?;
         Ok(Sealed {
             bytes: bytes.into(),

@@ -305,6 +305,27 @@ fn encrypt_mac(cipher: &ValueCipher, mac: &str, md: &Metadata) -> String {
     )
 }
 
+/// sealwright's own state files: YAML `branches` encrypted to one age recipient (the operator
+/// key), only the keys `encrypted_regex` matches, emitted with `opts`.
+pub fn encrypt_yaml_to(
+    branches: Vec<Map>,
+    recipient: &str,
+    encrypted_regex: &str,
+    now: DateTime,
+    opts: EmitOptions,
+) -> Result<Vec<u8>, SopsError> {
+    let settings = EncryptSettings {
+        keys: KeySpec {
+            groups: vec![vec![recipient.to_owned()]],
+            shamir_threshold: 0,
+        },
+        rule: CryptRule::from_key("encrypted_regex", encrypted_regex)?,
+        mac_only_encrypted: false,
+    };
+    let doc = encrypt(branches, &settings, Format::Yaml, now)?;
+    Format::Yaml.emit_encrypted(&doc, opts)
+}
+
 /// Encrypts plaintext branches to the recipients of `settings` with a fresh data key.
 pub fn encrypt(
     branches: Vec<Map>,

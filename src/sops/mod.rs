@@ -25,8 +25,8 @@ pub mod value;
 pub mod walk;
 
 pub use document::{
-    decrypt, encrypt, reencrypt, rotate, update_keys, Decrypted, EmitOptions, EncryptSettings,
-    Encrypted, Format, KeySpec,
+    decrypt, encrypt, encrypt_yaml_to, reencrypt, rotate, update_keys, Decrypted, EmitOptions,
+    EncryptSettings, Encrypted, Format, KeySpec,
 };
 pub use error::SopsError;
 pub use value::{Map, MapItem, Value};

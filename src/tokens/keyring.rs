@@ -14,9 +14,8 @@ use serde_json::json;
 use super::jwt::{Algorithm, SigningKey, Verifier};
 use crate::keys::AgeKey;
 use crate::reconcile::store::{json_of, yaml_of};
-use crate::sops::rules::CryptRule;
 use crate::sops::scalar::DateTime;
-use crate::sops::{EmitOptions, EncryptSettings, Format, KeySpec};
+use crate::sops::{EmitOptions, Format};
 
 /// Where the key ring lives in the state repo.
 pub const PATH: &str = "signing-keys.sops.yaml";
@@ -152,19 +151,7 @@ impl KeyRing {
         let plain = zeroize::Zeroizing::new(yaml_of(&json!({ "keys": keys })));
         let sops = |e: crate::sops::SopsError| KeyRingError::Sops(e.to_string());
         let branches = Format::Yaml.parse_plain(&plain).map_err(sops)?;
-        let rule = CryptRule::from_key("encrypted_regex", "^secret$")
-            .map_err(|e| KeyRingError::Sops(e.to_string()))?;
-        let settings = EncryptSettings {
-            keys: KeySpec {
-                groups: vec![vec![operator.to_owned()]],
-                shamir_threshold: 0,
-            },
-            rule,
-            mac_only_encrypted: false,
-        };
-        let doc = crate::sops::encrypt(branches, &settings, Format::Yaml, now).map_err(sops)?;
-        Format::Yaml
-            .emit_encrypted(&doc, EmitOptions::default())
+        crate::sops::encrypt_yaml_to(branches, operator, "^secret$", now, EmitOptions::default())
             .map_err(sops)
     }
 
