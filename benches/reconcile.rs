@@ -142,6 +142,7 @@ fn main() {
         ready: Arc::new(AtomicBool::new(true)),
         http: Arc::new(api::HttpMetrics::default()),
         webhook_secret: None,
+        refusals: Default::default(),
     };
     rt.spawn(async move { axum::serve(listener, api::router(state)).await });
     let started = Instant::now();

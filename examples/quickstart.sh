@@ -11,7 +11,7 @@ cargo build --quiet --release --manifest-path "$here/Cargo.toml" --bin sealwrigh
 sw="$here/target/release/sealwright"
 data="$(mktemp -d)"
 port="${PORT:-18080}"
-export SEALWRIGHT_ADMIN_TOKEN="quickstart-admin-token"
+export SEALWRIGHT_ADMIN_TOKEN="quickstart-admin-token-0123456789abc"
 "$sw" serve --config "$here/examples/quickstart.yaml" --data-dir "$data" --listen "127.0.0.1:$port" \
   > "$data/server.log" 2>&1 &
 server=$!

@@ -50,6 +50,10 @@ pub struct Event {
     /// A short, value-free explanation (why a token was refused, why a write failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How many occurrences this event stands for (`auth.refused`: refusals from one address
+    /// since its last event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl Event {
@@ -69,14 +73,20 @@ pub struct AuditError {
     pub message: String,
 }
 
-/// The log: in memory for queries, on disk for restarts.
+/// How many of the newest events are kept in memory; older ones are read from the file.
+pub const MEMORY_WINDOW: usize = 10_000;
+
+/// The log: its newest events in memory for queries, all of them on disk for restarts.
 pub struct EventLog {
     path: Option<PathBuf>,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    events: Vec<Event>,
+    /// The newest events, at most [`MEMORY_WINDOW`] of them, oldest first.
+    events: std::collections::VecDeque<Event>,
+    /// The id the next event gets: one past the highest ever written, so ids are never reused.
+    next_id: u64,
     file: Option<std::fs::File>,
 }
 
@@ -86,25 +96,49 @@ impl EventLog {
         EventLog {
             path: None,
             inner: Mutex::new(Inner {
-                events: Vec::new(),
+                events: Default::default(),
+                next_id: 1,
                 file: None,
             }),
         }
     }
 
-    /// Opens (or creates, mode 0600) the log at `path` and loads it. A torn last line, from a
-    /// crash in the middle of an append, is skipped.
+    /// Opens (or creates, mode 0600) the log at `path` and loads its newest events. A torn last
+    /// line, from a crash in the middle of an append, is cut off (and logged), so the next event
+    /// starts on a line of its own; ids go on from the highest the file holds.
     pub fn open(path: &Path) -> Result<EventLog, AuditError> {
         let err = |e: std::io::Error| AuditError {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let mut events = Vec::new();
+        let mut events = std::collections::VecDeque::new();
+        let mut next_id = 1;
+        // Where the last complete event ends: anything after it is a torn append.
+        let mut good_end: u64 = 0;
+        let mut len: u64 = 0;
         if let Ok(f) = std::fs::File::open(path) {
-            for line in std::io::BufReader::new(f).lines() {
-                let line = line.map_err(err)?;
-                if let Ok(e) = serde_json::from_str::<Event>(&line) {
-                    events.push(e);
+            let mut reader = std::io::BufReader::new(f);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line).map_err(err)?;
+                if n == 0 {
+                    break;
+                }
+                len += n as u64;
+                let complete = line.last() == Some(&b'\n');
+                match serde_json::from_slice::<Event>(&line) {
+                    Ok(e) if complete => {
+                        next_id = next_id.max(e.id + 1);
+                        good_end = len;
+                        events.push_back(e);
+                        if events.len() > MEMORY_WINDOW {
+                            events.pop_front();
+                        }
+                    }
+                    // A damaged line in the middle stays (it is history); only the tail is cut.
+                    _ if complete => good_end = len,
+                    _ => {}
                 }
             }
         }
@@ -115,10 +149,16 @@ impl EventLog {
             .mode(0o600)
             .open(path)
             .map_err(err)?;
+        if good_end < len {
+            tracing::warn!(path = %path.display(), bytes = len - good_end, "the event log ends in a torn line (a crash during an append); cut back to the last complete event");
+            file.set_len(good_end).map_err(err)?;
+            file.sync_all().map_err(err)?;
+        }
         Ok(EventLog {
             path: Some(path.to_path_buf()),
             inner: Mutex::new(Inner {
                 events,
+                next_id,
                 file: Some(file),
             }),
         })
@@ -128,7 +168,8 @@ impl EventLog {
     /// logged and the event kept in memory: the change it records is in Git already.
     pub fn record(&self, mut event: Event) -> Event {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        event.id = inner.events.last().map_or(1, |e| e.id + 1);
+        event.id = inner.next_id;
+        inner.next_id += 1;
         event.time = now_rfc3339();
         if let Some(f) = inner.file.as_mut() {
             let line = serde_json::to_string(&event).unwrap_or_default();
@@ -136,23 +177,69 @@ impl EventLog {
                 tracing::error!(path = ?self.path, error = %e, "could not append to the event log");
             }
         }
-        inner.events.push(event.clone());
+        inner.events.push_back(event.clone());
+        if inner.events.len() > MEMORY_WINDOW {
+            inner.events.pop_front();
+        }
         event
     }
 
     /// Events, oldest first, that match `filter`, after id `after`, at most `limit` (the newest).
+    /// Events older than the memory window are read from the file.
     pub fn list(&self, after: u64, limit: usize, filter: &dyn Fn(&Event) -> bool) -> Vec<Event> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<Event> = inner
-            .events
-            .iter()
-            .filter(|e| e.id > after && filter(e))
-            .cloned()
-            .collect();
+        let (oldest_in_memory, mut out): (u64, Vec<Event>) = {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                inner.events.front().map_or(inner.next_id, |e| e.id),
+                inner
+                    .events
+                    .iter()
+                    .filter(|e| e.id > after && filter(e))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        if out.len() < limit && after + 1 < oldest_in_memory {
+            if let Some(path) = &self.path {
+                let older =
+                    Self::read_range(path, after, oldest_in_memory, limit - out.len(), filter);
+                out.splice(0..0, older);
+            }
+        }
         if out.len() > limit {
             out.drain(..out.len() - limit);
         }
         out
+    }
+
+    /// The newest `limit` events of the file with `after < id < before` that match `filter`.
+    fn read_range(
+        path: &Path,
+        after: u64,
+        before: u64,
+        limit: usize,
+        filter: &dyn Fn(&Event) -> bool,
+    ) -> Vec<Event> {
+        let Ok(f) = std::fs::File::open(path) else {
+            return Vec::new();
+        };
+        let mut out = std::collections::VecDeque::new();
+        for line in std::io::BufReader::new(f).lines() {
+            let Ok(line) = line else { break };
+            let Ok(e) = serde_json::from_str::<Event>(&line) else {
+                continue;
+            };
+            if e.id >= before {
+                break;
+            }
+            if e.id > after && filter(&e) {
+                out.push_back(e);
+                if out.len() > limit {
+                    out.pop_front();
+                }
+            }
+        }
+        out.into()
     }
 }
 
@@ -164,6 +251,40 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_holds_a_window_and_older_events_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let log = EventLog::open(&path).unwrap();
+        let total = MEMORY_WINDOW as u64 + 50;
+        for i in 0..total {
+            let mut e = Event::new("admin", "x");
+            e.app = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
+            log.record(e);
+        }
+        assert_eq!(
+            log.inner.lock().unwrap().events.len(),
+            MEMORY_WINDOW,
+            "memory is bounded"
+        );
+        // Older events come from the file, newer ones from memory, in one answer.
+        let all = log.list(0, usize::MAX, &|_| true);
+        assert_eq!(
+            all.iter().map(|e| e.id).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>()
+        );
+        let old = log.list(10, 10, &|e| e.id <= 30 && e.app.as_deref() == Some("even"));
+        assert_eq!(
+            old.iter().map(|e| e.id).collect::<Vec<_>>(),
+            (11..=29).step_by(2).collect::<Vec<_>>()
+        );
+        let last = log.list(total - 3, 10, &|_| true);
+        assert_eq!(last.len(), 3);
+        drop(log);
+        let log = EventLog::open(&path).unwrap();
+        assert_eq!(log.record(Event::new("a", "b")).id, total + 1, "ids go on");
+    }
 
     #[test]
     fn events_survive_a_reopen_and_a_torn_line() {
@@ -183,11 +304,22 @@ mod tests {
             .write_all(b"{\"actor\":\"x\",\"act")
             .unwrap();
         let log = EventLog::open(&path).unwrap();
+        // The torn tail is gone, and the next event starts a line of its own with a new id.
+        assert_eq!(log.record(Event::new("admin", "after.crash")).id, 3);
+        drop(log);
+        let log = EventLog::open(&path).unwrap();
         let all = log.list(0, 100, &|_| true);
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].action, "after.crash");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("\"act\n") && !text.contains("{\"actor\":\"x\""),
+            "{text}"
+        );
+        let all = &all[..2];
         assert_eq!(all[0].keys, ["password"]);
-        assert_eq!(log.list(1, 100, &|_| true).len(), 1);
-        assert_eq!(log.list(0, 1, &|_| true)[0].id, 2);
+        assert_eq!(log.list(1, 100, &|_| true).len(), 2);
+        assert_eq!(log.list(0, 1, &|_| true)[0].id, 3);
         assert_eq!(
             log.list(0, 100, &|e| e.app.as_deref() == Some("shop"))
                 .len(),

@@ -27,7 +27,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         f.write_all(bytes)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory entry is on disk too.
+        std::fs::File::open(dir)?.sync_all()
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);

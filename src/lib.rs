@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod boundary;
 pub mod cli;
 pub mod config;
 pub mod error;

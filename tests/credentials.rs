@@ -381,6 +381,7 @@ async fn the_deployment_token_scope_matrix_and_every_bad_token_is_refused() {
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         http: Arc::new(HttpMetrics::default()),
         webhook_secret: None,
+        refusals: Default::default(),
     });
     let token = token_in(&decrypt_committed(
         dir,

@@ -108,7 +108,10 @@ pub fn authenticate(
     reconciler: &Reconciler,
 ) -> Result<Principal, Refusal> {
     if let Some(v) = headers.get("x-platz-token") {
-        let token = v.to_str().map_err(|_| Refusal::Malformed)?.trim();
+        let token = v.to_str().map_err(|_| Refusal::Malformed)?;
+        if token.is_empty() || token.chars().any(char::is_whitespace) {
+            return Err(Refusal::Malformed);
+        }
         return reconciler
             .verify_token(token)
             .map(Principal::Deployment)
@@ -122,8 +125,8 @@ pub fn authenticate(
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Refusal::Malformed);
     }
-    let token = token.trim();
-    if token.is_empty() {
+    // Exactly the token: one with spaces around or inside it is not the token that was issued.
+    if token.is_empty() || token.chars().any(char::is_whitespace) {
         return Err(Refusal::Malformed);
     }
     if admins.matches(token) {
@@ -139,6 +142,68 @@ pub fn authenticate(
             .map_err(Refusal::Token);
     }
     Err(Refusal::Unknown)
+}
+
+/// The shortest admin token `SEALWRIGHT_ADMIN_TOKEN` may hold: 32 characters, so that a guessable
+/// word is never the key to every tenant.
+pub const MIN_ADMIN_TOKEN: usize = 32;
+
+/// Refused authentications by source address. Anyone can send a bad token, so the audit log
+/// must not grow by one event per request: each address gets at most one `auth.refused` event a
+/// minute, carrying how many refusals it stands for. The map is pruned as it grows.
+#[derive(Default)]
+pub struct RefusalLog {
+    windows: std::sync::Mutex<std::collections::HashMap<Option<std::net::IpAddr>, Window>>,
+    /// Every refusal, for `/metrics`.
+    pub total: std::sync::atomic::AtomicU64,
+}
+
+struct Window {
+    last_event: std::time::Instant,
+    since: u64,
+}
+
+impl RefusalLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX_ADDRESSES: usize = 10_000;
+
+    /// Counts a refusal from `peer`. `Some(n)` when an event is due: it stands for `n` refusals
+    /// (this one and those held back since the address's last event).
+    pub fn refused(&self, peer: Option<std::net::IpAddr>) -> Option<u64> {
+        self.total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= Self::MAX_ADDRESSES {
+            w.retain(|_, x| now.duration_since(x.last_event) < Self::EVERY);
+        }
+        match w.get_mut(&peer) {
+            Some(x) if now.duration_since(x.last_event) < Self::EVERY => {
+                x.since += 1;
+                None
+            }
+            Some(x) => {
+                let n = x.since + 1;
+                x.since = 0;
+                x.last_event = now;
+                Some(n)
+            }
+            None => {
+                if w.len() >= Self::MAX_ADDRESSES {
+                    // Every address is fresh: count it, but add no event (a flood of sources).
+                    return None;
+                }
+                w.insert(
+                    peer,
+                    Window {
+                        last_event: now,
+                        since: 0,
+                    },
+                );
+                Some(1)
+            }
+        }
+    }
 }
 
 /// A fresh admin token, for a server started without one configured.

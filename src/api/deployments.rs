@@ -118,7 +118,7 @@ pub(super) async fn put(
 ) -> ApiResult {
     let (p, actor) = who_any(&state, &headers, &rid)?;
     writable(&state, &p, &id)?;
-    let v = json_body(body).await?;
+    let v = json_body(&state, body).await?;
     // The app named in the body must be the caller's too (checked before anything is stored).
     if let Some(app) = v.get("app").and_then(Value::as_str) {
         if let Some(tenant) = state.reconciler.tenant_of(app) {

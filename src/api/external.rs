@@ -91,7 +91,7 @@ pub(super) async fn put_tenant(
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
     tenant_in_scope(&p, &tenant)?;
-    let v = json_body(body).await?;
+    let v = json_body(&state, body).await?;
     let w = state
         .reconciler
         .put_external(&actor, Origin::Tenant, &tenant, &provider, &v)
@@ -164,7 +164,7 @@ pub(super) async fn put_app(
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let v = json_body(body).await?;
+    let v = json_body(&state, body).await?;
     let w = state
         .reconciler
         .put_external(&actor, Origin::App, &app, &provider, &v)
@@ -204,7 +204,7 @@ pub(super) async fn deploy(
     let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     // No body at all is a body without `tenant_id`: the 422 names that field.
-    let v = json_body_or(body, Some(json!({}))).await?;
+    let v = json_body_or(&state, body, Some(json!({}))).await?;
     let result = state.reconciler.deploy(&actor, &app, &v).await?;
     ok(StatusCode::OK, result.to_json())
 }

@@ -39,8 +39,13 @@ impl HttpMetrics {
     }
 }
 
-pub fn render(http: &HttpMetrics, r: &Reconciler) -> String {
+pub fn render(http: &HttpMetrics, r: &Reconciler, refused: u64) -> String {
     let mut out = String::new();
+    out.push_str(
+        "# HELP sealwright_auth_refused_total Requests refused for a bad or unknown token.\n",
+    );
+    out.push_str("# TYPE sealwright_auth_refused_total counter\n");
+    let _ = writeln!(out, "sealwright_auth_refused_total {refused}");
     {
         let c = http.inner.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP sealwright_http_requests_total HTTP requests served.\n");

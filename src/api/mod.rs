@@ -7,6 +7,7 @@
 //! carry a secret value, except a reveal: admin only, and audited.
 
 pub mod auth;
+mod body;
 mod deployments;
 mod external;
 mod metrics;
@@ -31,7 +32,8 @@ use auth::{AdminTokens, Principal};
 
 pub use metrics::HttpMetrics;
 
-/// The largest body accepted: a Secret's 1 MiB of data plus room for JSON.
+/// The largest body accepted by default (`limits.body_bytes`): a Secret's 1 MiB of data plus
+/// room for JSON.
 pub const MAX_BODY: usize = 1024 * 1024 + 64 * 1024;
 
 /// What every handler shares.
@@ -44,6 +46,9 @@ pub struct ApiState {
     pub http: Arc<HttpMetrics>,
     /// The shared secret GitHub signs webhook deliveries with; without it they are refused.
     pub webhook_secret: Option<Arc<secrecy::SecretString>>,
+    /// Refused authentications, counted per source address so the audit log gets at most one
+    /// `auth.refused` event per address per minute.
+    pub refusals: Arc<auth::RefusalLog>,
 }
 
 /// The router, with request ids and metrics around every route.
@@ -54,7 +59,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/v1/apps", get(list_apps).post(create_app))
-        .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route(
+            "/v1/apps/{app}",
+            get(get_app).put(put_app).delete(delete_app),
+        )
         .route("/v1/apps/{app}/secrets", get(list_secrets))
         .route(
             "/v1/apps/{app}/secrets/{name}",
@@ -109,9 +117,10 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// The request id of the request being served.
+/// The request id of the request being served, and the address it came from (when the server
+/// knows it: `into_make_service_with_connect_info`).
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub String, pub Option<std::net::IpAddr>);
 
 async fn request_context(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let id = req
@@ -126,7 +135,11 @@ async fn request_context(State(state): State<ApiState>, mut req: Request, next: 
         })
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    req.extensions_mut().insert(RequestId(id.clone(), peer));
     let method = req.method().clone();
     let span =
         tracing::info_span!("http", request_id = %id, method = %method, path = %req.uri().path());
@@ -177,6 +190,22 @@ impl ApiError {
     fn forbidden(what: &str) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, format!("forbidden: {what}"))
     }
+
+    /// A reconciler error as `p` may see it: only an admin is told which app holds a taken
+    /// namespace (a tenant learns that it is taken, not by whom).
+    fn scoped(p: &Principal) -> impl Fn(ReconcileError) -> ApiError + '_ {
+        move |e| {
+            let owner = e
+                .owner()
+                .filter(|_| p.is_admin())
+                .map(|(app, tenant)| json!({"app": app, "tenant": tenant}));
+            let mut err = ApiError::from(e);
+            if let Some(o) = owner {
+                err.body["owner"] = o;
+            }
+            err
+        }
+    }
 }
 
 impl From<ReconcileError> for ApiError {
@@ -185,7 +214,17 @@ impl From<ReconcileError> for ApiError {
             ReconcileError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             ReconcileError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ReconcileError::Invalid(i) => ApiError::invalid(&i.field, &i.reason),
-            ReconcileError::NotReady { .. } | ReconcileError::Unavailable(_) => {
+            ReconcileError::Forbidden { field, reason } => ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: json!({"error": e.to_string(), "field": field, "reason": reason}),
+            },
+            ReconcileError::Taken { field, .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                body: json!({"error": e.to_string(), "field": field, "reason": "taken"}),
+            },
+            ReconcileError::NotReady { .. }
+            | ReconcileError::Unavailable(_)
+            | ReconcileError::Lost { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             ReconcileError::Internal(_) => {
@@ -236,15 +275,30 @@ fn who_any(
             let actor = Actor {
                 name: p.actor(),
                 request_id: Some(rid.0.clone()),
+                tenant_key: match &p {
+                    Principal::Tenant { tenant, .. } => Some(tenant.clone()),
+                    _ => None,
+                },
             };
             Ok((p, actor))
         }
         Err(refusal) => {
             if refusal != auth::Refusal::Missing {
-                let mut ev = Event::new("anonymous", "auth.refused");
-                ev.request_id = Some(rid.0.clone());
-                ev.detail = Some(refusal.message());
-                state.reconciler.events().record(ev);
+                tracing::info!(peer = ?rid.1, reason = %refusal.message(), "authentication refused");
+                // Anyone can send a bad token: the log gets one event per address per minute,
+                // with how many there were, never one per request.
+                if let Some(count) = state.refusals.refused(rid.1) {
+                    let mut ev = Event::new("anonymous", "auth.refused");
+                    ev.request_id = Some(rid.0.clone());
+                    ev.detail = Some(format!(
+                        "{} (from {})",
+                        refusal.message(),
+                        rid.1
+                            .map_or("an unknown address".to_owned(), |a| a.to_string())
+                    ));
+                    ev.count = Some(count);
+                    state.reconciler.events().record(ev);
+                }
             }
             Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.message()))
         }
@@ -266,26 +320,35 @@ fn app_in_scope(state: &ApiState, p: &Principal, app: &str) -> Result<(), ApiErr
     }
 }
 
-/// Reads a JSON body with the size limit: oversized or malformed bodies are 422s naming `body`.
-async fn json_body(body: Body) -> Result<Value, ApiError> {
-    json_body_or(body, None).await
+/// Reads a JSON body with the size limit: oversized or malformed bodies (duplicate keys
+/// included) are 422s naming `body`.
+async fn json_body(state: &ApiState, body: Body) -> Result<Value, ApiError> {
+    json_body_or(state, body, None).await
 }
 
 /// [`json_body`], with `empty` standing for a body that is not there.
-async fn json_body_or(body: Body, empty: Option<Value>) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+async fn json_body_or(
+    state: &ApiState,
+    body: Body,
+    empty: Option<Value>,
+) -> Result<Value, ApiError> {
+    let limit = state.reconciler.settings().boundary.limits.body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::invalid(
             "body",
-            &format!("is larger than {MAX_BODY} bytes (a Secret holds at most 1 MiB)"),
+            &format!("is larger than {limit} bytes (limits.body_bytes)"),
         )
     })?;
     if bytes.is_empty() {
         return empty.ok_or_else(|| ApiError::invalid("body", "is empty; send a JSON object"));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        // serde_json's message names a line and column, never the content.
-        ApiError::invalid("body", &format!("is not valid JSON ({e})"))
-    })
+    body::strict_json(&bytes).map_err(|reason| ApiError::invalid("body", &reason))
+}
+
+/// A query string that does not parse is a 422 naming `query`, like every other bad input.
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::invalid("query", &e.body_text()))
 }
 
 fn ok(status: StatusCode, v: Value) -> ApiResult {
@@ -305,7 +368,11 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> Response {
-    let text = metrics::render(&state.http, &state.reconciler);
+    let text = metrics::render(
+        &state.http,
+        &state.reconciler,
+        state.refusals.total.load(Ordering::Relaxed),
+    );
     (
         [(
             http::header::CONTENT_TYPE,
@@ -337,7 +404,7 @@ async fn list_apps(
         .list_apps()
         .into_iter()
         .filter(|a| p.may_act_for(&a.spec.tenant))
-        .map(|a| a.to_json())
+        .map(|a| a.to_json_for(p.is_admin()))
         .collect();
     ok(StatusCode::OK, json!({"apps": apps}))
 }
@@ -349,7 +416,7 @@ async fn create_app(
     body: Body,
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
-    let v = json_body(body).await?;
+    let v = json_body(&state, body).await?;
     let spec = crate::reconcile::AppSpec::from_json(&v).map_err(ReconcileError::from)?;
     if !p.may_act_for(&spec.tenant) {
         return Err(ApiError::forbidden(&format!(
@@ -360,8 +427,66 @@ async fn create_app(
     let view = state
         .reconciler
         .register_app(&actor, spec, Source::Api)
-        .await?;
-    ok(StatusCode::CREATED, view.to_json())
+        .await
+        .map_err(ApiError::scoped(&p))?;
+    ok(StatusCode::CREATED, view.to_json_for(p.is_admin()))
+}
+
+/// `PUT /v1/apps/{app}`: changes a registration made through the API (its environments, its
+/// delivery); the tenant stays. Apps of the registrations directory are changed there (409).
+async fn put_app(
+    State(state): State<ApiState>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let (p, actor) = who(&state, &headers, &rid)?;
+    app_in_scope(&state, &p, &app)?;
+    let mut v = json_body(&state, body).await?;
+    if let Some(obj) = v.as_object_mut() {
+        match obj.get("name") {
+            None => {
+                obj.insert("name".into(), json!(app));
+            }
+            Some(n) if n == &json!(app) => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "name",
+                    &format!("must be {app:?}, the app in the path (an app is not renamed)"),
+                ))
+            }
+        }
+        let current = state.reconciler.app(&app)?;
+        match obj.get("tenant") {
+            None => {
+                obj.insert("tenant".into(), json!(current.spec.tenant));
+            }
+            Some(t) if t == &json!(current.spec.tenant) => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "tenant",
+                    &format!(
+                        "must be {:?}: an app does not move between tenants",
+                        current.spec.tenant
+                    ),
+                ))
+            }
+        }
+        if current.source != Source::Api {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("app {app:?} is declared by the registrations directory; change it there"),
+            ));
+        }
+    }
+    let spec = crate::reconcile::AppSpec::from_json(&v).map_err(ReconcileError::from)?;
+    let view = state
+        .reconciler
+        .update_app(&actor, spec)
+        .await
+        .map_err(ApiError::scoped(&p))?;
+    ok(StatusCode::OK, view.to_json_for(p.is_admin()))
 }
 
 async fn get_app(
@@ -372,7 +497,10 @@ async fn get_app(
 ) -> ApiResult {
     let (p, _) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    ok(StatusCode::OK, state.reconciler.app(&app)?.to_json())
+    ok(
+        StatusCode::OK,
+        state.reconciler.app(&app)?.to_json_for(p.is_admin()),
+    )
 }
 
 #[derive(Deserialize)]
@@ -386,9 +514,10 @@ async fn delete_app(
     axum::Extension(rid): axum::Extension<RequestId>,
     headers: HeaderMap,
     Path(app): Path<String>,
-    Query(q): Query<DeleteAppQuery>,
+    q: Result<Query<DeleteAppQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
+    let q = query(q)?;
     app_in_scope(&state, &p, &app)?;
     let archive = match q.archive.as_deref() {
         None | Some("false") => false,
@@ -430,9 +559,10 @@ async fn get_secret(
     axum::Extension(rid): axum::Extension<RequestId>,
     headers: HeaderMap,
     Path((app, name)): Path<(String, String)>,
-    Query(q): Query<RevealQuery>,
+    q: Result<Query<RevealQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
+    let q = query(q)?;
     app_in_scope(&state, &p, &app)?;
     let reveal = match q.reveal.as_deref() {
         None | Some("false") => false,
@@ -478,7 +608,7 @@ async fn put_secret(
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let v = json_body(body).await?;
+    let v = json_body(&state, body).await?;
     let ack = state.reconciler.put_secret(&actor, &app, &name, &v).await?;
     ok(StatusCode::OK, ack.to_json())
 }
@@ -492,7 +622,7 @@ async fn patch_secret(
 ) -> ApiResult {
     let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let v = json_body(body).await?;
+    let v = json_body(&state, body).await?;
     let ack = state
         .reconciler
         .patch_secret(&actor, &app, &name, &v)
@@ -523,9 +653,10 @@ async fn list_events(
     State(state): State<ApiState>,
     axum::Extension(rid): axum::Extension<RequestId>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let (p, _) = who(&state, &headers, &rid)?;
+    let q = query(q)?;
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let events = state
         .reconciler
@@ -641,6 +772,7 @@ mod tests {
             max_backoff: std::time::Duration::from_secs(60),
             credentials: crate::tokens::CredentialSettings::default(),
             clock: Arc::new(crate::tokens::SystemClock),
+            boundary: crate::boundary::Boundary::default(),
         };
         let reconciler = Reconciler::new(
             settings,
@@ -660,6 +792,7 @@ mod tests {
             ready: Arc::new(AtomicBool::new(ready)),
             http: Arc::new(HttpMetrics::default()),
             webhook_secret: webhook.map(|w| Arc::new(secrecy::SecretString::from(w.to_owned()))),
+            refusals: Default::default(),
         })
     }
 

@@ -100,6 +100,7 @@ pub(super) async fn github(
             let actor = Actor {
                 name: "github-webhook".into(),
                 request_id: Some(rid.0.clone()),
+                tenant_key: None,
             };
             let app = state.reconciler.pull_request_event(&actor, repo).await?;
             ok(

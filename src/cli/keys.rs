@@ -1,4 +1,6 @@
-//! `sealwright keys ...`: age keypairs.
+//! `sealwright keys ...`: age keypairs, and recovering an app's key from the key chain (the
+//! Flux repo holds every app key encrypted to the cluster key, so whoever holds the cluster's
+//! private key can restore a lost one).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +15,24 @@ use crate::sops::scalar::DateTime;
 pub enum KeysCommand {
     /// Generate an age X25519 keypair: the recipient goes to stdout, the identity to --out (0600)
     Generate(GenerateArgs),
+    /// Restore an app's lost key from the Flux repo (apps/<app>-platform/age-secret.sops.yaml),
+    /// decrypted with the cluster's private key
+    Recover(RecoverArgs),
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    /// The app whose key to restore.
+    #[arg(long, value_name = "APP")]
+    pub app: String,
+    /// The cluster's age identity file (the private half of the cluster recipient).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_identity: PathBuf,
+    /// The server's configuration file (where the Flux repo is).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[arg(long, value_name = "DIR", env = "SEALWRIGHT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -26,6 +46,7 @@ pub struct GenerateArgs {
 pub fn run(cmd: KeysCommand) -> i32 {
     match cmd {
         KeysCommand::Generate(a) => generate(a),
+        KeysCommand::Recover(a) => super::serve::run_recover(a),
     }
 }
 

@@ -81,6 +81,69 @@ pub fn run_doctor(a: DoctorArgs) -> i32 {
     exit_code(runtime().and_then(|rt| rt.block_on(doctor(a))))
 }
 
+pub fn run_recover(a: super::keys::RecoverArgs) -> i32 {
+    exit_code(runtime().and_then(|rt| rt.block_on(recover(a))))
+}
+
+/// `sealwright keys recover`: the app's key, decrypted from the Flux repo with the cluster key,
+/// written back to the key store (0600, synced, its directory synced). A key file already there
+/// is never overwritten: the same key is left alone, and anything else is moved aside first.
+async fn recover(a: super::keys::RecoverArgs) -> anyhow::Result<()> {
+    crate::keys::validate_app_name(&a.app)?;
+    let cluster = crate::keys::read_identity_file(&a.cluster_identity)?
+        .ok_or_else(|| anyhow!("{}: no such file", a.cluster_identity.display()))?;
+    let asm = assemble(&a.config, a.data_dir, None).await?;
+    let path = format!(
+        "apps/{}/age-secret.sops.yaml",
+        crate::render::platform_repo_name(&a.app)
+    );
+    let bytes = asm.reconciler.flux_file(&path).await?.ok_or_else(|| {
+        anyhow!(
+            "the Flux repo {} holds no {path}: there is no key of app {} to recover",
+            asm.config.flux_repo,
+            a.app
+        )
+    })?;
+    let key = crate::keys::chain::open_age_secret(&bytes, &cluster)
+        .map_err(|e| anyhow!("{path} in the Flux repo: {e}"))?;
+    let store = FileKeyStore::new(asm.data_dir.join("keys"));
+    let target = PathBuf::from(store.location(&a.app));
+    match crate::keys::read_identity_file(&target) {
+        Ok(Some(k)) if k.recipient() == key.recipient() => {
+            println!(
+                "{}: already holds the key of app {} ({}); nothing to do",
+                target.display(),
+                a.app,
+                key.recipient()
+            );
+            return Ok(());
+        }
+        Ok(None) => {}
+        // Another key, or a file that does not read as one: kept beside, never overwritten.
+        _ => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = target.with_extension(format!("agekey.replaced-{now}"));
+            std::fs::rename(&target, &aside)
+                .with_context(|| format!("move {} aside", target.display()))?;
+            println!(
+                "{}: moved aside to {} (it did not hold the app's key)",
+                target.display(),
+                aside.display()
+            );
+        }
+    }
+    crate::keys::write_identity_file(&target, &key, crate::sops::scalar::DateTime::now_utc())?;
+    println!(
+        "recovered the key of app {} ({}) into {}",
+        a.app,
+        key.recipient(),
+        target.display()
+    );
+    Ok(())
+}
+
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
@@ -101,14 +164,29 @@ struct Assembly {
     cluster_key: Option<(PathBuf, String, bool)>,
 }
 
-async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<Assembly> {
+async fn assemble(
+    config_path: &Path,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<Assembly> {
     let config = ServeConfig::load(config_path)?;
     let data_dir = match data_dir.or_else(|| config.data_dir.clone()) {
         Some(d) => d,
         None => default_data_dir()?,
     };
+    // Everything sealwright creates from here on (keys, repositories, caches, the event log) is
+    // its own alone: folders 0700, files 0600, whatever created them (libgit2 included).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("create the data dir {}", data_dir.display()))?;
+    for dir in ["", "keys", "repos", "cache", "state.git"] {
+        let d = data_dir.join(dir);
+        if d.is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("make {} private (0700)", d.display()))?;
+        }
+    }
     let keys_dir = data_dir.join("keys");
     let store = Arc::new(FileKeyStore::new(&keys_dir));
     // The operator key encrypts sealwright's own state; make sure it exists from the start.
@@ -173,6 +251,10 @@ async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Resu
         }
     };
     let mut credentials = config.credentials.clone();
+    if let (Some(l), false) = (listen, config.api_url_explicit) {
+        // The tokens' issuer is where this server really listens, not the file's default.
+        credentials.api_url = format!("http://{l}");
+    }
     crate::config::serve::credentials_from_env(&mut credentials, |k| std::env::var(k).ok())
         .with_context(|| format!("config {}", config.path.display()))?;
     if credentials.enabled {
@@ -203,6 +285,7 @@ async fn assemble(config_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Resu
         max_backoff: config.max_backoff,
         credentials,
         clock: Arc::new(crate::tokens::SystemClock),
+        boundary: config.boundary.clone(),
     };
     let engine = GitEngine::new(
         data_dir.join("cache"),
@@ -251,7 +334,7 @@ async fn start(a: &Assembly) -> anyhow::Result<()> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let asm = assemble(&a.config, a.data_dir).await?;
+    let asm = assemble(&a.config, a.data_dir, a.listen).await?;
     let listen: SocketAddr = match a.listen {
         Some(l) => l,
         None => asm.config.listen.parse()?,
@@ -268,6 +351,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|t| !t.is_empty())
     {
+        Some(t) if t.chars().count() < api::auth::MIN_ADMIN_TOKEN => {
+            bail!(
+                "SEALWRIGHT_ADMIN_TOKEN is {} characters; an admin token needs at least {} (unset it to have one made)",
+                t.chars().count(),
+                api::auth::MIN_ADMIN_TOKEN
+            )
+        }
+        Some(t) if t.chars().any(char::is_whitespace) => {
+            bail!("SEALWRIGHT_ADMIN_TOKEN holds whitespace; a bearer token cannot carry it")
+        }
         Some(t) => SecretString::from(t),
         None => {
             let t = api::auth::generate_admin_token();
@@ -291,14 +384,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|t| !t.is_empty())
             .map(|t| Arc::new(SecretString::from(t))),
+        refusals: Default::default(),
     };
     let app = api::router(state);
     println!("sealwright: listening on http://{}", listener.local_addr()?);
     // Serve /healthz and /readyz (503) while start-up runs.
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
     });
     start(&asm).await?;
     ready.store(true, std::sync::atomic::Ordering::Release);
@@ -366,7 +463,7 @@ async fn shutdown_signal() {
 }
 
 async fn reconcile_once(a: ReconcileArgs) -> anyhow::Result<()> {
-    let asm = assemble(&a.config, a.data_dir).await?;
+    let asm = assemble(&a.config, a.data_dir, None).await?;
     asm.reconciler.load().await.context("load the state repo")?;
     if let Some(dir) = &asm.config.registrations_dir {
         let r = crate::watch::sync_registrations(&asm.reconciler, dir).await;
@@ -401,7 +498,7 @@ async fn doctor(a: DoctorArgs) -> anyhow::Result<()> {
             println!("FAIL  {what}: {e:#}");
         }
     };
-    let asm = match assemble(&a.config, a.data_dir).await {
+    let asm = match assemble(&a.config, a.data_dir, None).await {
         Ok(x) => {
             check("config", Ok(format!("{}", x.config.path.display())));
             x

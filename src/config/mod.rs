@@ -188,7 +188,7 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| bad(self.field(key), "is required"))
     }
 
-    fn seq(&mut self, key: &'static str) -> Result<&'a [Value], ModelError> {
+    pub(crate) fn seq(&mut self, key: &'static str) -> Result<&'a [Value], ModelError> {
         match self.get(key) {
             None => Ok(&[]),
             Some(Value::Seq(items)) => Ok(items),
@@ -213,7 +213,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Map(_) => "a mapping",
         Value::Seq(_) => "a list",
@@ -228,7 +228,7 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn items(v: &[Value]) -> impl Iterator<Item = (usize, &Value)> {
+pub(crate) fn items(v: &[Value]) -> impl Iterator<Item = (usize, &Value)> {
     v.iter()
         .filter(|x| !matches!(x, Value::Comment(_)))
         .enumerate()

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{bad, cluster, ClusterConfig, ConfigError, Fields};
+use super::{bad, cluster, items, kind, ClusterConfig, ConfigError, Fields};
+use crate::boundary::{Boundary, Limits};
 use crate::model::ModelError;
 use crate::sops::Value;
 use crate::tokens::jwt::Algorithm;
@@ -67,6 +68,11 @@ pub struct ServeConfig {
     pub pull_request_poll_interval: Duration,
     /// The `deployment_credentials` section (see [`credentials`]).
     pub credentials: CredentialSettings,
+    /// Whether `deployment_credentials.apiUrl` was given (else it follows the listen address).
+    pub api_url_explicit: bool,
+    /// The tenant boundary and the limits (`namespace`, `reserved_namespaces`, `tenants`,
+    /// `secret_types`, `limits`; see [`boundary`]).
+    pub boundary: Boundary,
 }
 
 impl ServeConfig {
@@ -111,6 +117,7 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
     let resync_interval = duration(&mut top, "resync_interval", "5m")?;
     let max_backoff = duration(&mut top, "max_backoff", "5m")?;
     let pull_request_poll_interval = duration(&mut top, "pull_request_poll_interval", "1m")?;
+    let api_url_explicit = matches!(top.map.get("deployment_credentials"), Some(Value::Map(m)) if m.get("apiUrl").is_some());
     let credentials = match top.get("deployment_credentials") {
         None => CredentialSettings {
             api_url: format!("http://{listen}"),
@@ -118,6 +125,7 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         },
         Some(v) => credentials(v, &listen)?,
     };
+    let boundary = boundary(&mut top, &cluster.flux_namespace)?;
     top.finish()?;
     Ok(ServeConfig {
         path: path.to_path_buf(),
@@ -133,7 +141,126 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         max_backoff,
         pull_request_poll_interval,
         credentials,
+        api_url_explicit,
+        boundary,
     })
+}
+
+/// The tenant boundary and the limits:
+///
+/// ```yaml
+/// namespace: sealwright-system        # where sealwright runs: reserved like flux-system
+/// reserved_namespaces: [vault]        # more namespaces no app may target
+/// tenants:                            # a tenant key may claim only matching namespaces
+///   acme: {namespaces: ["acme-*"]}
+/// secret_types: [Opaque, kubernetes.io/tls]   # the allowlist (default: see boundary.rs)
+/// limits: {keys_per_secret: 1000, value_bytes: 1048576, body_bytes: 1114112, secrets_per_app: 2000}
+/// ```
+fn boundary(top: &mut Fields<'_>, flux_namespace: &str) -> Result<Boundary, ModelError> {
+    let own = top
+        .opt_str("namespace")?
+        .unwrap_or_else(|| crate::boundary::DEFAULT_OWN_NAMESPACE.into());
+    crate::names::validate_label("namespace", &own)?;
+    let mut reserved = Vec::new();
+    for (i, v) in items(top.seq("reserved_namespaces")?) {
+        let field = format!("reserved_namespaces[{i}]");
+        let Value::Str(ns) = v else {
+            return Err(bad(field, format!("must be a string, not {}", kind(v))));
+        };
+        crate::names::validate_label(&field, ns)?;
+        reserved.push(ns.clone());
+    }
+    let mut tenants = std::collections::BTreeMap::new();
+    if let Some(t) = top.get("tenants") {
+        let Value::Map(m) = t else {
+            return Err(bad(
+                "tenants",
+                "must be a mapping of tenant id to {namespaces: [patterns]}",
+            ));
+        };
+        for (id, settings) in m.pairs() {
+            let at = format!("tenants.{id}");
+            crate::names::validate_label(&at, id)?;
+            let mut g = Fields::of(&at, settings)?;
+            let mut patterns = Vec::new();
+            for (i, v) in items(g.seq("namespaces")?) {
+                let field = format!("{at}.namespaces[{i}]");
+                let Value::Str(p) = v else {
+                    return Err(bad(field, format!("must be a string, not {}", kind(v))));
+                };
+                crate::boundary::validate_pattern(p).map_err(|e| bad(&field, e))?;
+                patterns.push(p.clone());
+            }
+            g.finish()?;
+            if patterns.is_empty() {
+                return Err(bad(
+                    format!("{at}.namespaces"),
+                    "needs at least one pattern (like acme-*)",
+                ));
+            }
+            tenants.insert(id.to_owned(), patterns);
+        }
+    }
+    let secret_types = match top.get("secret_types") {
+        None => None,
+        Some(Value::Seq(list)) => {
+            let mut out = Vec::new();
+            for (i, v) in items(list) {
+                let field = format!("secret_types[{i}]");
+                let Value::Str(t) = v else {
+                    return Err(bad(field, format!("must be a string, not {}", kind(v))));
+                };
+                crate::reconcile::spec::validate_type(t).map_err(|e| bad(&field, e.reason))?;
+                out.push(t.clone());
+            }
+            if out.is_empty() {
+                return Err(bad("secret_types", "needs at least one type (like Opaque)"));
+            }
+            Some(out)
+        }
+        Some(other) => {
+            return Err(bad(
+                "secret_types",
+                format!("must be a list, not {}", kind(other)),
+            ))
+        }
+    };
+    let limits = match top.get("limits") {
+        None => Limits::default(),
+        Some(v) => limits(v)?,
+    };
+    Ok(Boundary::new(
+        flux_namespace,
+        &own,
+        &reserved,
+        tenants,
+        secret_types,
+        limits,
+    ))
+}
+
+fn limits(v: &Value) -> Result<Limits, ModelError> {
+    let mut f = Fields::of("limits", v)?;
+    let d = Limits::default();
+    let mut n = |key: &'static str, default: usize, max: usize| -> Result<usize, ModelError> {
+        match f.get(key) {
+            None => Ok(default),
+            Some(Value::Int(i)) if *i >= 1 && (*i as u64) <= max as u64 => Ok(*i as usize),
+            Some(_) => Err(bad(
+                format!("limits.{key}"),
+                format!("must be a whole number from 1 to {max}"),
+            )),
+        }
+    };
+    let out = Limits {
+        keys_per_secret: n("keys_per_secret", d.keys_per_secret, 100_000)?,
+        // Kubernetes refuses a Secret over 1 MiB: a larger limit would only move the error.
+        value_bytes: n("value_bytes", d.value_bytes, 1024 * 1024)?,
+        body_bytes: n("body_bytes", d.body_bytes, 64 * 1024 * 1024)?,
+        secrets_per_app: n("secrets_per_app", d.secrets_per_app, 1_000_000)?,
+    };
+    f.finish()?;
+    Ok(out)
 }
 
 /// The `deployment_credentials` section. Its keys are the names the deployment-credentials

@@ -73,6 +73,49 @@ impl ChainRecipients {
     }
 }
 
+/// Opens an app's `age-secret.sops.yaml` from the Flux repo with the cluster's private key: the
+/// app key inside, checked against the public key the file names. The error names what failed,
+/// never key material.
+pub fn open_age_secret(bytes: &[u8], cluster: &AgeKey) -> Result<AgeKey, String> {
+    use crate::sops::document::{self, Format};
+    let doc = Format::Yaml
+        .parse_encrypted(bytes)
+        .map_err(|e| format!("not a SOPS file: {e}"))?;
+    let dec = document::decrypt(&doc, &cluster.identities(), true).map_err(|e| {
+        format!(
+            "does not decrypt with the cluster identity {} ({e})",
+            cluster.recipient()
+        )
+    })?;
+    let secret = dec.branches.first().ok_or("holds no document")?;
+    let text = |path: &[&str]| -> Option<String> {
+        let mut v = secret.get(path[0])?;
+        for p in &path[1..] {
+            v = v.as_map()?.get(p)?;
+        }
+        v.as_str().map(str::to_owned)
+    };
+    let b64 =
+        zeroize::Zeroizing::new(text(&["data", AGE_KEY_DATA_KEY]).ok_or("has no data.age.agekey")?);
+    use base64::Engine;
+    let entry = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|_| "data.age.agekey is not base64")?,
+    );
+    let entry = std::str::from_utf8(&entry).map_err(|_| "data.age.agekey is not text")?;
+    let key = AgeKey::from_identity_file(entry, "data.age.agekey").map_err(|e| e.to_string())?;
+    if let Some(named) = text(&["metadata", "annotations", "sealwright.dev/public-key"]) {
+        if named != key.recipient() {
+            return Err(format!(
+                "holds a key whose public key {} is not the {named} it is annotated with",
+                key.recipient()
+            ));
+        }
+    }
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

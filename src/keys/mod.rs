@@ -101,6 +101,8 @@ pub trait KeyStore: Send + Sync {
     fn deploy_key(&self, app: &str) -> Result<DeployKey, KeyError>;
     /// sealwright's own key, which its encrypted state (token signing keys) is encrypted to.
     fn operator(&self) -> Result<AgeKey, KeyError>;
+    /// Where the app's key is kept, for messages that tell a person what is missing.
+    fn location(&self, app: &str) -> String;
 }
 
 /// The embedded default: one identity file per app, `<dir>/<app>.agekey`, and one OpenSSH key per
@@ -218,6 +220,10 @@ impl KeyStore for FileKeyStore {
 
     fn get(&self, app: &str) -> Result<Option<AgeKey>, KeyError> {
         read_identity_file(&self.path(app)?)
+    }
+
+    fn location(&self, app: &str) -> String {
+        self.dir.join(format!("{app}.agekey")).display().to_string()
     }
 
     fn get_or_create(&self, app: &str) -> Result<AgeKey, KeyError> {

@@ -181,6 +181,53 @@ fn random_jti() -> String {
 }
 
 impl Reconciler {
+    /// The deployment whose credentials Secret is `<namespace>/<name>`, as `(name, id)`.
+    pub(super) fn credentials_owner(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(String, String)> {
+        self.deployments()
+            .values()
+            .map(|d| &d.record.spec)
+            .find(|s| {
+                s.namespace == namespace && crate::model::credentials_secret_name(&s.name) == name
+            })
+            .map(|s| (s.name.clone(), s.id.clone()))
+    }
+
+    /// A deployment's `<name>-credentials` is a Secret name no one else in its namespace writes:
+    /// not another deployment, not a managed secret of the app (whichever came first keeps it).
+    fn check_credentials_name(&self, spec: &DeploymentSpec) -> Result<(), ReconcileError> {
+        let secret = crate::model::credentials_secret_name(&spec.name);
+        let other = self
+            .deployments()
+            .values()
+            .map(|d| &d.record.spec)
+            .find(|s| s.id != spec.id && s.namespace == spec.namespace && s.name == spec.name)
+            .map(|s| s.id.clone());
+        if let Some(other) = other {
+            return Err(ReconcileError::Conflict(format!(
+                "Secret {}/{secret} is already the credentials Secret of deployment {} ({other}); give this deployment another name",
+                spec.namespace, spec.name
+            )));
+        }
+        if let Ok(slot) = self.slot(&spec.app) {
+            let d = slot.lock();
+            if let Some(m) = d
+                .desired()
+                .values()
+                .find(|m| m.target_name == secret && m.target_namespaces.contains(&spec.namespace))
+            {
+                return Err(ReconcileError::Conflict(format!(
+                    "Secret {}/{secret} is already managed secret {:?} of app {:?}; give this deployment another name",
+                    spec.namespace, m.name, spec.app
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn deployments(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DeploymentData>> {
         self.inner
             .deployments
@@ -410,6 +457,7 @@ impl Reconciler {
             self.slot(a).ok().map(|s| s.lock().spec.clone())
         })?;
         let id = spec.id.clone();
+        self.check_credentials_name(&spec)?;
         let (previous, revoked) = {
             let deps = self.deployments();
             match deps.get(&id) {

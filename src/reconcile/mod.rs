@@ -90,6 +90,8 @@ pub struct Settings {
     pub credentials: crate::tokens::CredentialSettings,
     /// Token times are read from this clock (a fake one in tests).
     pub clock: Arc<dyn crate::tokens::Clock>,
+    /// The tenant boundary (reserved namespaces, tenants' patterns, Secret types) and limits.
+    pub boundary: crate::boundary::Boundary,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,18 @@ pub enum ReconcileError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// The caller may not do this (a tenant key outside its tenant's namespaces).
+    #[error("{field}: {reason}")]
+    Forbidden { field: String, reason: String },
+    /// A namespace another app holds. The message names neither that app nor its tenant: only
+    /// an admin is shown them ([`ReconcileError::owner`]).
+    #[error("{field}: namespace {namespace:?} is taken by another app")]
+    Taken {
+        field: String,
+        namespace: String,
+        owner_app: String,
+        owner_tenant: String,
+    },
     #[error("{repo}: {source}")]
     Git { repo: String, source: GitError },
     #[error("{repo}: {source}")]
@@ -110,11 +124,18 @@ pub enum ReconcileError {
     Render { app: String, source: RenderError },
     #[error("state repo: {0}")]
     State(String),
+    /// The state repo is empty while the Flux repo shows apps: sealwright refuses to start.
+    #[error("{0}")]
+    StateLost(String),
     /// A failed round, told to each of the callers that shared it (errors do not clone).
     #[error("{repo}: {message}")]
     Delivery { repo: String, message: String },
     #[error("app {app} is not provisioned yet: {reason}")]
     NotReady { app: String, reason: String },
+    /// Something the app's recorded history needs is gone (its key, its repository): the app
+    /// stops rather than start over empty. The message says what is missing and how to restore it.
+    #[error("app {app}: {message}")]
+    Lost { app: String, message: String },
     /// Something sealwright needs is not available now (the operator key).
     #[error("{0}")]
     Unavailable(String),
@@ -133,6 +154,18 @@ impl ReconcileError {
         ReconcileError::Delivery {
             repo: repo.to_owned(),
             message,
+        }
+    }
+
+    /// The app and tenant that hold a taken namespace (for admins only).
+    pub fn owner(&self) -> Option<(&str, &str)> {
+        match self {
+            ReconcileError::Taken {
+                owner_app,
+                owner_tenant,
+                ..
+            } => Some((owner_app, owner_tenant)),
+            _ => None,
         }
     }
 
@@ -188,6 +221,9 @@ impl WriteAck {
 pub struct Actor {
     pub name: String,
     pub request_id: Option<String>,
+    /// The tenant whose API key made the request: its namespace patterns bind it. `None` for
+    /// admins, the registrations directory and the reconciler itself.
+    pub tenant_key: Option<String>,
 }
 
 impl Actor {
@@ -195,6 +231,7 @@ impl Actor {
         Actor {
             name: name.to_owned(),
             request_id: None,
+            tenant_key: None,
         }
     }
 
@@ -379,6 +416,8 @@ struct Inner {
     external: Mutex<external::ExternalStore>,
     /// External secrets writes go one at a time (their clash check reads what the others write).
     external_writes: tokio::sync::Mutex<()>,
+    /// Registrations and their updates go one at a time (namespace claims read each other).
+    claims: tokio::sync::Mutex<()>,
 }
 
 /// The reconciler. Cheap to clone; every clone is the same reconciler.
@@ -414,6 +453,20 @@ impl AppView {
         } else {
             "failed"
         }
+    }
+
+    /// [`AppView::to_json`] as `admin` or a tenant may see it: a tenant is not shown where the
+    /// server keeps its repositories on its own disk (a local path is no URL of theirs).
+    pub fn to_json_for(&self, admin: bool) -> Json {
+        let mut j = self.to_json();
+        if !admin {
+            for k in ["platformRepo", "fluxRepo"] {
+                if j[k].as_str().is_some_and(|u| !u.contains("://")) {
+                    j[k] = Json::Null;
+                }
+            }
+        }
+        j
     }
 
     pub fn to_json(&self) -> Json {
@@ -509,6 +562,7 @@ impl Reconciler {
                 token_keys: Mutex::new(credentials::TokenKeys::default()),
                 external: Mutex::new(external::ExternalStore::default()),
                 external_writes: tokio::sync::Mutex::new(()),
+                claims: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -528,19 +582,33 @@ impl Reconciler {
     /// Loads the state repo and every app's committed secrets: what a restart starts from. Apps
     /// whose repo cannot be read now are loaded with their registration and retried by rounds.
     pub async fn load(&self) -> Result<(), ReconcileError> {
-        let files = self
+        let (head, files) = self
             .inner
             .engine
             .read(
                 self.inner.settings.state_remote.clone(),
                 &self.inner.settings.branch,
-                |snap| snap.files_under(""),
+                |snap| Ok((snap.commit_id(), snap.files_under("")?)),
             )
             .await
             .map_err(|source| ReconcileError::Git {
                 repo: "state repo".into(),
                 source,
             })?;
+        if head.is_none() {
+            // An empty state repo is a first start only if the Flux repo agrees: apps in it mean
+            // the state was lost, and starting over would drop every registration, API key,
+            // deployment and external secret, and then the apps' Flux folders.
+            let apps = self.flux_apps().await?;
+            if !apps.is_empty() {
+                return Err(ReconcileError::StateLost(format!(
+                    "the state repo has no commit (it is missing or was emptied), but the Flux repo {} holds the folders of {} app(s) ({}): restore the state repo from a backup or clone (git clone --bare --mirror BACKUP <data-dir>/state.git) before sealwright starts; it does not start over empty",
+                    self.inner.settings.flux_repo,
+                    apps.len(),
+                    apps.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
         let records = store::decode(&files)?;
         *self
             .inner
@@ -624,7 +692,18 @@ impl Reconciler {
             })?;
         let (head, secrets, found) = match head {
             None => (None, BTreeMap::new(), Vec::new()),
-            Some(_) => self.read_secrets(slot, keys, repo, None).await?,
+            Some(_) => match self.read_secrets(slot, keys, repo, None).await {
+                Ok(x) => x,
+                Err(e) => {
+                    if matches!(e, ReconcileError::Lost { .. }) {
+                        // The key is wrong: read it again next time (it may have been restored).
+                        let mut d = slot.lock();
+                        d.keys = None;
+                        d.repo = None;
+                    }
+                    return Err(e);
+                }
+            },
         };
         self.adopt_credentials(slot, head.clone(), found);
         let pull_requests = slot.lock().spec.delivery == Delivery::PullRequest;
@@ -662,23 +741,6 @@ impl Reconciler {
         let s = &self.inner.settings;
         let name = slot.name.clone();
         let ssh = matches!(s.flux_url, FluxUrl::HostSsh { .. });
-        let store = self.inner.keys.clone();
-        let for_keys = name.clone();
-        let keys = tokio::task::spawn_blocking(move || -> Result<AppKeys, KeyError> {
-            let age = store.get_or_create(&for_keys)?;
-            let deploy = if ssh {
-                Some(store.deploy_key(&for_keys)?)
-            } else {
-                None
-            };
-            Ok(AppKeys { age, deploy })
-        })
-        .await
-        .map_err(|e| ReconcileError::Internal(e.to_string()))?
-        .map_err(|source| ReconcileError::Keys {
-            app: name.clone(),
-            source,
-        })?;
         let repo_name = render::platform_repo_name(&name);
         let host_err = |source| ReconcileError::Host {
             repo: format!("{}/{repo_name}", s.owner),
@@ -694,6 +756,17 @@ impl Reconciler {
             )
             .await
             .map_err(host_err)?;
+        let remote =
+            remote_for(&s.access, &hosted.push_url, &hosted.clone_url).map_err(|source| {
+                ReconcileError::Git {
+                    repo: hosted.full_name.clone(),
+                    source,
+                }
+            })?;
+        let remote = Arc::new(remote);
+        let keys = self
+            .app_keys(&name, ssh, &hosted.full_name, &remote)
+            .await?;
         if let Some(deploy) = keys.deploy.as_ref() {
             self.inner
                 .host
@@ -708,13 +781,6 @@ impl Reconciler {
                 .await
                 .map_err(host_err)?;
         }
-        let remote =
-            remote_for(&s.access, &hosted.push_url, &hosted.clone_url).map_err(|source| {
-                ReconcileError::Git {
-                    repo: hosted.full_name.clone(),
-                    source,
-                }
-            })?;
         let flux = match &s.flux_url {
             FluxUrl::Template(t) => PlatformRepo {
                 url: t.replace("{owner}", &s.owner).replace("{name}", &repo_name),
@@ -732,11 +798,134 @@ impl Reconciler {
         d.repo = Some(Arc::new(RepoHandle {
             full_name: hosted.full_name,
             repo_ref,
-            remote: Arc::new(remote),
+            remote,
             clone_url: hosted.clone_url,
             flux,
         }));
         Ok(())
+    }
+
+    /// The app's keys. A key is made only for an app with no history; for one with history (its
+    /// platform repo holds sealwright's files, or the Flux repo its folder) a missing key fails
+    /// the app, and so does a platform repo with no commit: nothing starts over empty.
+    async fn app_keys(
+        &self,
+        app: &str,
+        ssh: bool,
+        repo_name: &str,
+        remote: &Arc<Remote>,
+    ) -> Result<AppKeys, ReconcileError> {
+        let branch = self.inner.settings.branch.clone();
+        let git = |source| ReconcileError::Git {
+            repo: repo_name.to_owned(),
+            source,
+        };
+        let (head, holds_files) = self
+            .inner
+            .engine
+            .read(remote.clone(), &branch, |snap| {
+                // sealwright's first commit writes both; either one is its mark.
+                let files = snap.read(".sops.yaml")?.is_some()
+                    || snap.read("secrets/kustomization.yaml")?.is_some();
+                Ok((snap.commit_id(), files))
+            })
+            .await
+            .map_err(git)?;
+        let flux_dir = format!("apps/{}", render::platform_repo_name(app));
+        let in_flux = if head.is_none() || !holds_files {
+            self.flux_holds(&flux_dir).await?
+        } else {
+            false
+        };
+        let store = self.inner.keys.clone();
+        let location = store.location(app);
+        if head.is_none() && in_flux {
+            return Err(ReconcileError::Lost {
+                app: app.to_owned(),
+                message: format!(
+                    "its platform repo {repo_name} has no commit (it is missing or was emptied), but the Flux repo still holds {flux_dir}/: restore the repository from a backup or clone (replacing the empty one) before sealwright goes on; nothing is recreated empty over recorded history"
+                ),
+            });
+        }
+        let history = holds_files || in_flux;
+        let for_keys = app.to_owned();
+        let keys = tokio::task::spawn_blocking(move || -> Result<Option<AppKeys>, KeyError> {
+            let age = match store.get(&for_keys)? {
+                Some(k) => k,
+                None if history => return Ok(None),
+                None => store.get_or_create(&for_keys)?,
+            };
+            let deploy = if ssh {
+                Some(store.deploy_key(&for_keys)?)
+            } else {
+                None
+            };
+            Ok(Some(AppKeys { age, deploy }))
+        })
+        .await
+        .map_err(|e| ReconcileError::Internal(e.to_string()))?
+        .map_err(|source| ReconcileError::Keys {
+            app: app.to_owned(),
+            source,
+        })?;
+        keys.ok_or_else(|| ReconcileError::Lost {
+            app: app.to_owned(),
+            message: format!(
+                "its key {location} is missing, but {} holds what it encrypted; no new key is made over it. Restore it from the key chain: sealwright keys recover --app {app} --cluster-identity FILE --config FILE",
+                if holds_files { repo_name.to_owned() } else { format!("the Flux repo ({flux_dir}/)") }
+            ),
+        })
+    }
+
+    /// The apps whose folder (`apps/<app>-platform/`) the Flux repo holds.
+    pub async fn flux_apps(&self) -> Result<Vec<String>, ReconcileError> {
+        let remote = self.flux_remote().await?;
+        self.inner
+            .engine
+            .read(remote, &self.inner.settings.branch, |snap| {
+                Ok(snap
+                    .folders_in("apps")?
+                    .into_iter()
+                    .filter_map(|f| f.strip_suffix("-platform").map(str::to_owned))
+                    .collect())
+            })
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: self.inner.settings.flux_repo.to_string(),
+                source,
+            })
+    }
+
+    /// One file of the Flux repo as the branch holds it (`None` when it is not there).
+    pub async fn flux_file(&self, path: &str) -> Result<Option<Vec<u8>>, ReconcileError> {
+        let remote = self.flux_remote().await?;
+        let path = path.to_owned();
+        self.inner
+            .engine
+            .read(remote, &self.inner.settings.branch, move |snap| {
+                snap.read(&path)
+            })
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: self.inner.settings.flux_repo.to_string(),
+                source,
+            })
+    }
+
+    /// Whether the Flux repo holds files in `dir`.
+    async fn flux_holds(&self, dir: &str) -> Result<bool, ReconcileError> {
+        let remote = self.flux_remote().await?;
+        let dir = dir.to_owned();
+        self.inner
+            .engine
+            .read(remote, &self.inner.settings.branch, move |snap| {
+                Ok(!snap.files_in(&dir)?.is_empty())
+            })
+            .await
+            .map_err(|source| ReconcileError::Git {
+                repo: self.inner.settings.flux_repo.to_string(),
+                source,
+            })
     }
 
     async fn flux_remote(&self) -> Result<Arc<Remote>, ReconcileError> {
@@ -800,6 +989,9 @@ impl Reconciler {
             )
             .into());
         }
+        // Claims are decided one at a time: two registrations never take one namespace.
+        let claims = self.inner.claims.lock().await;
+        self.check_boundary(actor, &spec)?;
         let slot = {
             let mut apps = self.apps();
             if let Some(existing) = apps.get(&spec.name) {
@@ -831,6 +1023,7 @@ impl Reconciler {
             self.apps().remove(&spec.name);
             return Err(e);
         }
+        drop(claims);
         self.announce_and_reconcile(actor, "app.created", &slot, &spec)
             .await
     }
@@ -881,6 +1074,8 @@ impl Reconciler {
             )
             .into());
         }
+        let claims = self.inner.claims.lock().await;
+        self.check_boundary(actor, &spec)?;
         self.state_commit(
             vec![(
                 store::app_path(&spec.name),
@@ -899,6 +1094,7 @@ impl Reconciler {
                 p.head.clear();
             }
         }
+        drop(claims);
         self.announce_and_reconcile(actor, "app.updated", &slot, &spec)
             .await
     }
@@ -964,6 +1160,80 @@ impl Reconciler {
         ev.commit = commit.clone();
         self.inner.events.record(ev);
         Ok(commit)
+    }
+
+    /// The tenant boundary for a registration: no reserved namespace, none outside the patterns
+    /// of the tenant whose key asks, and none that another app holds.
+    fn check_boundary(&self, actor: &Actor, spec: &AppSpec) -> Result<(), ReconcileError> {
+        let boundary = &self.inner.settings.boundary;
+        for (i, env) in spec.environments.iter().enumerate() {
+            let field = format!("environments[{i}].namespace");
+            match boundary.check_namespace(&spec.tenant, &env.namespace, actor.tenant_key.is_some())
+            {
+                Ok(()) => {}
+                Err(r @ crate::boundary::Refusal::Reserved) => {
+                    return Err(spec::invalid(field, r.reason()).into())
+                }
+                Err(r) => {
+                    return Err(ReconcileError::Forbidden {
+                        field,
+                        reason: r.reason(),
+                    })
+                }
+            }
+        }
+        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        for slot in slots {
+            if slot.name == spec.name {
+                continue;
+            }
+            let d = slot.lock();
+            if d.deleted {
+                continue;
+            }
+            for (i, env) in spec.environments.iter().enumerate() {
+                if d.spec.namespaces().any(|n| n == env.namespace) {
+                    return Err(ReconcileError::Taken {
+                        field: format!("environments[{i}].namespace"),
+                        namespace: env.namespace.clone(),
+                        owner_app: slot.name.clone(),
+                        owner_tenant: d.spec.tenant.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why a stored registration breaks the boundary (one stored before it was enforced): a
+    /// reserved namespace, or one another app also holds. Such an app is failed, never written.
+    fn boundary_breach(&self, app: &str, spec: &AppSpec) -> Option<String> {
+        let boundary = &self.inner.settings.boundary;
+        if let Some(ns) = spec.namespaces().find(|n| boundary.is_reserved(n)) {
+            return Some(format!(
+                "namespace {ns:?} is reserved: no app may target it; change the registration"
+            ));
+        }
+        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        for slot in slots {
+            if slot.name == app {
+                continue;
+            }
+            let d = slot.lock();
+            if d.deleted {
+                continue;
+            }
+            if let Some(ns) = spec
+                .namespaces()
+                .find(|n| d.spec.namespaces().any(|m| m == *n))
+            {
+                return Some(format!(
+                    "namespace {ns:?} is also held by app {:?}; a namespace belongs to one app: change one registration",
+                    slot.name
+                ));
+            }
+        }
+        None
     }
 
     /// Apps whose registration came from the configuration directory.
@@ -1071,8 +1341,26 @@ impl Reconciler {
         let slot = self.slot(app)?;
         let spec = {
             let d = slot.lock();
-            SecretSpec::from_json(name, body, &d.spec)?
+            let spec = SecretSpec::from_json(name, body, &d.spec)?;
+            let limits = &self.inner.settings.boundary.limits;
+            if !d.desired().contains_key(name) && d.desired().len() >= limits.secrets_per_app {
+                return Err(spec::invalid(
+                    "name",
+                    format!(
+                        "app {app:?} holds {} secrets, the limit (limits.secrets_per_app); delete one first",
+                        d.desired().len()
+                    ),
+                )
+                .into());
+            }
+            spec
         };
+        self.inner
+            .settings
+            .boundary
+            .check_secret_type(&spec.type_)
+            .map_err(|reason| spec::invalid("type", reason))?;
+        self.check_limits(&spec)?;
         self.check_targets(app, &spec)?;
         self.submit(&slot, actor, SecretOpKind::Put(spec)).await
     }
@@ -1093,7 +1381,7 @@ impl Reconciler {
                 .desired()
                 .get(name)
                 .ok_or_else(|| ReconcileError::not_found("secret", name))?;
-            s.patched(&patch)?;
+            self.check_limits(&s.patched(&patch)?)?;
         }
         self.submit(&slot, actor, SecretOpKind::Patch(name.to_owned(), patch))
             .await
@@ -1113,8 +1401,50 @@ impl Reconciler {
             .await
     }
 
-    /// Two secrets never claim one Secret (namespace, name): not across apps, not within one.
+    /// The configured limits on one secret: keys and bytes.
+    fn check_limits(&self, spec: &SecretSpec) -> Result<(), ReconcileError> {
+        let limits = &self.inner.settings.boundary.limits;
+        if spec.data.len() > limits.keys_per_secret {
+            return Err(spec::invalid(
+                "data",
+                format!(
+                    "holds {} keys; the limit is {} (limits.keys_per_secret)",
+                    spec.data.len(),
+                    limits.keys_per_secret
+                ),
+            )
+            .into());
+        }
+        let size: usize = spec
+            .data
+            .iter()
+            .map(|(k, v)| k.len() + v.expose().len())
+            .sum();
+        if size > limits.value_bytes {
+            return Err(spec::invalid(
+                "data",
+                format!(
+                    "holds {size} bytes; the limit is {} (limits.value_bytes)",
+                    limits.value_bytes
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Two writers never claim one Secret (namespace, name): not two managed secrets, across
+    /// apps or within one, and not a managed secret and a name sealwright generates (a
+    /// deployment's `<name>-credentials`, the app's external secrets), whichever came first.
     fn check_targets(&self, app: &str, spec: &SecretSpec) -> Result<(), ReconcileError> {
+        for ns in &spec.target_namespaces {
+            if let Some((dep, id)) = self.credentials_owner(ns, &spec.target_name) {
+                return Err(ReconcileError::Conflict(format!(
+                    "Secret {ns}/{} is the credentials Secret of deployment {dep:?} ({id}); give secret {:?} another targetName",
+                    spec.target_name, spec.name
+                )));
+            }
+        }
         let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
         for slot in slots {
             let d = slot.lock();
@@ -1221,6 +1551,17 @@ impl Reconciler {
                     app: slot.name.clone(),
                     reason: e.to_string(),
                 }));
+            }
+            return;
+        }
+        if let Some(breach) = self.boundary_breach(&slot.name, &spec) {
+            // Stored before the boundary held: nothing is written for it until it is fixed.
+            let message = format!("app {}: {breach}", slot.name);
+            self.record_failure(slot, &ReconcileError::Conflict(message.clone()));
+            for op in ops {
+                let _ = op
+                    .reply
+                    .send(Err(ReconcileError::Conflict(message.clone())));
             }
             return;
         }
@@ -1560,7 +1901,7 @@ impl Reconciler {
             Ok(_) => {
                 for slot in &slots {
                     let mut d = slot.lock();
-                    if d.repo.is_some() {
+                    if d.repo.is_some() && d.loaded {
                         d.flux_synced = true;
                     }
                 }
@@ -1726,20 +2067,33 @@ impl Reconciler {
         let remote = self.flux_remote().await?;
         // Apps that can be rendered (provisioned), and registered ones that cannot yet: their
         // folders are left as they are rather than pruned over a passing host failure.
+        // An app is rendered only once its secrets were read from its repo: an app that is not
+        // loaded (repo unreadable, key missing, host down) keeps its folder and RBAC as they are.
         let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
         let mut ready: BTreeMap<String, (crate::model::App, Arc<AppKeys>)> = BTreeMap::new();
         let mut registered: BTreeSet<String> = BTreeSet::new();
+        let mut claims: BTreeMap<String, usize> = BTreeMap::new();
+        for slot in &slots {
+            let d = slot.lock();
+            if !d.deleted {
+                for ns in d.spec.namespaces() {
+                    *claims.entry(ns.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        let boundary = &self.inner.settings.boundary;
         for slot in &slots {
             let d = slot.lock();
             if d.deleted {
                 continue;
             }
             registered.insert(slot.name.clone());
-            if let (Some(keys), Some(repo)) = (&d.keys, &d.repo) {
+            if let (Some(keys), Some(repo), true) = (&d.keys, &d.repo, d.loaded) {
+                let spec = reachable(&d.spec, boundary, &claims);
                 ready.insert(
                     slot.name.clone(),
                     (
-                        plan::model_app(&d.spec, d.secrets.values(), repo.flux.clone()),
+                        plan::model_app(&spec, d.secrets.values(), repo.flux.clone()),
                         keys.clone(),
                     ),
                 );
@@ -2029,6 +2383,21 @@ impl Reconciler {
         bool::from(hash.as_bytes().ct_eq(rec.sha256.as_bytes()))
             .then(|| (rec.tenant.clone(), rec.id.clone()))
     }
+}
+
+/// The namespaces of a stored registration that its Flux objects may reach: the reserved ones and
+/// those more than one app holds (`claims` counts the holders) are left out, so no RBAC is ever
+/// rendered there, whatever a registration stored before the boundary was enforced says.
+fn reachable(
+    spec: &AppSpec,
+    boundary: &crate::boundary::Boundary,
+    claims: &BTreeMap<String, usize>,
+) -> AppSpec {
+    let mut out = spec.clone();
+    out.environments.retain(|e| {
+        !boundary.is_reserved(&e.namespace) && claims.get(&e.namespace).copied().unwrap_or(0) <= 1
+    });
+    out
 }
 
 fn app_event(actor: &Actor, action: &str, spec: &AppSpec) -> Event {

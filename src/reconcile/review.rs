@@ -585,17 +585,37 @@ impl Reconciler {
         ReconcileError,
     > {
         let branch = branch.unwrap_or(&self.inner.settings.branch);
-        let (head, files) = self
+        let (head, files, sops_yaml) = self
             .inner
             .engine
             .read(repo.remote.clone(), branch, |snap| {
-                Ok((snap.commit_id(), snap.files_under("secrets/")?))
+                Ok((
+                    snap.commit_id(),
+                    snap.files_under("secrets/")?,
+                    snap.read(".sops.yaml")?,
+                ))
             })
             .await
             .map_err(|source| ReconcileError::Git {
                 repo: repo.full_name.clone(),
                 source,
             })?;
+        let recipient = keys.age.recipient();
+        // The repo's .sops.yaml names the app's recipient: a key that is not in it is the wrong
+        // key (replaced, or another app's), and rendering with it would re-encrypt nothing.
+        if let Some(text) = &sops_yaml {
+            if !String::from_utf8_lossy(text).contains(&recipient) {
+                return Err(ReconcileError::Lost {
+                    app: slot.name.clone(),
+                    message: format!(
+                        "its key {} ({recipient}) is not the key {}'s .sops.yaml names; restore the right key: sealwright keys recover --app {} --cluster-identity FILE --config FILE",
+                        self.inner.keys.location(&slot.name),
+                        repo.full_name,
+                        slot.name
+                    ),
+                });
+            }
+        }
         let spec = slot.lock().spec.clone();
         let keys = keys.clone();
         let (secrets, credentials, problems) =
@@ -603,7 +623,7 @@ impl Reconciler {
                 .await
                 .map_err(|e| ReconcileError::Internal(e.to_string()))?;
         for (path, problem) in problems {
-            tracing::warn!(app = %slot.name, %branch, %path, %problem, "not a sealwright secret; the next round replaces or removes it");
+            tracing::warn!(app = %slot.name, %branch, %path, %problem, "not a sealwright secret; left as it is");
         }
         Ok((
             head,

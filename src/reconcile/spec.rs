@@ -333,7 +333,7 @@ impl SecretPatch {
     }
 }
 
-fn validate_type(t: &str) -> Result<(), Invalid> {
+pub fn validate_type(t: &str) -> Result<(), Invalid> {
     let ok = !t.is_empty()
         && t.len() <= 253
         && t.bytes()

@@ -61,6 +61,10 @@ pub enum RenderError {
     MissingKey { app: String, what: &'static str },
     #[error("{path}: a managed secret has the name reserved for the app's external secrets; give it another targetName")]
     Reserved { path: String },
+    #[error("{path}: two Secrets of this app have this name in this namespace (a managed secret and a deployment's credentials, say); rename one")]
+    Collision { path: String },
+    #[error("{path}: the file in the repo does not open with the app key ({reason}); sealwright does not overwrite what it cannot read: restore the app key (sealwright keys recover) or move the file away by hand")]
+    Unreadable { path: String, reason: String },
 }
 
 /// The platform repo folder name of an app: `<app>-platform`.
@@ -285,6 +289,10 @@ pub fn render_platform(
                     entries: &[(String, crate::model::SecretValue)],
                     kept: bool|
      -> Result<(), RenderError> {
+        // One file, two Secrets: either one would silently lose the other.
+        if tree.contains_key(&path) {
+            return Err(RenderError::Collision { path });
+        }
         let bytes = match prev.get(&path).filter(|_| kept) {
             Some(bytes) => bytes.clone(),
             None => {
@@ -354,6 +362,19 @@ pub fn render_platform(
                 data,
                 kept,
             )?;
+        }
+    }
+    // A Secret file this round would delete is deleted only if the app key opens it: one that
+    // does not decrypt may be the only copy of a secret under a key sealwright lost, so it stays
+    // byte for byte (and listed, as it was).
+    for (path, bytes) in prev {
+        if path.ends_with(".sops.yaml")
+            && path.starts_with("secrets/")
+            && !tree.contains_key(path)
+            && seal::open_with_app_key(path, bytes, key).is_err()
+        {
+            tracing::warn!(%path, app = %app.name, "does not open with the app key; kept as it is");
+            tree.insert(path.clone(), bytes.clone());
         }
     }
     let mut files: Vec<String> = tree

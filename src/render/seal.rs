@@ -120,9 +120,17 @@ pub fn with_app_key(
         match reuse_with_key(path, &branches, recipients, key, bytes, now) {
             Ok(Some(out)) => return Ok(out),
             Ok(None) => {}
-            // A previous file we cannot open (another key, tampered) is replaced, not fatal:
-            // the desired state is the source of truth. The reason names no value.
-            Err(reason) => {
+            // A file this key cannot open is never overwritten: it may be the only copy of a
+            // secret under a key sealwright lost. Fail loudly instead. The reason names no value.
+            Err(Reuse::Unreadable(reason)) => {
+                return Err(RenderError::Unreadable {
+                    path: path.to_owned(),
+                    reason,
+                })
+            }
+            // One that opens but whose data key sealwright did not choose is replaced: the
+            // desired state is the source of truth, and nothing is lost.
+            Err(Reuse::Unsealed(reason)) => {
                 tracing::warn!(%path, %reason, "previous file not reusable; encrypting afresh")
             }
         }
@@ -154,6 +162,14 @@ pub fn open_with_app_key(path: &str, bytes: &[u8], key: &AgeKey) -> Result<Map, 
         .ok_or_else(|| "holds no document".to_string())
 }
 
+/// Why a previous file is not reused.
+enum Reuse {
+    /// It does not parse or decrypt with the app key.
+    Unreadable(String),
+    /// It opens, but its data key was not chosen by sealwright.
+    Unsealed(String),
+}
+
 fn reuse_with_key(
     path: &str,
     branches: &[Map],
@@ -161,34 +177,37 @@ fn reuse_with_key(
     key: &AgeKey,
     bytes: &[u8],
     now: DateTime,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<Vec<u8>>, Reuse> {
     let prev = Format::Yaml
         .parse_encrypted(bytes)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Reuse::Unreadable(e.to_string()))?;
+    // Decrypted even when the recipients changed: a file the app key cannot open is not ours
+    // to replace.
+    let dec = document::decrypt(&prev, &key.identities(), true)
+        .map_err(|e| Reuse::Unreadable(e.to_string()))?;
     if !same_keys(&prev, recipients) {
         tracing::debug!(%path, "recipients changed; encrypting afresh");
         return Ok(None);
     }
-    let dec = document::decrypt(&prev, &key.identities(), true).map_err(|e| e.to_string())?;
     let tag = seal_tag(key, path, &dec.data_key);
     if prev.branches.len() != 1 || annotation(&prev.branches[0], SEAL_ANNOTATION) != Some(&tag) {
-        return Err(
+        return Err(Reuse::Unsealed(
             "its data key was not chosen by sealwright (no valid sealwright.dev/seal)".into(),
-        );
+        ));
     }
     let mut branches = branches.to_vec();
     for b in &mut branches {
         set_annotation(b, SEAL_ANNOTATION, &tag);
     }
-    let (next, changed) =
-        document::reencrypt(&prev, &dec, branches, now).map_err(|e| e.to_string())?;
+    let (next, changed) = document::reencrypt(&prev, &dec, branches, now)
+        .map_err(|e| Reuse::Unsealed(e.to_string()))?;
     if !changed {
         return Ok(Some(bytes.to_vec()));
     }
     Format::Yaml
         .emit_encrypted(&next, EmitOptions::default())
         .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(|e| Reuse::Unsealed(e.to_string()))
 }
 
 /// Encrypts a Secret holding key material to the cluster `recipients`, keeping `previous`
@@ -292,11 +311,18 @@ mod tests {
         let diff: Vec<_> = a.lines().zip(b.lines()).filter(|(x, y)| x != y).collect();
         // The changed value, lastmodified and the MAC; b's ciphertext stays.
         assert_eq!(diff.len(), 3, "{diff:#?}");
-        // Another key cannot open the previous file: encrypted afresh, not an error.
+        // Another key cannot open the previous file: never overwritten, an error naming it.
         let other = AgeKey::generate();
         let r2 = vec![other.recipient()];
-        let redone = with_app_key("p", doc("YWFh"), &r2, &other, Some(&first), t1).unwrap();
-        assert_ne!(redone, first);
+        let e = with_app_key("p", doc("YWFh"), &r2, &other, Some(&first), t1).unwrap_err();
+        assert!(
+            matches!(e, RenderError::Unreadable { ref path, .. } if path == "p"),
+            "{e}"
+        );
+        // A recipient added (break-glass) re-encrypts what the app key still opens.
+        let r3 = vec![key.recipient(), other.recipient()];
+        let widened = with_app_key("p", doc("YWFh"), &r3, &key, Some(&first), t1).unwrap();
+        assert_ne!(widened, first);
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn on_host(
         max_backoff: Duration::from_secs(60),
         credentials,
         clock,
+        boundary: sealwright::boundary::Boundary::default(),
     };
     Reconciler::new(
         settings,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::http;
 
-pub const ADMIN: &str = "test-admin-token-5f1c";
+pub const ADMIN: &str = "test-admin-token-5f1c-0123456789abcdef";
 
 pub struct Server {
     pub dir: PathBuf,
