@@ -418,6 +418,8 @@ struct Inner {
     external_writes: tokio::sync::Mutex<()>,
     /// Registrations and their updates go one at a time (namespace claims read each other).
     claims: tokio::sync::Mutex<()>,
+    /// The Flux repo is set up (found or created on the host) once.
+    flux_init: tokio::sync::Mutex<()>,
 }
 
 /// The reconciler. Cheap to clone; every clone is the same reconciler.
@@ -563,6 +565,7 @@ impl Reconciler {
                 external: Mutex::new(external::ExternalStore::default()),
                 external_writes: tokio::sync::Mutex::new(()),
                 claims: tokio::sync::Mutex::new(()),
+                flux_init: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -929,6 +932,18 @@ impl Reconciler {
     }
 
     async fn flux_remote(&self) -> Result<Arc<Remote>, ReconcileError> {
+        if let Some(r) = self
+            .inner
+            .flux_remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(r);
+        }
+        // One set-up at a time: apps provisioned together all ask for it, and two `git init`s of
+        // one repository race for its HEAD.lock.
+        let _one = self.inner.flux_init.lock().await;
         if let Some(r) = self
             .inner
             .flux_remote

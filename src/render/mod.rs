@@ -565,7 +565,18 @@ fn rbac_namespaces(app: &App) -> Vec<RbacNamespace> {
 /// The stand-in a template places where the `i`-th secret value goes. Secret values never go
 /// through minijinja (whose strings cannot be wiped); [`fill`] puts them into the parsed tree.
 fn token(i: usize) -> String {
-    format!("sealwright-value-{i}-7a0c1e5d")
+    format!("{TOKEN_PREFIX}{i}{TOKEN_SUFFIX}")
+}
+
+const TOKEN_PREFIX: &str = "sealwright-value-";
+const TOKEN_SUFFIX: &str = "-7a0c1e5d";
+
+/// The `i` of `token(i)`, if `s` is exactly one.
+fn token_index(s: &str) -> Option<usize> {
+    let digits = s.strip_prefix(TOKEN_PREFIX)?.strip_suffix(TOKEN_SUFFIX)?;
+    // Only the canonical form (no sign, no leading zero) is a token.
+    let i: usize = digits.parse().ok()?;
+    (token(i) == s).then_some(i)
 }
 
 /// How many secret values a template places (checked at start-up with stand-in values).
@@ -604,7 +615,9 @@ pub(crate) fn fill(
     ) {
         match v {
             Value::Str(s) => {
-                if let Some(i) = (0..values.len()).find(|&i| *s == token(i)) {
+                // Read the index out of the token rather than compare against every token:
+                // a secret's cost stays linear in its keys.
+                if let Some(i) = token_index(s).filter(|&i| i < values.len()) {
                     seen[i].0 += 1;
                     if encrypted {
                         s.clone_from(&values[i]);
