@@ -3,6 +3,7 @@
 //! - `examples/render.yaml` (2 apps, 26 files): a first render (everything encrypted afresh) and
 //!   a rerun with the previous files (noise-free: the reconcile loop's steady state);
 //! - a fleet of 100 apps × 2 environments × 3 secrets (1,000+ files), the same two ways;
+//! - one app with one secret of 1,000 and of 4,000 keys (a render is linear in a secret's keys);
 //! - loading and checking the embedded templates (start-up cost).
 
 use std::collections::BTreeMap;
@@ -110,6 +111,19 @@ fn main() {
         });
         c.bench_function(&format!("render {name}: rerun with previous files"), |b| {
             b.iter(|| black_box(render(state, &keys, &first, &templates, now)))
+        });
+    }
+    for n in [1_000usize, 4_000] {
+        let mut wide = example.clone();
+        wide.apps.truncate(1);
+        let app = &mut wide.apps[0];
+        app.secrets.truncate(1);
+        app.secrets[0].data = (0..n)
+            .map(|i| (format!("k{i:05}"), SecretValue::new(format!("v{i}").into_bytes())))
+            .collect();
+        let keys = keys_for(&wide);
+        c.bench_function(&format!("render one secret of {n} keys: first render"), |b| {
+            b.iter(|| black_box(render(&wide, &keys, &Rendered::default(), &templates, now)))
         });
     }
     c.final_summary();

@@ -880,77 +880,65 @@ impl Reconciler {
         })
     }
 
-    /// The apps whose folder (`apps/<app>-platform/`) the Flux repo holds.
-    pub async fn flux_apps(&self) -> Result<Vec<String>, ReconcileError> {
+    /// Reads the branch of the Flux repo that Flux follows.
+    async fn flux_read<T, F>(&self, read: F) -> Result<T, ReconcileError>
+    where
+        F: FnOnce(&Snapshot<'_>) -> Result<T, GitError> + Send + 'static,
+        T: Send + 'static,
+    {
         let remote = self.flux_remote().await?;
         self.inner
             .engine
-            .read(remote, &self.inner.settings.branch, |snap| {
-                Ok(snap
-                    .folders_in("apps")?
-                    .into_iter()
-                    .filter_map(|f| f.strip_suffix("-platform").map(str::to_owned))
-                    .collect())
-            })
+            .read(remote, &self.inner.settings.branch, read)
             .await
             .map_err(|source| ReconcileError::Git {
                 repo: self.inner.settings.flux_repo.to_string(),
                 source,
             })
+    }
+
+    /// The apps whose folder (`apps/<app>-platform/`) the Flux repo holds.
+    pub async fn flux_apps(&self) -> Result<Vec<String>, ReconcileError> {
+        self.flux_read(|snap| {
+            Ok(snap
+                .folders_in("apps")?
+                .into_iter()
+                .filter_map(|f| f.strip_suffix("-platform").map(str::to_owned))
+                .collect())
+        })
+        .await
     }
 
     /// One file of the Flux repo as the branch holds it (`None` when it is not there).
     pub async fn flux_file(&self, path: &str) -> Result<Option<Vec<u8>>, ReconcileError> {
-        let remote = self.flux_remote().await?;
         let path = path.to_owned();
-        self.inner
-            .engine
-            .read(remote, &self.inner.settings.branch, move |snap| {
-                snap.read(&path)
-            })
-            .await
-            .map_err(|source| ReconcileError::Git {
-                repo: self.inner.settings.flux_repo.to_string(),
-                source,
-            })
+        self.flux_read(move |snap| snap.read(&path)).await
     }
 
     /// Whether the Flux repo holds files in `dir`.
     async fn flux_holds(&self, dir: &str) -> Result<bool, ReconcileError> {
-        let remote = self.flux_remote().await?;
         let dir = dir.to_owned();
-        self.inner
-            .engine
-            .read(remote, &self.inner.settings.branch, move |snap| {
-                Ok(!snap.files_in(&dir)?.is_empty())
-            })
+        self.flux_read(move |snap| Ok(!snap.files_in(&dir)?.is_empty()))
             .await
-            .map_err(|source| ReconcileError::Git {
-                repo: self.inner.settings.flux_repo.to_string(),
-                source,
-            })
     }
 
-    async fn flux_remote(&self) -> Result<Arc<Remote>, ReconcileError> {
-        if let Some(r) = self
-            .inner
+    /// The Flux repo's remote, once it is set up.
+    fn flux_remote_known(&self) -> Option<Arc<Remote>> {
+        self.inner
             .flux_remote
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-        {
+    }
+
+    async fn flux_remote(&self) -> Result<Arc<Remote>, ReconcileError> {
+        if let Some(r) = self.flux_remote_known() {
             return Ok(r);
         }
         // One set-up at a time: apps provisioned together all ask for it, and two `git init`s of
         // one repository race for its HEAD.lock.
         let _one = self.inner.flux_init.lock().await;
-        if let Some(r) = self
-            .inner
-            .flux_remote
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(r) = self.flux_remote_known() {
             return Ok(r);
         }
         let s = &self.inner.settings;
