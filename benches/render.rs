@@ -119,12 +119,18 @@ fn main() {
         let app = &mut wide.apps[0];
         app.secrets.truncate(1);
         app.secrets[0].data = (0..n)
-            .map(|i| (format!("k{i:05}"), SecretValue::new(format!("v{i}").into_bytes())))
+            .map(|i| {
+                (
+                    format!("k{i:05}"),
+                    SecretValue::new(format!("v{i}").into_bytes()),
+                )
+            })
             .collect();
         let keys = keys_for(&wide);
-        c.bench_function(&format!("render one secret of {n} keys: first render"), |b| {
-            b.iter(|| black_box(render(&wide, &keys, &Rendered::default(), &templates, now)))
-        });
+        c.bench_function(
+            &format!("render one secret of {n} keys: first render"),
+            |b| b.iter(|| black_box(render(&wide, &keys, &Rendered::default(), &templates, now))),
+        );
     }
     c.final_summary();
 }

@@ -978,3 +978,72 @@ fn a_registration_stored_before_the_boundary_fails_loudly_and_gets_no_rbac_there
     );
     assert_eq!(app_view(&s, "legacy")["status"], "ready");
 }
+
+#[test]
+fn a_namespace_is_held_from_registration_to_unregistration_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::new(&tmp.path().join("srv"), CONFIG);
+    s.start(&[]);
+    let post = |s: &Server, name: &str, ns: &[&str]| {
+        call(s, ADMIN, "POST", "/v1/apps", Some(app(name, "acme", ns))).status
+    };
+    ok(
+        &s,
+        ADMIN,
+        "POST",
+        "/v1/apps",
+        Some(app("shop", "acme", &["acme-a", "acme-b"])),
+    );
+    assert_eq!(post(&s, "blog", &["acme-b"]), 409);
+
+    // A restart rebuilds who holds what from the state repo.
+    s.stop();
+    s.start(&[]);
+    assert_eq!(post(&s, "blog", &["acme-b"]), 409, "held after a restart");
+
+    // An update that drops a namespace frees it, and only it.
+    ok(
+        &s,
+        ADMIN,
+        "PUT",
+        "/v1/apps/shop",
+        Some(app("shop", "acme", &["acme-a"])),
+    );
+    assert_eq!(post(&s, "blog", &["acme-a"]), 409);
+    assert_eq!(post(&s, "blog", &["acme-b"]), 201);
+    let r = call(
+        &s,
+        ADMIN,
+        "PUT",
+        "/v1/apps/shop",
+        Some(app("shop", "acme", &["acme-a", "acme-b"])),
+    );
+    assert_eq!(r.status, 409, "blog holds it now: {}", r.text());
+    assert_eq!(r.json()["owner"], json!({"app": "blog", "tenant": "acme"}));
+
+    // A secret can target only what its app holds; unregistering frees the namespace.
+    let r = call(
+        &s,
+        ADMIN,
+        "PUT",
+        "/v1/apps/shop/secrets/db",
+        Some(json!({"targetNamespaces": ["acme-b"], "data": {"k": "v"}})),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    ok(&s, ADMIN, "DELETE", "/v1/apps/blog", None);
+    ok(
+        &s,
+        ADMIN,
+        "PUT",
+        "/v1/apps/shop",
+        Some(app("shop", "acme", &["acme-a", "acme-b"])),
+    );
+    ok(
+        &s,
+        ADMIN,
+        "PUT",
+        "/v1/apps/shop/secrets/db",
+        Some(json!({"targetNamespaces": ["acme-b"], "data": {"k": "v"}})),
+    );
+    s.stop();
+}

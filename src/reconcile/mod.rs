@@ -15,6 +15,7 @@
 mod batch;
 mod credentials;
 mod external;
+mod holders;
 pub mod plan;
 mod review;
 pub mod spec;
@@ -404,6 +405,8 @@ struct Inner {
     keys: Arc<dyn KeyStore>,
     events: Arc<EventLog>,
     apps: Mutex<BTreeMap<String, Arc<AppSlot>>>,
+    /// Which registered app holds which namespace (a leaf lock: nothing is locked under it).
+    holders: Mutex<holders::Holders>,
     api_keys: Mutex<BTreeMap<String, ApiKeyRecord>>,
     flux: Arc<Batcher<FluxOp>>,
     flux_remote: Mutex<Option<Arc<Remote>>>,
@@ -553,6 +556,7 @@ impl Reconciler {
                 keys,
                 events,
                 apps: Mutex::new(BTreeMap::new()),
+                holders: Mutex::new(holders::Holders::default()),
                 api_keys: Mutex::new(BTreeMap::new()),
                 flux: Arc::new(Batcher::new()),
                 flux_remote: Mutex::new(None),
@@ -640,6 +644,7 @@ impl Reconciler {
     }
 
     fn insert_slot(&self, spec: AppSpec, source: Source) -> Arc<AppSlot> {
+        self.holders().set(&spec.name, spec.namespaces());
         let slot = AppSlot::new(spec, source);
         self.apps().insert(slot.name.clone(), slot.clone());
         slot
@@ -647,6 +652,10 @@ impl Reconciler {
 
     fn apps(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<AppSlot>>> {
         self.inner.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn holders(&self) -> std::sync::MutexGuard<'_, holders::Holders> {
+        self.inner.holders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn slot(&self, app: &str) -> Result<Arc<AppSlot>, ReconcileError> {
@@ -1008,6 +1017,7 @@ impl Reconciler {
             }
             let slot = AppSlot::new(spec.clone(), source);
             apps.insert(spec.name.clone(), slot.clone());
+            self.holders().set(&spec.name, spec.namespaces());
             slot
         };
         let stored = self
@@ -1024,6 +1034,7 @@ impl Reconciler {
             .await;
         if let Err(e) = stored {
             self.apps().remove(&spec.name);
+            self.holders().remove(&spec.name);
             return Err(e);
         }
         drop(claims);
@@ -1088,6 +1099,7 @@ impl Reconciler {
         )
         .await?;
         {
+            self.holders().set(&spec.name, spec.namespaces());
             let mut d = slot.lock();
             d.spec = spec.clone();
             d.clean_head = None;
@@ -1110,6 +1122,8 @@ impl Reconciler {
         app: &str,
         archive: bool,
     ) -> Result<Option<String>, ReconcileError> {
+        // One at a time with registrations: a namespace is free once its app is gone.
+        let claims = self.inner.claims.lock().await;
         let slot = self.slot(app)?;
         let tenant = {
             let mut d = slot.lock();
@@ -1119,6 +1133,7 @@ impl Reconciler {
             d.deleted = true;
             d.spec.tenant.clone()
         };
+        self.holders().remove(app);
         // The app's external-secrets overrides go with it: a later app of that name starts clean.
         // (No override write may land between listing them and forgetting them.)
         let writes = self.external_writes().await;
@@ -1128,12 +1143,15 @@ impl Reconciler {
             .state_commit(changes, format!("unregister app {app} by {}", actor.name))
             .await;
         if let Err(e) = stored {
-            slot.lock().deleted = false;
+            let mut d = slot.lock();
+            d.deleted = false;
+            self.holders().set(app, d.spec.namespaces());
             return Err(e);
         }
         self.apps().remove(app);
         self.forget_app_external(app);
         drop(writes);
+        drop(claims);
         let flux = self
             .flux_commit(FluxScope::Apps(BTreeSet::from([app.to_owned()])))
             .await;
@@ -1185,25 +1203,22 @@ impl Reconciler {
                 }
             }
         }
-        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
-        for slot in slots {
-            if slot.name == spec.name {
-                continue;
-            }
-            let d = slot.lock();
-            if d.deleted {
-                continue;
-            }
-            for (i, env) in spec.environments.iter().enumerate() {
-                if d.spec.namespaces().any(|n| n == env.namespace) {
-                    return Err(ReconcileError::Taken {
-                        field: format!("environments[{i}].namespace"),
-                        namespace: env.namespace.clone(),
-                        owner_app: slot.name.clone(),
-                        owner_tenant: d.spec.tenant.clone(),
-                    });
-                }
-            }
+        let taken = spec.environments.iter().enumerate().find_map(|(i, env)| {
+            let holders = self.holders();
+            let owner = holders.other(&env.namespace, &spec.name)?.to_owned();
+            Some((i, env.namespace.clone(), owner))
+        });
+        if let Some((i, namespace, owner_app)) = taken {
+            let owner_tenant = self
+                .slot(&owner_app)
+                .map(|s| s.lock().spec.tenant.clone())
+                .unwrap_or_default();
+            return Err(ReconcileError::Taken {
+                field: format!("environments[{i}].namespace"),
+                namespace,
+                owner_app,
+                owner_tenant,
+            });
         }
         Ok(())
     }
@@ -1217,26 +1232,13 @@ impl Reconciler {
                 "namespace {ns:?} is reserved: no app may target it; change the registration"
             ));
         }
-        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
-        for slot in slots {
-            if slot.name == app {
-                continue;
-            }
-            let d = slot.lock();
-            if d.deleted {
-                continue;
-            }
-            if let Some(ns) = spec
-                .namespaces()
-                .find(|n| d.spec.namespaces().any(|m| m == *n))
-            {
-                return Some(format!(
-                    "namespace {ns:?} is also held by app {:?}; a namespace belongs to one app: change one registration",
-                    slot.name
-                ));
-            }
-        }
-        None
+        let holders = self.holders();
+        spec.namespaces().find_map(|ns| {
+            let other = holders.other(ns, app)?;
+            Some(format!(
+                "namespace {ns:?} is also held by app {other:?}; a namespace belongs to one app: change one registration"
+            ))
+        })
     }
 
     /// Apps whose registration came from the configuration directory.
@@ -1448,7 +1450,23 @@ impl Reconciler {
                 )));
             }
         }
-        let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
+        // A Secret in a namespace is written only by an app that holds it (and, for a namespace
+        // just dropped from this app's registration, by this app until its next commit).
+        let candidates: BTreeSet<String> = {
+            let holders = self.holders();
+            spec.target_namespaces
+                .iter()
+                .flat_map(|ns| holders.of(ns))
+                .chain([app])
+                .map(str::to_owned)
+                .collect()
+        };
+        let apps = self.apps();
+        let slots: Vec<Arc<AppSlot>> = candidates
+            .iter()
+            .filter_map(|a| apps.get(a).cloned())
+            .collect();
+        drop(apps);
         for slot in slots {
             let d = slot.lock();
             if d.deleted {
@@ -2075,15 +2093,6 @@ impl Reconciler {
         let slots: Vec<Arc<AppSlot>> = self.apps().values().cloned().collect();
         let mut ready: BTreeMap<String, (crate::model::App, Arc<AppKeys>)> = BTreeMap::new();
         let mut registered: BTreeSet<String> = BTreeSet::new();
-        let mut claims: BTreeMap<String, usize> = BTreeMap::new();
-        for slot in &slots {
-            let d = slot.lock();
-            if !d.deleted {
-                for ns in d.spec.namespaces() {
-                    *claims.entry(ns.to_owned()).or_default() += 1;
-                }
-            }
-        }
         let boundary = &self.inner.settings.boundary;
         for slot in &slots {
             let d = slot.lock();
@@ -2092,7 +2101,7 @@ impl Reconciler {
             }
             registered.insert(slot.name.clone());
             if let (Some(keys), Some(repo), true) = (&d.keys, &d.repo, d.loaded) {
-                let spec = reachable(&d.spec, boundary, &claims);
+                let spec = reachable(&d.spec, boundary, &self.holders());
                 ready.insert(
                     slot.name.clone(),
                     (
@@ -2389,17 +2398,16 @@ impl Reconciler {
 }
 
 /// The namespaces of a stored registration that its Flux objects may reach: the reserved ones and
-/// those more than one app holds (`claims` counts the holders) are left out, so no RBAC is ever
-/// rendered there, whatever a registration stored before the boundary was enforced says.
+/// those more than one app holds are left out, so no RBAC is ever rendered there, whatever a
+/// registration stored before the boundary was enforced says.
 fn reachable(
     spec: &AppSpec,
     boundary: &crate::boundary::Boundary,
-    claims: &BTreeMap<String, usize>,
+    holders: &holders::Holders,
 ) -> AppSpec {
     let mut out = spec.clone();
-    out.environments.retain(|e| {
-        !boundary.is_reserved(&e.namespace) && claims.get(&e.namespace).copied().unwrap_or(0) <= 1
-    });
+    out.environments
+        .retain(|e| !boundary.is_reserved(&e.namespace) && holders.count(&e.namespace) <= 1);
     out
 }
 
