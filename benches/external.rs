@@ -20,9 +20,9 @@ use sealwright::external::{self, Origin, Sealed};
 use sealwright::keys::AgeKey;
 use sealwright::model::SecretValue;
 use sealwright::reconcile::{Actor, AppSpec, Source};
-use sealwright::sops::scalar::DateTime;
 use sealwright::tokens::{CredentialSettings, SystemClock};
 use serde_json::json;
+use sops::scalar::DateTime;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

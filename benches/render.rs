@@ -14,7 +14,7 @@ use sealwright::config::Config;
 use sealwright::keys::{AgeKey, DeployKey};
 use sealwright::model::{App, DesiredState, Environment, ManagedSecret, PlatformRepo, SecretValue};
 use sealwright::render::{render, AppKeys, Rendered, Templates};
-use sealwright::sops::scalar::DateTime;
+use sops::scalar::DateTime;
 
 fn keys_for(state: &DesiredState) -> BTreeMap<String, AppKeys> {
     state

@@ -12,11 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
-use sealwright::sops::agekeys::Identities;
-use sealwright::sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
-use sealwright::sops::rules::CryptRule;
-use sealwright::sops::scalar::DateTime;
 use secrecy::ExposeSecret;
+use sops::agekeys::Identities;
+use sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
+use sops::rules::CryptRule;
+use sops::scalar::DateTime;
 
 const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: billing-db\n  namespace: billing-prod\ntype: Opaque\nstringData:\n  username: billing\n  password: 9f8e7d6c5b4a39281706f5e4d3c2b1a0\n  host: db.billing.svc.cluster.local\n  port: \"5432\"\n  url: postgres://billing:9f8e7d6c5b4a39281706f5e4d3c2b1a0@db/billing\n";
 

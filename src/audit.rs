@@ -245,7 +245,7 @@ impl EventLog {
 
 /// The current UTC time in RFC 3339 with seconds.
 pub fn now_rfc3339() -> String {
-    crate::sops::scalar::DateTime::now_utc().rfc3339()
+    sops::scalar::DateTime::now_utc().rfc3339()
 }
 
 #[cfg(test)]

@@ -3,5 +3,5 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Sops(#[from] crate::sops::SopsError),
+    Sops(#[from] sops::SopsError),
 }

@@ -17,9 +17,9 @@ use crate::keys::AgeKey;
 use crate::model::SecretValue;
 use crate::names::{validate_data_key, validate_label};
 use crate::reconcile::spec::{invalid, Invalid, MAX_SECRET_BYTES};
-use crate::sops::document::{EmitOptions, Format};
-use crate::sops::scalar::DateTime;
-use crate::sops::{Map, Value};
+use sops::document::{EmitOptions, Format};
+use sops::scalar::DateTime;
+use sops::{Map, Value};
 
 /// Where an effective key comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,7 +122,7 @@ impl Sealed {
         operator: &str,
         now: DateTime,
     ) -> Result<Sealed, ExternalError> {
-        let sops = |e: crate::sops::SopsError| ExternalError::Sops(e.to_string());
+        let sops = |e: sops::SopsError| ExternalError::Sops(e.to_string());
         let mut values = Map::new();
         for (k, v) in data {
             let text = std::str::from_utf8(v.expose())
@@ -138,8 +138,8 @@ impl Sealed {
             yaml_indent: 2,
             json_indent: None,
         };
-        let bytes = crate::sops::encrypt_yaml_to(vec![branch], operator, "^data$", now, opts)
-            .map_err(sops)?;
+        let bytes =
+            sops::encrypt_yaml_to(vec![branch], operator, "^data$", now, opts).map_err(sops)?;
         Ok(Sealed {
             bytes: bytes.into(),
             keys: data.keys().cloned().collect(),
@@ -190,9 +190,9 @@ impl Sealed {
 
     /// The values, decrypted with the operator key (the MAC is checked).
     pub fn open(&self, operator: &AgeKey) -> Result<BTreeMap<String, SecretValue>, ExternalError> {
-        let sops = |e: crate::sops::SopsError| ExternalError::Sops(e.to_string());
+        let sops = |e: sops::SopsError| ExternalError::Sops(e.to_string());
         let doc = Format::Yaml.parse_encrypted(&self.bytes).map_err(sops)?;
-        let plain = crate::sops::decrypt(&doc, &operator.identities(), true).map_err(sops)?;
+        let plain = sops::decrypt(&doc, &operator.identities(), true).map_err(sops)?;
         let data = plain
             .branches
             .first()

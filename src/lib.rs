@@ -22,6 +22,5 @@ pub mod model;
 pub mod names;
 pub mod reconcile;
 pub mod render;
-pub mod sops;
 pub mod tokens;
 pub mod watch;

@@ -429,7 +429,7 @@ fn rbac_stays_inside(flux: &Path, flux_ns: &str, apps: &BTreeMap<&str, Vec<&str>
                         "{app}: {kind} in {ns}"
                     );
                     if kind == "RoleBinding" {
-                        let Some(sealwright::sops::Value::Seq(subjects)) = d.get("subjects") else {
+                        let Some(sops::Value::Seq(subjects)) = d.get("subjects") else {
                             panic!("{app}: a RoleBinding without subjects")
                         };
                         for sub in subjects {

@@ -48,7 +48,7 @@ fn shop() -> AppSpec {
 use common::commits;
 
 /// The committed credentials Secret, decrypted by the real sops with the app key.
-fn decrypt_committed(dir: &Path, path: &str) -> sealwright::sops::Map {
+fn decrypt_committed(dir: &Path, path: &str) -> sops::Map {
     common::decrypt_committed(dir, "shop", path)
 }
 
@@ -57,7 +57,7 @@ fn part(token: &str, i: usize) -> Value {
     serde_json::from_slice(&B64URL.decode(p).unwrap()).unwrap()
 }
 
-fn token_in(doc: &sealwright::sops::Map) -> String {
+fn token_in(doc: &sops::Map) -> String {
     String::from_utf8(common::flux::data_entry(doc, "access_token")).unwrap()
 }
 

@@ -7,11 +7,11 @@ mod common;
 use common::*;
 
 use proptest::prelude::*;
-use sealwright::sops::agekeys::Identities;
-use sealwright::sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
-use sealwright::sops::rules::CryptRule;
-use sealwright::sops::scalar::DateTime;
-use sealwright::sops::{Map, MapItem, Value};
+use sops::agekeys::Identities;
+use sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
+use sops::rules::CryptRule;
+use sops::scalar::DateTime;
+use sops::{Map, MapItem, Value};
 
 fn key_strategy() -> impl Strategy<Value = String> {
     prop_oneof![

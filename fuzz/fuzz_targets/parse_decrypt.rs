@@ -8,10 +8,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use sealwright::sops::agekeys::Identities;
-use sealwright::sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
-use sealwright::sops::rules::CryptRule;
-use sealwright::sops::scalar::DateTime;
+use sops::agekeys::Identities;
+use sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
+use sops::rules::CryptRule;
+use sops::scalar::DateTime;
 
 struct Keys {
     ids: Identities,
@@ -57,8 +57,8 @@ fuzz_target!(|data: &[u8]| {
         // writes keys longer than 128 bytes as `? key` and shifts their comments each round,
         // and sealwright does the same; the JSON rendering ignores comments.)
         let again = fmt.parse_plain(&twice).expect("canonical output must parse again");
-        let values = |b: &[sealwright::sops::Map]| -> Vec<String> {
-            b.iter().map(|m| sealwright::sops::store::json::emit(m, None)).collect()
+        let values = |b: &[sops::Map]| -> Vec<String> {
+            b.iter().map(|m| sops::store::json::emit(m, None)).collect()
         };
         assert_eq!(values(&reparsed), values(&again), "{fmt:?}: data changed on re-parse");
         if data.len() < 4096 {

@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use crate::config::Config;
 use crate::keys::{AgeKey, FileKeyStore, KeyStore};
 use crate::render::{self, AppKeys, Rendered, Templates, Tree};
-use crate::sops::scalar::DateTime;
+use sops::scalar::DateTime;
 
 #[derive(Subcommand)]
 pub enum FluxCommand {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::keys::{read_identity_file, write_identity_file, AgeKey};
-use crate::sops::scalar::DateTime;
+use sops::scalar::DateTime;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {

@@ -134,7 +134,7 @@ async fn recover(a: super::keys::RecoverArgs) -> anyhow::Result<()> {
             );
         }
     }
-    crate::keys::write_identity_file(&target, &key, crate::sops::scalar::DateTime::now_utc())?;
+    crate::keys::write_identity_file(&target, &key, sops::scalar::DateTime::now_utc())?;
     println!(
         "recovered the key of app {} ({}) into {}",
         a.app,

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::sops::agekeys::{Identities, IdentitySources};
-use crate::sops::config::{self, SopsConfig};
-use crate::sops::document::{self, parse_tree_path, EmitOptions, Format, KeySpec};
-use crate::sops::rules::CryptRule;
-use crate::sops::scalar::{go_format_f, DateTime};
-use crate::sops::{EncryptSettings, SopsError, Value};
+use sops::agekeys::{Identities, IdentitySources};
+use sops::config::{self, SopsConfig};
+use sops::document::{self, parse_tree_path, EmitOptions, Format, KeySpec};
+use sops::rules::CryptRule;
+use sops::scalar::{go_format_f, DateTime};
+use sops::{EncryptSettings, SopsError, Value};
 
 #[derive(Subcommand)]
 pub enum SopsCommand {

@@ -12,7 +12,7 @@ use crate::keys::chain::ChainRecipients;
 use crate::model::{
     App, Cluster, DesiredState, Environment, ManagedSecret, ModelError, PlatformRepo, SecretValue,
 };
-use crate::sops::{Map, Value};
+use sops::{Map, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -21,7 +21,7 @@ pub enum ConfigError {
     #[error("config {path}: {source}")]
     Yaml {
         path: String,
-        source: crate::sops::store::yaml::YamlError,
+        source: sops::store::yaml::YamlError,
     },
     #[error("config {path}: {source}")]
     Invalid { path: String, source: ModelError },
@@ -62,7 +62,7 @@ impl Config {
 
     /// Parses configuration text; `base` resolves relative paths.
     pub fn parse(bytes: &[u8], base: &Path) -> Result<Config, ConfigError> {
-        let docs = crate::sops::store::yaml::parse(bytes).map_err(|source| ConfigError::Yaml {
+        let docs = sops::store::yaml::parse(bytes).map_err(|source| ConfigError::Yaml {
             path: "<text>".into(),
             source,
         })?;
@@ -116,7 +116,7 @@ fn load_one<T>(
         reason: e.to_string(),
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let docs = crate::sops::store::yaml::parse(&bytes).map_err(|source| ConfigError::Yaml {
+    let docs = sops::store::yaml::parse(&bytes).map_err(|source| ConfigError::Yaml {
         path: shown.clone(),
         source,
     })?;

@@ -10,10 +10,10 @@ use std::time::Duration;
 use super::{bad, cluster, items, kind, ClusterConfig, ConfigError, Fields};
 use crate::boundary::{Boundary, Limits};
 use crate::model::ModelError;
-use crate::sops::Value;
 use crate::tokens::jwt::Algorithm;
 use crate::tokens::settings::ClusterCredentials;
 use crate::tokens::CredentialSettings;
+use sops::Value;
 
 /// Where the platform repos and the Flux repo live.
 #[derive(Debug, Clone)]

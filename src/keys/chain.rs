@@ -9,7 +9,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::AgeKey;
-use crate::sops::agekeys::parse_recipient;
+use sops::agekeys::parse_recipient;
 
 /// The data key Flux reads identities from: it imports every `.data` entry ending in `.agekey`.
 pub const AGE_KEY_DATA_KEY: &str = "age.agekey";
@@ -77,7 +77,7 @@ impl ChainRecipients {
 /// app key inside, checked against the public key the file names. The error names what failed,
 /// never key material.
 pub fn open_age_secret(bytes: &[u8], cluster: &AgeKey) -> Result<AgeKey, String> {
-    use crate::sops::document::{self, Format};
+    use sops::document::{self, Format};
     let doc = Format::Yaml
         .parse_encrypted(bytes)
         .map_err(|e| format!("not a SOPS file: {e}"))?;

@@ -18,7 +18,7 @@ use age::x25519;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::names::{validate_label, NameError};
-use crate::sops::scalar::DateTime;
+use sops::scalar::DateTime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -57,8 +57,8 @@ impl AgeKey {
     }
 
     /// This key as a decryption identity for the SOPS engine.
-    pub fn identities(&self) -> crate::sops::agekeys::Identities {
-        let mut ids = crate::sops::agekeys::Identities::default();
+    pub fn identities(&self) -> sops::agekeys::Identities {
+        let mut ids = sops::agekeys::Identities::default();
         ids.push(self.identity.clone());
         ids
     }

@@ -20,10 +20,10 @@ use super::{now_text, Actor, AppSlot, AppSpec, ReconcileError, Reconciler, Secre
 use super::{StatusError, WriteAck};
 use crate::model::{Credential, SecretValue};
 use crate::render;
-use crate::sops::scalar::DateTime;
 use crate::tokens::deployment::DeploymentSpec;
 use crate::tokens::jwt::{Algorithm, Claims, TokenError, Verifier};
 use crate::tokens::keyring::{self, KeyRing};
+use sops::scalar::DateTime;
 
 /// A refresh round mints this many tokens, then reports their failures, then goes on.
 pub const CHUNK: usize = 10;

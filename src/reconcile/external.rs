@@ -18,7 +18,7 @@ use super::store;
 use super::{Actor, AppSpec, ReconcileError, Reconciler, SecretOpKind, WriteAck};
 use crate::external::{self, Effective, Layer, Origin, Sealed};
 use crate::model::ExternalSecret;
-use crate::sops::scalar::DateTime;
+use sops::scalar::DateTime;
 
 /// Every stored layer, sealed: tenants' defaults and apps' overrides, by owner then provider.
 #[derive(Default)]

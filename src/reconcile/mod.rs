@@ -39,7 +39,7 @@ use crate::host::{DeployKeySpec, GitHost, HostError, RepoRef};
 use crate::keys::{KeyError, KeyStore};
 use crate::model::{Cluster, PlatformRepo};
 use crate::render::{self, AppKeys, RenderError, Templates, Tree};
-use crate::sops::scalar::DateTime;
+use sops::scalar::DateTime;
 
 use batch::Batcher;
 pub use credentials::{

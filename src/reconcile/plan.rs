@@ -10,7 +10,7 @@ use crate::git::{ChangeSet, CommitMessage, GitError, SecretChange, SecretChangeK
 use crate::keys::AgeKey;
 use crate::model::{App, Environment, ManagedSecret, PlatformRepo, SecretValue};
 use crate::render::{seal, Tree};
-use crate::sops::{Map, Value};
+use sops::{Map, Value};
 
 use super::spec::{AppSpec, SecretSpec};
 
@@ -490,7 +490,7 @@ mod tests {
         s2.target_name = "api-token".into();
         let m = model_app(&a, [&s1, &s2], repo());
         let templates = Templates::load(None).unwrap();
-        let now = crate::sops::scalar::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let now = sops::scalar::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
         let mut files = render_platform(&cluster, &m, &key, &Tree::new(), &templates, now, &|_| {
             false
         })

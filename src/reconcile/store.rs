@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use crate::render::Tree;
-use crate::sops::document::{EmitOptions, Format};
-use crate::sops::{Map, Value};
+use sops::document::{EmitOptions, Format};
+use sops::{Map, Value};
 
 use super::spec::{invalid, AppSpec, Fields, Invalid};
 use crate::external::{Origin, Sealed};
@@ -324,7 +324,7 @@ mod tests {
                 crate::model::SecretValue::new(b"sk-1".to_vec()),
             )]),
             &crate::keys::AgeKey::generate().recipient(),
-            crate::sops::scalar::DateTime::from_unix(2_000_000_000),
+            sops::scalar::DateTime::from_unix(2_000_000_000),
         )
         .unwrap();
         let ext_path = external_path(Origin::App, "shop", "openai");

@@ -26,8 +26,8 @@ use zeroize::Zeroizing;
 use crate::keys::chain::{age_secret_name, agekey_entry, deploy_key_secret_name};
 use crate::keys::{AgeKey, DeployKey};
 use crate::model::{App, Cluster, DesiredState};
-use crate::sops::scalar::DateTime;
-use crate::sops::{Map, MapItem, Value};
+use sops::scalar::DateTime;
+use sops::{Map, MapItem, Value};
 
 pub use templates::{TemplateError, Templates};
 
@@ -55,7 +55,7 @@ pub enum RenderError {
     #[error("{path}: {source}")]
     Sops {
         path: String,
-        source: crate::sops::SopsError,
+        source: sops::SopsError,
     },
     #[error("app {app}: no {what} given to render with")]
     MissingKey { app: String, what: &'static str },
@@ -603,7 +603,7 @@ pub(crate) fn fill(
         name: template.to_string(),
         reason,
     };
-    let mut branches = crate::sops::store::yaml::parse(text.as_bytes())
+    let mut branches = sops::store::yaml::parse(text.as_bytes())
         .map_err(|e| bad(format!("output is not YAML: {e}")))?;
     // (times placed, times placed where it is not encrypted)
     let mut seen = vec![(0usize, 0usize); values.len()];
@@ -1157,7 +1157,7 @@ mod tests {
         let enc = Format::Yaml
             .parse_encrypted(&out.platform["shop-platform"]["secrets/shop-prod/db.sops.yaml"])
             .unwrap();
-        let dec = crate::sops::document::decrypt(&enc, &k["shop"].age.identities(), true).unwrap();
+        let dec = sops::document::decrypt(&enc, &k["shop"].age.identities(), true).unwrap();
         let data = dec.branches[0].get("data").unwrap().as_map().unwrap();
         assert_eq!(
             data.get("password").unwrap().as_str(),
@@ -1165,7 +1165,7 @@ mod tests {
         );
     }
 
-    use crate::sops::document::Format;
+    use sops::document::Format;
 
     #[test]
     fn credentials_are_a_secret_of_their_own_template_reused_only_when_kept() {

@@ -23,11 +23,11 @@ use sha2::{Digest, Sha256};
 
 use super::RenderError;
 use crate::keys::AgeKey;
-use crate::sops::cipher::DataKey;
-use crate::sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
-use crate::sops::rules::CryptRule;
-use crate::sops::scalar::DateTime;
-use crate::sops::{Map, Value};
+use sops::cipher::DataKey;
+use sops::document::{self, EmitOptions, EncryptSettings, Format, KeySpec};
+use sops::rules::CryptRule;
+use sops::scalar::DateTime;
+use sops::{Map, Value};
 
 /// The annotation holding the plaintext fingerprint of a Secret encrypted to the cluster key.
 pub const FINGERPRINT_ANNOTATION: &str = "sealwright.dev/fingerprint";
@@ -63,7 +63,7 @@ fn settings(recipients: &[String]) -> Result<EncryptSettings, RenderError> {
     let rule =
         CryptRule::from_key("encrypted_regex", ENCRYPTED_REGEX).map_err(|e| RenderError::Sops {
             path: "(rule)".into(),
-            source: crate::sops::SopsError::from(e),
+            source: sops::SopsError::from(e),
         })?;
     Ok(EncryptSettings {
         keys: KeySpec {
@@ -75,7 +75,7 @@ fn settings(recipients: &[String]) -> Result<EncryptSettings, RenderError> {
     })
 }
 
-fn sops_err(path: &str) -> impl Fn(crate::sops::SopsError) -> RenderError + '_ {
+fn sops_err(path: &str) -> impl Fn(sops::SopsError) -> RenderError + '_ {
     move |source| RenderError::Sops {
         path: path.to_string(),
         source,
@@ -282,7 +282,7 @@ fn set_annotation(doc: &mut Map, key: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::store::yaml;
+    use sops::store::yaml;
 
     fn doc(value: &str) -> Vec<Map> {
         yaml::parse(

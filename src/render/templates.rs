@@ -207,7 +207,7 @@ impl Templates {
     fn self_check(&self) -> Result<(), TemplateError> {
         for (name, ctx) in super::sample_contexts() {
             let text = self.render(name, &ctx)?;
-            crate::sops::store::yaml::parse(text.as_bytes()).map_err(|e| TemplateError::Bad {
+            sops::store::yaml::parse(text.as_bytes()).map_err(|e| TemplateError::Bad {
                 name: name.to_string(),
                 reason: format!("output is not YAML with the sample context: {e}"),
             })?;
@@ -238,7 +238,7 @@ mod tests {
         ] {
             let q = quote(s.to_string());
             let doc = format!("k: {q}\n");
-            let parsed = crate::sops::store::yaml::parse(doc.as_bytes()).unwrap();
+            let parsed = sops::store::yaml::parse(doc.as_bytes()).unwrap();
             assert_eq!(parsed[0].get("k").unwrap().as_str(), Some(s), "{q}");
         }
     }

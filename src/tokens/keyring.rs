@@ -14,8 +14,8 @@ use serde_json::json;
 use super::jwt::{Algorithm, SigningKey, Verifier};
 use crate::keys::AgeKey;
 use crate::reconcile::store::{json_of, yaml_of};
-use crate::sops::scalar::DateTime;
-use crate::sops::{EmitOptions, Format};
+use sops::scalar::DateTime;
+use sops::{EmitOptions, Format};
 
 /// Where the key ring lives in the state repo.
 pub const PATH: &str = "signing-keys.sops.yaml";
@@ -149,17 +149,17 @@ impl KeyRing {
             })
             .collect();
         let plain = zeroize::Zeroizing::new(yaml_of(&json!({ "keys": keys })));
-        let sops = |e: crate::sops::SopsError| KeyRingError::Sops(e.to_string());
+        let sops = |e: sops::SopsError| KeyRingError::Sops(e.to_string());
         let branches = Format::Yaml.parse_plain(&plain).map_err(sops)?;
-        crate::sops::encrypt_yaml_to(branches, operator, "^secret$", now, EmitOptions::default())
+        sops::encrypt_yaml_to(branches, operator, "^secret$", now, EmitOptions::default())
             .map_err(sops)
     }
 
     /// Reads the file back with the operator key.
     pub fn decode(bytes: &[u8], operator: &AgeKey) -> Result<KeyRing, KeyRingError> {
-        let sops = |e: crate::sops::SopsError| KeyRingError::Sops(e.to_string());
+        let sops = |e: sops::SopsError| KeyRingError::Sops(e.to_string());
         let doc = Format::Yaml.parse_encrypted(bytes).map_err(sops)?;
-        let plain = crate::sops::decrypt(&doc, &operator.identities(), true).map_err(sops)?;
+        let plain = sops::decrypt(&doc, &operator.identities(), true).map_err(sops)?;
         let text = zeroize::Zeroizing::new(
             Format::Yaml
                 .emit_plain(&plain.branches, EmitOptions::default())

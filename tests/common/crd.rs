@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use sealwright::sops::{Map, Value};
+use sops::{Map, Value};
 
 /// The schema of one CRD version, with its group/kind.
 pub struct Crd {
@@ -20,7 +20,7 @@ pub struct Crd {
 /// Loads every served version of the CRD in `path`.
 pub fn load(path: &Path) -> Vec<Crd> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let docs = sealwright::sops::store::yaml::parse(&bytes).unwrap();
+    let docs = sops::store::yaml::parse(&bytes).unwrap();
     let mut out = Vec::new();
     for doc in docs {
         let spec = doc.get("spec").and_then(Value::as_map).expect("spec");
@@ -205,7 +205,7 @@ fn string(s: &Map, text: &str, shown: &str, r: &mut Report) {
         }
     }
     if get(s, "format").and_then(Value::as_str) == Some("date-time")
-        && sealwright::sops::scalar::parse_rfc3339(text).is_none()
+        && sops::scalar::parse_rfc3339(text).is_none()
     {
         r.errors.push(format!("{shown}: {text:?} is not RFC 3339"));
     }

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use sealwright::sops::document::{EmitOptions, Format};
-use sealwright::sops::Map;
+use sops::document::{EmitOptions, Format};
+use sops::Map;
 
 use super::{clean, ok, run, sops, sops_bin};
 
 pub fn docs(bytes: &[u8]) -> Vec<Map> {
-    sealwright::sops::store::yaml::parse(bytes).unwrap()
+    sops::store::yaml::parse(bytes).unwrap()
 }
 
 pub fn s<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {

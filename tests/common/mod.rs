@@ -157,7 +157,7 @@ pub fn committed(dir: &Path, app: &str, path: &str) -> Option<Vec<u8>> {
 }
 
 /// A committed Secret of `app`, decrypted by the real sops with the app key.
-pub fn decrypt_committed(dir: &Path, app: &str, path: &str) -> sealwright::sops::Map {
+pub fn decrypt_committed(dir: &Path, app: &str, path: &str) -> sops::Map {
     let enc = committed(dir, app, path).unwrap_or_else(|| panic!("{app}: no {path}"));
     let work = tempfile::tempdir().unwrap();
     let f = work.path().join("secret.sops.yaml");

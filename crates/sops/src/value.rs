@@ -5,7 +5,7 @@
 //! A branch is a [`Map`]. Order is kept exactly as in the input because it matters for the MAC.
 //! Comments are items of their container (SOPS-FORMAT.md 1.1): a [`MapItem::Comment`] in a mapping,
 //! a [`Value::Comment`] element in a sequence. The metadata block is an ordinary top-level `sops`
-//! entry while a document is being parsed or emitted; [`crate::sops::metadata`] takes it out.
+//! entry while a document is being parsed or emitted; [`crate::metadata`] takes it out.
 
 use std::fmt;
 

@@ -13,7 +13,7 @@ use super::parser::{CollectionStyle, Event, EventParser, EventType};
 use super::resolve::{self, Resolved};
 use super::scanner::{bytes_to_string, Mark, ScalarStyle, SyntaxError, Text};
 use super::YamlError;
-use crate::sops::value::{Map, MapItem, Timestamp, Value};
+use crate::value::{Map, MapItem, Timestamp, Value};
 
 /// Maximum nesting depth of collections (also after alias expansion).
 pub const MAX_DEPTH: usize = 1000;

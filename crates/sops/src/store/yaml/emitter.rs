@@ -15,7 +15,7 @@ use super::resolve;
 use super::scanner::{
     count_chars, find_byte, ScalarStyle, STOP_ANALYSIS, STOP_TEXT, STOP_TEXT_QUOTE, STOP_TEXT_SPACE,
 };
-use crate::sops::value::{Map, MapItem, Value};
+use crate::value::{Map, MapItem, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Et {

@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn aes_value_vectors_reencrypt_byte_for_byte() {
-        let path = crate::sops::testdata::shared_dir().join("sops-vectors/aes-value-vectors.json");
+        let path = crate::testdata::shared_dir().join("sops-vectors/aes-value-vectors.json");
         let text = std::fs::read_to_string(path).unwrap();
         let re = regex::Regex::new(
             r#""plaintext": "((?:[^"\\]|\\.)*)",\s*"aad": "([^"]*)",\s*"type": "(\w+)",\s*"enc": "([^"]+)""#,

@@ -697,8 +697,8 @@ pub fn parse_json_value(text: &str) -> Result<Value, SopsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::agekeys::Identities;
-    use crate::sops::value::MapItem;
+    use crate::agekeys::Identities;
+    use crate::value::MapItem;
 
     fn setup() -> (Identities, EncryptSettings) {
         let id = age::x25519::Identity::generate();

@@ -456,7 +456,7 @@ impl<'a, 's> Walker<'a, 's> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::cipher::DataKey;
+    use crate::cipher::DataKey;
 
     fn doc() -> Vec<Map> {
         vec![Map::from_pairs([

@@ -49,7 +49,7 @@ mod parser;
 mod resolve;
 mod scanner;
 
-use crate::sops::value::Map;
+use crate::value::Map;
 
 pub use compose::MAX_DEPTH;
 
@@ -164,16 +164,13 @@ pub fn emit(branches: &[Map], indent: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::value::{MapItem, Timestamp, Value};
+    use crate::value::{MapItem, Timestamp, Value};
     use std::path::PathBuf;
 
     // ------------------------------------------------------------------ helpers
 
     fn shared() -> PathBuf {
-        match std::env::var("SEALWRIGHT_SHARED") {
-            Ok(p) => PathBuf::from(p),
-            Err(_) => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")),
-        }
+        crate::testdata::shared_dir()
     }
 
     fn vectors(sub: &str) -> Vec<PathBuf> {

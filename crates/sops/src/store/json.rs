@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use crate::sops::value::{Map, MapItem, Value};
+use crate::value::{Map, MapItem, Value};
 
 /// Maximum nesting depth of objects/arrays accepted by [`parse`] (the top-level object is level 1).
 pub const MAX_DEPTH: usize = 1000;
@@ -535,7 +535,7 @@ fn write_go_float(out: &mut String, f: f64) {
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         // Rust `{:e}` gives the shortest round-trip digits: `1e21`, `1.5e-7`. Go writes the
         // exponent with a sign and at least two digits, then trims `e-0X` back to `e-X`.
-        let s = crate::sops::scalar::go_shortest_e(f);
+        let s = crate::scalar::go_shortest_e(f);
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
         out.push_str(mantissa);
         out.push('e');
@@ -553,7 +553,7 @@ fn write_go_float(out: &mut String, f: f64) {
             }
         }
     } else {
-        out.push_str(&crate::sops::scalar::go_format_f(f));
+        out.push_str(&crate::scalar::go_format_f(f));
     }
 }
 
@@ -619,11 +619,11 @@ fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::value::Timestamp;
+    use crate::value::Timestamp;
     use std::path::PathBuf;
 
     fn vectors() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/sops-vectors")
+        crate::testdata::shared_dir().join("sops-vectors")
     }
 
     fn files(dir: &str, pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {

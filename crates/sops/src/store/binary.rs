@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 use super::json::{self, JsonError};
-use crate::sops::value::{Map, MapItem, Value};
+use crate::value::{Map, MapItem, Value};
 
 /// The single key the binary store uses.
 pub const DATA_KEY: &str = "data";
@@ -64,15 +64,9 @@ pub fn emit_plain(branch: &Map) -> Result<Vec<u8>, BinaryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn read(rel: &str) -> Vec<u8> {
-        std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/sops-vectors")
-                .join(rel),
-        )
-        .unwrap()
+        std::fs::read(crate::testdata::shared_dir().join("sops-vectors").join(rel)).unwrap()
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use crate::sops::value::{Map, MapItem, Value};
+use crate::value::{Map, MapItem, Value};
 
 /// Prefix of the flattened metadata keys.
 const SOPS_PREFIX: &str = "sops_";
@@ -171,7 +171,7 @@ pub(crate) fn go_display_float(f: f64) -> String {
     let mut out = String::new();
     if f != 0.0 {
         // Shortest round-trip digits and decimal exponent, from Rust's `{:e}` (`1.234567e6`).
-        let sci = crate::sops::scalar::go_shortest_e(f);
+        let sci = crate::scalar::go_shortest_e(f);
         let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
         // Go 'G' with shortest precision: %E when exp < -4 || exp >= 6 (eprec is 6 when shortest).
@@ -183,7 +183,7 @@ pub(crate) fn go_display_float(f: f64) -> String {
             return out;
         }
     }
-    out.push_str(&crate::sops::scalar::go_format_f(f));
+    out.push_str(&crate::scalar::go_format_f(f));
     if !out.contains('.') {
         out.push_str(".0");
     }
@@ -392,11 +392,11 @@ fn flatten_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::value::Timestamp;
+    use crate::value::Timestamp;
     use std::path::PathBuf;
 
     fn vectors() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/sops-vectors")
+        crate::testdata::shared_dir().join("sops-vectors")
     }
 
     fn read(rel: &str) -> Vec<u8> {
