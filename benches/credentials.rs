@@ -7,7 +7,7 @@
 //! `APPS` and `PER_APP` in the environment shrink it for a quick look.
 
 #[allow(dead_code)]
-#[path = "../tests/common/reconciler.rs"]
+#[path = "../tests/e2e/common/reconciler.rs"]
 mod reconciler;
 
 use std::sync::Arc;

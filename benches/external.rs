@@ -8,7 +8,7 @@
 //! `APPS` in the environment shrinks it for a quick look.
 
 #[allow(dead_code)]
-#[path = "../tests/common/reconciler.rs"]
+#[path = "../tests/e2e/common/reconciler.rs"]
 mod reconciler;
 
 use std::collections::BTreeMap;

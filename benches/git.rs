@@ -7,7 +7,7 @@
 //! CLI's clone are made before the clock starts.
 
 #[allow(dead_code)]
-#[path = "../tests/common/git_servers.rs"]
+#[path = "../tests/e2e/common/git_servers.rs"]
 mod git_servers;
 
 use std::path::Path;

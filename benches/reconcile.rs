@@ -9,10 +9,10 @@
 //! `APPS` and `WRITES` in the environment shrink it for a quick look.
 
 #[allow(dead_code)]
-#[path = "../tests/common/http.rs"]
+#[path = "../tests/e2e/common/http.rs"]
 mod http;
 #[allow(dead_code)]
-#[path = "../tests/common/reconciler.rs"]
+#[path = "../tests/e2e/common/reconciler.rs"]
 mod reconciler;
 
 use std::sync::atomic::AtomicBool;

@@ -3,7 +3,7 @@
 //! (b) `sops encrypt` → sealwright decrypts to that same rendering.
 //! sealwright runs in process; sops runs as a process, so the case count is kept moderate.
 
-mod common;
+use crate::common;
 use common::*;
 
 use proptest::prelude::*;

@@ -2,7 +2,7 @@
 //! by the test on loopback): commits and pushes, no-op applies, server-side refusals, bad
 //! credentials, branches off a base, and three writers racing on one branch.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

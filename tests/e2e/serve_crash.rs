@@ -4,7 +4,7 @@
 //! whole: `git fsck` clean, `secrets/kustomization.yaml` listing exactly the files present,
 //! every file decrypting. At the end the cluster is played on the result.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

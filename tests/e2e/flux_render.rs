@@ -2,7 +2,7 @@
 //! kustomize`, and the real `sops` playing kustomize-controller's decryption, plus golden files
 //! for `examples/render.yaml`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

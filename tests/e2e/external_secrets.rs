@@ -5,7 +5,7 @@
 //! are best effort (no set, an unavailable operator key) and say so in events; no value ever
 //! reaches a log, an event, a response or a commit message.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

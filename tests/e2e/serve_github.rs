@@ -9,7 +9,7 @@
 //! through the fake, and which sealwright learns about from a signed webhook, from its poll, and
 //! after a restart.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Tampered files: sealwright rejects every alteration with the right cause and exit code, the
 //! file named, and no plaintext in the message. The originals are written by the real sops.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 

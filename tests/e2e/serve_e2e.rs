@@ -2,7 +2,7 @@
 //! loopback, real bare Git repositories, and after every step the cluster played by `kubectl
 //! kustomize` and the real `sops` on checkouts of the Flux repo and the platform repos.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! (lost and corrupt keys, a lost platform repo, a lost state repo, a corrupt blob, a torn event
 //! log) after which every stored file is byte-identical and the server says what is wrong.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

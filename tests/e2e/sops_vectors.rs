@@ -1,7 +1,7 @@
 //! Files written by the real sops 3.11 (`../shared/sops-vectors/encrypted`) decrypt with the
 //! `sealwright` binary to exactly what `sops decrypt` printed (`decrypted/`), MAC verified.
 
-mod common;
+use crate::common;
 use common::*;
 
 fn decrypt_vector(name: &str) -> Vec<u8> {

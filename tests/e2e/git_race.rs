@@ -2,7 +2,7 @@
 //! have, pushing to the same bare repository through libgit2's local transport (real pushes with
 //! real ref locking; fast enough that 150 commits race for real rather than take turns).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The CLI edge: identity sources as sops reads them, and no secret in any output but stdout.
 
-mod common;
+use crate::common;
 use common::*;
 
 /// A file the real sops encrypted to key1.

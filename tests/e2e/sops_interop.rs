@@ -4,7 +4,7 @@
 //! plus `set`/`updatekeys`/`rotate` results that sops still decrypts with a valid MAC, and
 //! tampered files that sealwright rejects with the right cause and no plaintext.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `sealwright keys generate` against the real `age`: what we generate, age encrypts to and
 //! decrypts with.
 
-mod common;
+use crate::common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `sealwright flux render` and `keys generate` as a user runs them: reruns, removals, errors,
 //! keys on disk, and nothing secret on the terminal.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! whose forced-command authorized_keys make deploy keys per-repository and read-only or read-write,
 //! as GitHub's are. Tests that touch the fake say `fake_github` in their names.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! TRACE, from every thread) is captured while they handle a password, a token, an SSH key and
 //! secret-bearing file contents, and none of those appear — on success and on failure.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

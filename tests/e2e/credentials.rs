@@ -3,7 +3,7 @@
 //! (one commit per repo per round), revoked, kept across a restart without a commit, removed when
 //! credentials are disabled; one broken deployment in a chunk of ten never stops the other nine.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

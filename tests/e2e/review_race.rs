@@ -5,7 +5,7 @@
 //! is made through the fake's API from inside the host's `pull_request` call, which is how the
 //! test hits that window every time.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
