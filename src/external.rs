@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 use crate::keys::AgeKey;
 use crate::model::SecretValue;
 use crate::names::{validate_data_key, validate_label};
-use crate::reconcile::spec::{invalid, Invalid, MAX_SECRET_BYTES};
+use crate::spec::{invalid, Invalid, MAX_SECRET_BYTES};
 use sops::document::{EmitOptions, Format};
 use sops::scalar::DateTime;
 use sops::{Map, Value};
@@ -87,7 +87,7 @@ pub fn parse_body(v: &Json) -> Result<BTreeMap<String, SecretValue>, Invalid> {
         let Json::String(s) = v else {
             return Err(invalid(
                 k.clone(),
-                format!("must be a string, not {}", crate::reconcile::spec::kind(v)),
+                format!("must be a string, not {}", crate::spec::kind(v)),
             ));
         };
         size += k.len() + s.len();
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn the_secret_name_is_recognised_by_shape() {
-        let long = "a".repeat(crate::reconcile::spec::MAX_APP_NAME);
+        let long = "a".repeat(crate::spec::MAX_APP_NAME);
         assert!(is_secret_name(&secret_name(&long)));
         assert!(secret_name(&long).len() > 63);
         assert!(is_secret_name("app-shop-external-secrets"));

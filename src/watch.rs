@@ -51,8 +51,8 @@ pub fn read_dir(dir: &Path) -> Result<(BTreeMap<String, AppSpec>, Vec<String>), 
     for path in yaml_files(dir)? {
         let shown = path.display().to_string();
         let parsed = std::fs::read(&path)
-            .map_err(|e| crate::reconcile::spec::invalid("(file)", e.to_string()))
-            .and_then(|b| crate::reconcile::store::json_of(&b))
+            .map_err(|e| crate::spec::invalid("(file)", e.to_string()))
+            .and_then(|b| crate::plain::json_of(&b))
             .and_then(|j| AppSpec::from_json(&j));
         match parsed {
             Ok(spec) => {
@@ -81,13 +81,13 @@ pub fn read_deployments(dir: &Path) -> (BTreeMap<String, serde_json::Value>, Vec
     for path in paths {
         let shown = path.display().to_string();
         let parsed = std::fs::read(&path)
-            .map_err(|e| crate::reconcile::spec::invalid("(file)", e.to_string()))
-            .and_then(|b| crate::reconcile::store::json_of(&b))
+            .map_err(|e| crate::spec::invalid("(file)", e.to_string()))
+            .and_then(|b| crate::plain::json_of(&b))
             .and_then(|j| {
                 let id = j
                     .get("id")
                     .and_then(serde_json::Value::as_str)
-                    .ok_or_else(|| crate::reconcile::spec::invalid("id", "is required"))?;
+                    .ok_or_else(|| crate::spec::invalid("id", "is required"))?;
                 let id = crate::tokens::deployment::parse_uuid("id", id)?;
                 Ok((id, j))
             });

@@ -3,7 +3,7 @@
 //!
 //! Every request gets a request id (taken from `x-request-id` when sane, else made up) that is in
 //! its tracing span, its events and its response header. Bodies are read with a size limit and
-//! parsed by [`crate::reconcile::spec`], so a bad body is a 422 naming the field. Responses never
+//! parsed by [`crate::spec`], so a bad body is a 422 naming the field. Responses never
 //! carry a secret value, except a reveal: admin only, and audited.
 
 pub mod auth;

@@ -210,7 +210,7 @@ fn boundary(top: &mut Fields<'_>, flux_namespace: &str) -> Result<Boundary, Mode
                 let Value::Str(t) = v else {
                     return Err(bad(field, format!("must be a string, not {}", kind(v))));
                 };
-                crate::reconcile::spec::validate_type(t).map_err(|e| bad(&field, e.reason))?;
+                crate::spec::validate_type(t).map_err(|e| bad(&field, e.reason))?;
                 out.push(t.clone());
             }
             if out.is_empty() {

@@ -748,7 +748,7 @@ impl Reconciler {
     fn credential_model(&self, spec: &DeploymentSpec, m: &Minted) -> Credential {
         let api_url = &self.inner.settings.credentials.api_url;
         let token = m.token.expose_secret();
-        let values = zeroize::Zeroizing::new(store::yaml_of(&json!({
+        let values = zeroize::Zeroizing::new(crate::plain::yaml_of(&json!({
             "platz": {
                 "api_url": api_url,
                 "deployment": {"id": spec.id, "access_token": token},

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value as Json};
 
-use super::spec::{invalid, Fields};
 use super::store;
 use super::{Actor, AppSpec, ReconcileError, Reconciler, SecretOpKind, WriteAck};
 use crate::external::{self, Effective, Layer, Origin, Sealed};
 use crate::model::ExternalSecret;
+use crate::spec::{invalid, Fields};
 use sops::scalar::DateTime;
 
 /// Every stored layer, sealed: tenants' defaults and apps' overrides, by owner then provider.
@@ -267,7 +267,7 @@ fn deploy_body(app: &str, v: &Json) -> Result<DeployBody, super::Invalid> {
         Some(other) => {
             return Err(invalid(
                 "tenant_id",
-                format!("must be a string, not {}", super::spec::kind(other)),
+                format!("must be a string, not {}", crate::spec::kind(other)),
             ))
         }
     };

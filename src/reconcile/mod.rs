@@ -18,7 +18,6 @@ mod external;
 mod holders;
 pub mod plan;
 mod review;
-pub mod spec;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,13 +40,14 @@ use crate::model::{Cluster, PlatformRepo};
 use crate::render::{self, AppKeys, RenderError, Templates, Tree};
 use sops::scalar::DateTime;
 
+use crate::spec;
+pub use crate::spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 use batch::Batcher;
 pub use credentials::{
     DeploymentCaller, DeploymentView, RecoveredCredential, RefreshReport, CHUNK as CREDENTIAL_CHUNK,
 };
 pub use external::{DeployResult, ExternalOutcome, ExternalView, ExternalWrite};
 pub use plan::OwnedChange;
-pub use spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 pub use store::{ApiKeyRecord, Source};
 
 /// How Flux reaches the platform repos (the URL in each GitRepository).

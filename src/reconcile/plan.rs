@@ -12,7 +12,7 @@ use crate::model::{App, Environment, ManagedSecret, PlatformRepo, SecretValue};
 use crate::render::{seal, Tree};
 use sops::{Map, Value};
 
-use super::spec::{AppSpec, SecretSpec};
+use crate::spec::{AppSpec, SecretSpec};
 
 /// The change that makes a repository's files in some scope equal `rendered`: a write for every
 /// rendered file that is missing or different, a delete for every file of `current` (already

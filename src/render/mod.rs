@@ -1192,7 +1192,6 @@ mod tests {
             render_platform(&st.cluster, app, key, &Tree::new(), &t, now, &|_| false).unwrap();
         let path = "secrets/shop-prod/web-credentials.sops.yaml";
         let doc = seal::open_with_app_key(path, &first[path], key).unwrap();
-        assert!(crate::reconcile::plan::is_credentials(&doc));
         let label = doc
             .get("metadata")
             .and_then(|m| m.as_map())

@@ -5,7 +5,7 @@
 use serde_json::{json, Value as Json};
 
 use crate::model::credentials_secret_name;
-use crate::reconcile::spec::{invalid, AppSpec, Fields, Invalid};
+use crate::spec::{invalid, AppSpec, Fields, Invalid};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploymentSpec {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::jwt::{Algorithm, SigningKey, Verifier};
 use crate::keys::AgeKey;
-use crate::reconcile::store::{json_of, yaml_of};
+use crate::plain::{json_of, yaml_of};
 use sops::scalar::DateTime;
 use sops::{EmitOptions, Format};
 

@@ -15,6 +15,7 @@ mod git_http;
 mod git_logs;
 mod git_race;
 mod keys_cli;
+mod layers;
 mod review_race;
 mod serve_crash;
 mod serve_e2e;
