@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealwright::audit::EventLog;
+use sealwright::clock::FakeClock;
 use sealwright::git::{ChangeSet, CommitMessage, GitEngine, Identity, Remote};
 use sealwright::reconcile::store::{self, DeploymentRecord};
 use sealwright::reconcile::{Actor, AppSpec, Source};
 use sealwright::tokens::deployment::DeploymentSpec;
 use sealwright::tokens::jwt::{Algorithm, Claims, SigningKey, Verifier};
-use sealwright::tokens::{CredentialSettings, FakeClock};
+use sealwright::tokens::CredentialSettings;
 use serde_json::json;
 
 const T0: i64 = 1_900_000_000;

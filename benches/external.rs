@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sealwright::audit::EventLog;
+use sealwright::clock::SystemClock;
 use sealwright::external::{self, Origin, Sealed};
 use sealwright::keys::AgeKey;
 use sealwright::model::SecretValue;
 use sealwright::reconcile::{Actor, AppSpec, Source};
-use sealwright::tokens::{CredentialSettings, SystemClock};
+use sealwright::tokens::CredentialSettings;
 use serde_json::json;
 use sops::scalar::DateTime;
 

@@ -48,7 +48,7 @@ fn main() {
     let reconciler = reconciler::local(
         data,
         sealwright::tokens::CredentialSettings::default(),
-        Arc::new(sealwright::tokens::SystemClock),
+        Arc::new(sealwright::clock::SystemClock),
         Arc::new(EventLog::open(&data.join("events.jsonl")).unwrap()),
     );
     let commits = |r: &Reconciler| {

@@ -771,7 +771,7 @@ mod tests {
             author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
             max_backoff: std::time::Duration::from_secs(60),
             credentials: crate::tokens::CredentialSettings::default(),
-            clock: Arc::new(crate::tokens::SystemClock),
+            clock: Arc::new(crate::clock::SystemClock),
             boundary: crate::boundary::Boundary::default(),
         };
         let reconciler = Reconciler::new(

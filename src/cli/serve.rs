@@ -221,7 +221,7 @@ pub(super) async fn assemble(
         author: Identity::new("sealwright", "sealwright@localhost")?,
         max_backoff: config.max_backoff,
         credentials,
-        clock: Arc::new(crate::tokens::SystemClock),
+        clock: Arc::new(crate::clock::SystemClock),
         boundary: config.boundary.clone(),
     };
     let engine = GitEngine::new(

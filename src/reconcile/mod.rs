@@ -90,7 +90,7 @@ pub struct Settings {
     /// Deployment credentials: on or off, timings and algorithms per cluster.
     pub credentials: crate::tokens::CredentialSettings,
     /// Token times are read from this clock (a fake one in tests).
-    pub clock: Arc<dyn crate::tokens::Clock>,
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// The tenant boundary (reserved namespaces, tenants' patterns, Secret types) and limits.
     pub boundary: crate::boundary::Boundary,
 }

@@ -1,9 +1,7 @@
 //! How deployment credentials are minted: on or off, the URL deployments call back, and per
-//! cluster the refresh interval, the token lifetime and the signing algorithm. Also the clock the
-//! reconciler reads token times from, so tests can drive refresh rounds without waiting.
+//! cluster the refresh interval, the token lifetime and the signing algorithm.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::jwt::Algorithm;
@@ -11,42 +9,6 @@ use super::jwt::Algorithm;
 /// How long Flux may take to apply a commit: the GitRepository's poll interval in the embedded
 /// templates (`flux-gitrepository.yaml.j2`); a Kustomization follows its source at once.
 pub const FLUX_LATENCY: Duration = Duration::from_secs(60);
-
-/// Unix time in seconds. The reconciler reads token times from one of these.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> i64;
-}
-
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
-    }
-}
-
-/// A clock that moves only when told to (tests and benchmarks drive refresh rounds with it).
-pub struct FakeClock(AtomicI64);
-
-impl FakeClock {
-    pub fn at(now: i64) -> FakeClock {
-        FakeClock(AtomicI64::new(now))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// The timing and algorithm of one cluster's tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,14 +189,5 @@ mod tests {
         let w = s.check(mins(30)).unwrap();
         assert_eq!(w.len(), 1, "a 30m review eats the margin: {w:?}");
         assert!(w[0].contains("pull-request"), "{w:?}");
-    }
-
-    #[test]
-    fn a_fake_clock_moves_only_when_told() {
-        let c = FakeClock::at(1000);
-        assert_eq!(c.now(), 1000);
-        c.advance(mins(20));
-        assert_eq!(c.now(), 2200);
-        assert!(SystemClock.now() > 1_700_000_000);
     }
 }

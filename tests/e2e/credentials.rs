@@ -12,10 +12,11 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use sealwright::audit::EventLog;
+use sealwright::clock::FakeClock;
 use sealwright::reconcile::{Actor, AppSpec, Reconciler, Source};
 use sealwright::tokens::jwt::{Algorithm, TokenError};
 use sealwright::tokens::settings::ClusterCredentials;
-use sealwright::tokens::{CredentialSettings, FakeClock};
+use sealwright::tokens::CredentialSettings;
 use serde_json::{json, Value};
 
 const T0: i64 = 1_900_000_000;

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use common::reconciler::platform_repo;
 use common::{commits, committed, decrypt_committed};
 use sealwright::audit::EventLog;
+use sealwright::clock::SystemClock;
 use sealwright::external::Origin;
 use sealwright::reconcile::{Actor, AppSpec, ExternalOutcome, ReconcileError, Reconciler, Source};
-use sealwright::tokens::{CredentialSettings, SystemClock};
+use sealwright::tokens::CredentialSettings;
 use serde_json::{json, Value};
 
 fn spec(name: &str, tenant: &str, envs: &[&str]) -> AppSpec {

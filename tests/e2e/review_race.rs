@@ -115,7 +115,7 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
             known_hosts: KNOWN_HOSTS.into(),
         },
         sealwright::tokens::CredentialSettings::default(),
-        Arc::new(sealwright::tokens::SystemClock),
+        Arc::new(sealwright::clock::SystemClock),
         Arc::new(EventLog::in_memory()),
     );
     let admin = Actor::new("admin");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealwright::audit::EventLog;
+use sealwright::clock::Clock;
 use sealwright::git::{GitEngine, Identity, Remote};
 use sealwright::host::{GitHost, LocalHost, RepoRef};
 use sealwright::keys::chain::ChainRecipients;
@@ -14,7 +15,7 @@ use sealwright::keys::{AgeKey, FileKeyStore};
 use sealwright::model::Cluster;
 use sealwright::reconcile::{Access, FluxUrl, Reconciler, Settings};
 use sealwright::render::Templates;
-use sealwright::tokens::{Clock, CredentialSettings};
+use sealwright::tokens::CredentialSettings;
 
 /// `dir` holds `repos/` (the local host), `state.git`, `keys/` and `cache/`; a second call on the
 /// same `dir` is a restart.
