@@ -9,11 +9,13 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{json_body, ok, who, who_any, ApiError, ApiResult, ApiState, Principal, RequestId};
+use super::extract::{AnyCaller, Caller};
+
+use super::{json_body, ok, ApiError, ApiResult, ApiState, Principal};
 use crate::reconcile::{DeploymentView, Source};
 
 /// Whether `p` may see deployment `v` (404 otherwise, for deployments; 403 for another tenant).
@@ -73,10 +75,8 @@ fn existing_writable(
 
 pub(super) async fn list(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    AnyCaller { principal: p, .. }: AnyCaller,
 ) -> ApiResult {
-    let (p, _) = who_any(&state, &headers, &rid)?;
     let items: Vec<Value> = state
         .reconciler
         .list_deployments()
@@ -89,11 +89,9 @@ pub(super) async fn list(
 
 pub(super) async fn get_one(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    AnyCaller { principal: p, .. }: AnyCaller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let (p, _) = who_any(&state, &headers, &rid)?;
     let v = state.reconciler.deployment(&id)?;
     if visible(&p, &v) {
         return ok(StatusCode::OK, v.to_json());
@@ -111,12 +109,13 @@ pub(super) async fn get_one(
 
 pub(super) async fn put(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    AnyCaller {
+        principal: p,
+        actor,
+    }: AnyCaller,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
-    let (p, actor) = who_any(&state, &headers, &rid)?;
     writable(&state, &p, &id)?;
     let v = json_body(&state, body).await?;
     // The app named in the body must be the caller's too (checked before anything is stored).
@@ -143,11 +142,12 @@ pub(super) async fn put(
 
 pub(super) async fn delete(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    AnyCaller {
+        principal: p,
+        actor,
+    }: AnyCaller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let (p, actor) = who_any(&state, &headers, &rid)?;
     existing_writable(&state, &p, &id)?;
     let ack = state
         .reconciler
@@ -160,11 +160,12 @@ pub(super) async fn delete(
 
 pub(super) async fn revoke(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    AnyCaller {
+        principal: p,
+        actor,
+    }: AnyCaller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let (p, actor) = who_any(&state, &headers, &rid)?;
     existing_writable(&state, &p, &id)?;
     let (jti, view) = state
         .reconciler
@@ -178,10 +179,11 @@ pub(super) async fn revoke(
 
 pub(super) async fn rotate_keys(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     if !p.is_admin() {
         return Err(ApiError::forbidden(
             "rotating signing keys needs an admin token",

@@ -8,13 +8,12 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use super::{
-    app_in_scope, json_body, json_body_or, ok, who, ApiError, ApiResult, ApiState, Principal,
-    RequestId,
-};
+use super::extract::{Caller, JsonBody};
+
+use super::{app_in_scope, json_body_or, ok, ApiError, ApiResult, ApiState, Principal};
 use crate::external::Origin;
 
 /// The tenant must be the caller's (403).
@@ -38,11 +37,9 @@ fn provider_json(provider: &str, keys: &[String], origin: Origin) -> Value {
 
 pub(super) async fn list_tenant(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path(tenant): Path<String>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     tenant_in_scope(&p, &tenant)?;
     let layer = state.reconciler.tenant_external(&tenant)?;
     let apps: Vec<String> = state
@@ -64,11 +61,9 @@ pub(super) async fn list_tenant(
 
 pub(super) async fn get_tenant(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path((tenant, provider)): Path<(String, String)>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     tenant_in_scope(&p, &tenant)?;
     let layer = state.reconciler.tenant_external(&tenant)?;
     let keys = layer.get(&provider).ok_or_else(|| {
@@ -84,14 +79,14 @@ pub(super) async fn get_tenant(
 
 pub(super) async fn put_tenant(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((tenant, provider)): Path<(String, String)>,
-    body: Body,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     tenant_in_scope(&p, &tenant)?;
-    let v = json_body(&state, body).await?;
     let w = state
         .reconciler
         .put_external(&actor, Origin::Tenant, &tenant, &provider, &v)
@@ -104,11 +99,12 @@ pub(super) async fn put_tenant(
 
 pub(super) async fn delete_tenant(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((tenant, provider)): Path<(String, String)>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     tenant_in_scope(&p, &tenant)?;
     let w = state
         .reconciler
@@ -123,11 +119,9 @@ pub(super) async fn delete_tenant(
 
 pub(super) async fn list_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path(app): Path<String>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     ok(
         StatusCode::OK,
@@ -137,11 +131,9 @@ pub(super) async fn list_app(
 
 pub(super) async fn get_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path((app, provider)): Path<(String, String)>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     let view = state.reconciler.app_external(&app)?;
     if !view.effective.iter().any(|e| e.provider == provider) {
@@ -157,14 +149,14 @@ pub(super) async fn get_app(
 
 pub(super) async fn put_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((app, provider)): Path<(String, String)>,
-    body: Body,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let v = json_body(&state, body).await?;
     let w = state
         .reconciler
         .put_external(&actor, Origin::App, &app, &provider, &v)
@@ -177,11 +169,12 @@ pub(super) async fn put_app(
 
 pub(super) async fn delete_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((app, provider)): Path<(String, String)>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     let w = state
         .reconciler
@@ -196,12 +189,13 @@ pub(super) async fn delete_app(
 
 pub(super) async fn deploy(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path(app): Path<String>,
     body: Body,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     // No body at all is a body without `tenant_id`: the 422 names that field.
     let v = json_body_or(&state, body, Some(json!({}))).await?;

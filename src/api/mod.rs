@@ -10,6 +10,7 @@ pub mod auth;
 mod body;
 mod deployments;
 mod external;
+mod extract;
 mod metrics;
 mod webhook;
 
@@ -29,6 +30,7 @@ use serde_json::{json, Value};
 use crate::audit::Event;
 use crate::reconcile::{Actor, ReconcileError, Reconciler, Source};
 use auth::{AdminTokens, Principal};
+use extract::{Caller, JsonBody};
 
 pub use metrics::HttpMetrics;
 
@@ -395,10 +397,8 @@ async fn not_found() -> ApiError {
 
 async fn list_apps(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     let apps: Vec<Value> = state
         .reconciler
         .list_apps()
@@ -411,12 +411,12 @@ async fn list_apps(
 
 async fn create_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
-    let v = json_body(&state, body).await?;
     let spec = crate::reconcile::AppSpec::from_json(&v).map_err(ReconcileError::from)?;
     if !p.may_act_for(&spec.tenant) {
         return Err(ApiError::forbidden(&format!(
@@ -436,14 +436,14 @@ async fn create_app(
 /// delivery); the tenant stays. Apps of the registrations directory are changed there (409).
 async fn put_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path(app): Path<String>,
-    body: Body,
+    JsonBody(mut v): JsonBody,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let mut v = json_body(&state, body).await?;
     if let Some(obj) = v.as_object_mut() {
         match obj.get("name") {
             None => {
@@ -491,11 +491,9 @@ async fn put_app(
 
 async fn get_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path(app): Path<String>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     ok(
         StatusCode::OK,
@@ -511,12 +509,13 @@ struct DeleteAppQuery {
 
 async fn delete_app(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path(app): Path<String>,
     q: Result<Query<DeleteAppQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     let q = query(q)?;
     app_in_scope(&state, &p, &app)?;
     let archive = match q.archive.as_deref() {
@@ -533,11 +532,9 @@ async fn delete_app(
 
 async fn list_secrets(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path(app): Path<String>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     let secrets: Vec<Value> = state
         .reconciler
@@ -556,12 +553,13 @@ struct RevealQuery {
 
 async fn get_secret(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((app, name)): Path<(String, String)>,
     q: Result<Query<RevealQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     let q = query(q)?;
     app_in_scope(&state, &p, &app)?;
     let reveal = match q.reveal.as_deref() {
@@ -601,28 +599,28 @@ async fn get_secret(
 
 async fn put_secret(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((app, name)): Path<(String, String)>,
-    body: Body,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let v = json_body(&state, body).await?;
     let ack = state.reconciler.put_secret(&actor, &app, &name, &v).await?;
     ok(StatusCode::OK, ack.to_json())
 }
 
 async fn patch_secret(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((app, name)): Path<(String, String)>,
-    body: Body,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
-    let v = json_body(&state, body).await?;
     let ack = state
         .reconciler
         .patch_secret(&actor, &app, &name, &v)
@@ -632,11 +630,12 @@ async fn patch_secret(
 
 async fn delete_secret(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     app_in_scope(&state, &p, &app)?;
     let ack = state.reconciler.delete_secret(&actor, &app, &name).await?;
     ok(StatusCode::OK, ack.to_json())
@@ -651,11 +650,9 @@ struct EventsQuery {
 
 async fn list_events(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     let q = query(q)?;
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let events = state
@@ -674,11 +671,12 @@ async fn list_events(
 
 async fn create_api_key(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path(tenant): Path<String>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     if !p.is_admin() {
         return Err(ApiError::forbidden(
             "creating API keys needs an admin token",
@@ -695,11 +693,9 @@ async fn create_api_key(
 
 async fn list_api_keys(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller { principal: p, .. }: Caller,
     Path(tenant): Path<String>,
 ) -> ApiResult {
-    let (p, _) = who(&state, &headers, &rid)?;
     if !p.is_admin() {
         return Err(ApiError::forbidden("listing API keys needs an admin token"));
     }
@@ -807,6 +803,41 @@ mod tests {
             .await
             .unwrap();
         resp.status().as_u16()
+    }
+
+    async fn send(app: &Router, method: &str, uri: &str, auth: Option<&str>, body: &str) -> u16 {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(token) = auth {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn the_caller_is_known_before_the_body_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router_for(dir.path(), true, None);
+        let bad = "{\"name\": \"a\", \"name\": \"b\"}"; // a repeated key
+                                                        // No token, a wrong token, then a good one: 401, 401, and only then the body's 422.
+        assert_eq!(send(&app, "POST", "/v1/apps", None, bad).await, 401);
+        assert_eq!(send(&app, "POST", "/v1/apps", Some("nope"), bad).await, 401);
+        assert_eq!(
+            send(&app, "POST", "/v1/apps", Some("admin-token"), bad).await,
+            422
+        );
+        assert_eq!(
+            send(&app, "POST", "/v1/apps", Some("admin-token"), "").await,
+            422
+        );
+        assert_eq!(
+            send(&app, "PUT", "/v1/apps/shop/secrets/db", None, "not json").await,
+            401
+        );
     }
 
     #[tokio::test]
