@@ -1,0 +1,114 @@
+//! The secret routes of an app: list, read (values only with `reveal`), put, patch and delete.
+
+use super::*;
+
+pub(super) async fn list_secrets(
+    State(state): State<ApiState>,
+    Caller { principal: p, .. }: Caller,
+    Path(app): Path<String>,
+) -> ApiResult {
+    app_in_scope(&state, &p, &app)?;
+    let secrets: Vec<Value> = state
+        .reconciler
+        .list_secrets(&app)?
+        .iter()
+        .map(|s| s.to_json())
+        .collect();
+    ok(StatusCode::OK, json!({"app": app, "secrets": secrets}))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RevealQuery {
+    #[serde(default)]
+    reveal: Option<String>,
+}
+
+pub(super) async fn get_secret(
+    State(state): State<ApiState>,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    Path((app, name)): Path<(String, String)>,
+    q: Result<Query<RevealQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    app_in_scope(&state, &p, &app)?;
+    let reveal = match q.reveal.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("reveal", "must be true or false")),
+    };
+    let mut v = state.reconciler.secret(&app, &name)?.to_json();
+    if reveal {
+        if !p.is_admin() {
+            return Err(ApiError::forbidden("revealing values needs an admin token"));
+        }
+        let data = state.reconciler.reveal(&actor, &app, &name)?;
+        let mut plain = serde_json::Map::new();
+        let mut b64 = serde_json::Map::new();
+        for (k, val) in &data {
+            match std::str::from_utf8(val.expose()) {
+                Ok(s) => {
+                    plain.insert(k.clone(), json!(s));
+                }
+                Err(_) => {
+                    use base64::Engine;
+                    b64.insert(
+                        k.clone(),
+                        json!(base64::engine::general_purpose::STANDARD.encode(val.expose())),
+                    );
+                }
+            }
+        }
+        v["data"] = Value::Object(plain);
+        if !b64.is_empty() {
+            v["dataBase64"] = Value::Object(b64);
+        }
+    }
+    ok(StatusCode::OK, v)
+}
+
+pub(super) async fn put_secret(
+    State(state): State<ApiState>,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    Path((app, name)): Path<(String, String)>,
+    JsonBody(v): JsonBody,
+) -> ApiResult {
+    app_in_scope(&state, &p, &app)?;
+    let ack = state.reconciler.put_secret(&actor, &app, &name, &v).await?;
+    ok(StatusCode::OK, ack.to_json())
+}
+
+pub(super) async fn patch_secret(
+    State(state): State<ApiState>,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    Path((app, name)): Path<(String, String)>,
+    JsonBody(v): JsonBody,
+) -> ApiResult {
+    app_in_scope(&state, &p, &app)?;
+    let ack = state
+        .reconciler
+        .patch_secret(&actor, &app, &name, &v)
+        .await?;
+    ok(StatusCode::OK, ack.to_json())
+}
+
+pub(super) async fn delete_secret(
+    State(state): State<ApiState>,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult {
+    app_in_scope(&state, &p, &app)?;
+    let ack = state.reconciler.delete_secret(&actor, &app, &name).await?;
+    ok(StatusCode::OK, ack.to_json())
+}
