@@ -1,5 +1,6 @@
 //! SOPS engine benchmark, in one run (`cargo bench --bench sops`):
-//! 1. criterion: encrypt and decrypt of a typical Secret manifest (5 keys) and of a 1 MiB document;
+//! 1. criterion: encrypt and decrypt of a typical Secret manifest (5 keys) and of a 1 MiB document,
+//!    and that document's YAML parse and emit alone;
 //! 2. 1,000 small files (read, encrypt/decrypt, write), in process, against the real `sops` binary
 //!    on the same files, and against one `sealwright sops encrypt` process per file.
 //!
@@ -102,6 +103,14 @@ fn main() {
     });
     g.bench_function("decrypt", |b| {
         b.iter(|| decrypt_bytes(black_box(&big_enc), &ids))
+    });
+    // The YAML layer alone (the go-yaml port under the sops store), no cryptography.
+    let big_tree = sops::store::yaml::parse(big.as_bytes()).expect("parse");
+    g.bench_function("YAML parse", |b| {
+        b.iter(|| sops::store::yaml::parse(black_box(big.as_bytes())))
+    });
+    g.bench_function("YAML emit", |b| {
+        b.iter(|| sops::store::yaml::emit(black_box(&big_tree), 4))
     });
     g.finish();
     c.final_summary();

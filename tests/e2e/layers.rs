@@ -154,6 +154,36 @@ fn the_engine_crates_depend_on_nothing_of_sealwright() {
 }
 
 #[test]
+fn the_go_yaml_port_depends_on_no_sibling() {
+    let dir = Path::new(ROOT).join("crates/goyaml");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .expect("crates/goyaml/Cargo.toml has [dependencies]");
+    for line in deps.lines().take_while(|l| !l.starts_with('[')) {
+        let name = line.split([' ', '=']).next().unwrap_or("");
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        assert!(
+            !(line.contains("path =") || Path::new(ROOT).join("crates").join(name).is_dir()),
+            "goyaml depends on a sibling: {line}"
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&dir.join("src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            !text.contains("sops::") && !text.contains("sealwright::"),
+            "{} names a sibling",
+            f.display()
+        );
+    }
+}
+
+#[test]
 fn the_import_reader_sees_what_it_must() {
     let modules: BTreeMap<String, usize> = [("render", 2), ("model", 1), ("reconcile", 3)]
         .into_iter()

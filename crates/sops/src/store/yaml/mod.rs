@@ -3,16 +3,13 @@
 //! sops 3.11 reads and writes YAML with go-yaml v3 (`go.yaml.in/yaml/v3` v3.0.4): it decodes
 //! each document into a `yaml.Node` tree, turns nodes into its tree (comments become items,
 //! aliases are expanded, merge keys stay `<<` keys), and on output builds nodes again and lets
-//! go-yaml's emitter print them. To get the same bytes and the same comment placement this module
-//! is a port of the relevant parts of go-yaml rather than a generic YAML library:
+//! go-yaml's emitter print them. To get the same bytes and the same comment placement this store
+//! is built on [`goyaml`], a port of go-yaml rather than a generic YAML library; what is sops'
+//! own is here:
 //!
-//! - `scanner`: go-yaml's reader and scanner, including its comment scanner;
-//! - `parser`: go-yaml's event parser (with head/line/foot/stem comment bookkeeping);
-//! - `compose`: node composition, go-yaml's scalar decoding and checks (duplicate keys, merge
-//!   values, aliasing limits), and sops' node-to-tree conversion;
-//! - `resolve`: go-yaml's `resolve()` (plain scalar typing), Go's timestamp parsing and number
-//!   formatting;
-//! - `emitter`: sops' tree-to-node conversion and go-yaml's emitter.
+//! - `read`: sops' node-to-tree conversion, with go-yaml's scalar decoding and checks
+//!   (duplicate keys, merge values, aliasing limits);
+//! - `write`: sops' tree-to-node conversion, as the event stream go-yaml's emitter prints.
 //!
 //! Choices where sops/go-yaml behaviour is not a good fit for a library:
 //! - every document is checked the way sops checks only the first one (duplicate keys,
@@ -41,17 +38,14 @@
 //! Error messages never contain scalar values (they may be secrets): only positions, structural
 //! reasons, tag names, anchor names and, for duplicate keys, the key (keys are never encrypted).
 
-mod compose;
-mod emitter;
 #[cfg(test)]
 mod go_vectors;
-mod parser;
-mod resolve;
-mod scanner;
+mod read;
+mod write;
 
 use crate::value::Map;
 
-pub use compose::MAX_DEPTH;
+pub use goyaml::decode::MAX_DEPTH;
 
 /// Why a YAML input was refused. Line and column are 1-based.
 #[derive(Debug, thiserror::Error)]
@@ -145,20 +139,52 @@ impl YamlError {
     }
 }
 
+impl From<goyaml::Error> for YamlError {
+    fn from(e: goyaml::Error) -> Self {
+        match e {
+            goyaml::Error::Encoding {
+                line,
+                column,
+                reason,
+            } => YamlError::Encoding {
+                line,
+                column,
+                reason,
+            },
+            goyaml::Error::Syntax {
+                line,
+                column,
+                reason,
+            } => YamlError::Syntax {
+                line,
+                column,
+                reason,
+            },
+            goyaml::Error::UnknownAnchor { line, column, name } => {
+                YamlError::UnknownAnchor { line, column, name }
+            }
+            goyaml::Error::TooDeep {
+                line,
+                column,
+                limit,
+            } => YamlError::TooDeep {
+                line,
+                column,
+                limit,
+            },
+        }
+    }
+}
+
 /// Parse YAML bytes into one branch per document (`Ok(vec![])` when there is no document).
 pub fn parse(input: &[u8]) -> Result<Vec<Map>, YamlError> {
-    let buf = scanner::decode_input(input).map_err(|e| YamlError::Encoding {
-        line: e.line,
-        column: e.column,
-        reason: e.problem,
-    })?;
-    compose::parse_documents(buf)
+    read::branches(&goyaml::decode::compose(input)?)
 }
 
 /// Emit branches as YAML documents in sops 3.11's style. `indent` is the indentation step
 /// (sops' default is 4; 0 means 4; go-yaml uses 2 for values outside 2..=9).
 pub fn emit(branches: &[Map], indent: usize) -> String {
-    emitter::emit_documents(branches, indent)
+    write::emit_documents(branches, indent)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Event parser: a port of go-yaml v3's `parserc.go` (the libyaml grammar plus go-yaml's
 //! comment bookkeeping: head/line/foot comments attached to events, stem comments).
 
-use super::scanner::{Mark, Parser, Res, ScalarStyle, SyntaxError, Text, TokenType};
+use crate::scannerc::{Mark, Parser, Res, ScalarStyle, SyntaxError, Text, TokenType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {

@@ -1,466 +1,16 @@
-//! Composition of events into a node tree (go-yaml v3's `decode.go` parser half, comments
-//! included) and conversion of that tree into sops branches the way sops 3.11's YAML store does
-//! it (`appendYamlNodeToTreeBranch` / `nodeToTreeValue`), with go-yaml's decoding rules for
-//! scalars, its duplicate-key, merge and aliasing checks, and a nesting limit.
+//! Reading go-yaml nodes into sops branches the way sops 3.11's YAML store does it
+//! (`appendYamlNodeToTreeBranch` / `nodeToTreeValue`), with go-yaml's decoding rules for scalars,
+//! its duplicate-key, merge and aliasing checks, and a nesting limit after alias expansion.
 
-use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use base64::Engine as _;
+use goyaml::decode::{Kind, Node, Stream, MAX_DEPTH};
+use goyaml::resolve::{self, Resolved};
 
-use super::parser::{CollectionStyle, Event, EventParser, EventType};
-use super::resolve::{self, Resolved};
-use super::scanner::{bytes_to_string, Mark, ScalarStyle, SyntaxError, Text};
 use super::YamlError;
 use crate::value::{Map, MapItem, Timestamp, Value};
-
-/// Maximum nesting depth of collections (also after alias expansion).
-pub const MAX_DEPTH: usize = 1000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Document,
-    Sequence,
-    Mapping,
-    Scalar,
-    Alias,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NodeStyle {
-    pub tagged: bool,
-    pub double_quoted: bool,
-    pub single_quoted: bool,
-    pub literal: bool,
-    pub folded: bool,
-    pub flow: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub kind: Kind,
-    pub style: NodeStyle,
-    /// Short tag (`!!str`, `!!int`, `!custom`...).
-    pub tag: Cow<'static, str>,
-    /// The scalar text, or the anchor name of an alias.
-    pub value: Text,
-    pub alias: Option<usize>,
-    pub content: Vec<usize>,
-    /// Head, line and foot comments (`None` when all three are empty).
-    comments: Option<Box<[String; 3]>>,
-    /// 1-based.
-    pub line: usize,
-    pub column: usize,
-    /// The untagged plain-scalar resolution computed while composing (reused when decoding).
-    resolved: Option<Resolved>,
-}
-
-const HEAD: usize = 0;
-const LINE: usize = 1;
-const FOOT: usize = 2;
-
-impl Node {
-    #[inline]
-    fn comment(&self, which: usize) -> &str {
-        self.comments
-            .as_ref()
-            .map(|c| c[which].as_str())
-            .unwrap_or("")
-    }
-    #[inline]
-    pub fn head(&self) -> &str {
-        self.comment(HEAD)
-    }
-    #[inline]
-    pub fn line(&self) -> &str {
-        self.comment(LINE)
-    }
-    #[inline]
-    pub fn foot(&self) -> &str {
-        self.comment(FOOT)
-    }
-    /// Replace a comment (even by an empty one).
-    #[inline]
-    fn set_comment(&mut self, which: usize, text: String) {
-        match self.comments.as_mut() {
-            Some(c) => c[which] = text,
-            None if text.is_empty() => {}
-            None => {
-                let mut c: Box<[String; 3]> = Box::default();
-                c[which] = text;
-                self.comments = Some(c);
-            }
-        }
-    }
-    fn take_comment(&mut self, which: usize) -> String {
-        self.comments
-            .as_mut()
-            .map(|c| std::mem::take(&mut c[which]))
-            .unwrap_or_default()
-    }
-}
-
-/// The line and foot comments of a collection end event.
-fn end_comments(end: Event) -> (String, String) {
-    match end.comments {
-        Some(c) => (bytes_to_string(c.line), bytes_to_string(c.foot)),
-        None => (String::new(), String::new()),
-    }
-}
-
-#[inline]
-fn pos(mark: Mark) -> (usize, usize) {
-    (
-        (mark.line.max(0) + 1) as usize,
-        (mark.column.max(0) + 1) as usize,
-    )
-}
-
-pub fn syntax_error(e: &SyntaxError) -> YamlError {
-    let (line, column) = pos(e.problem_mark);
-    let mut reason = e.problem.to_string();
-    if !e.context.is_empty() {
-        let (cl, cc) = pos(e.context_mark);
-        reason = format!("{reason} ({} at line {cl}, column {cc})", e.context);
-    }
-    YamlError::Syntax {
-        line,
-        column,
-        reason,
-    }
-}
-
-/// Builds go-yaml `Node`s from events.
-struct Composer {
-    ep: EventParser,
-    event: Option<Event>,
-    nodes: Vec<Node>,
-    anchors: HashMap<String, usize>,
-    depth: usize,
-    started: bool,
-}
-
-impl Composer {
-    fn peek(&mut self) -> Result<EventType, YamlError> {
-        if self.event.is_none() {
-            match self.ep.parse_into(&mut self.event) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let (line, column) = pos(self.ep.p.mark);
-                    return Err(YamlError::Syntax {
-                        line,
-                        column,
-                        reason: "attempted to go past the end of stream".into(),
-                    });
-                }
-                Err(e) => return Err(syntax_error(&e)),
-            }
-        }
-        Ok(self
-            .event
-            .as_ref()
-            .map(|e| e.typ)
-            .unwrap_or(EventType::None))
-    }
-
-    /// The event `peek` returned the type of.
-    #[inline]
-    fn take_peeked(&mut self) -> Result<Event, YamlError> {
-        match self.event.take() {
-            Some(ev) => Ok(ev),
-            None => Err(YamlError::Syntax {
-                line: 0,
-                column: 0,
-                reason: "unexpected end of events".into(),
-            }),
-        }
-    }
-
-    fn take(&mut self, typ: EventType) -> Result<Event, YamlError> {
-        let t = self.peek()?;
-        let ev = self.event.take();
-        match ev {
-            Some(ev) if t == typ => Ok(ev),
-            Some(ev) => {
-                let (line, column) = pos(ev.start_mark);
-                Err(YamlError::Syntax {
-                    line,
-                    column,
-                    reason: "unexpected event".into(),
-                })
-            }
-            None => Err(YamlError::Syntax {
-                line: 0,
-                column: 0,
-                reason: "unexpected end of events".into(),
-            }),
-        }
-    }
-
-    fn new_node(
-        &mut self,
-        kind: Kind,
-        default_tag: &'static str,
-        ev: &mut Event,
-        value: Text,
-    ) -> usize {
-        let raw_tag = bytes_to_string(std::mem::take(&mut ev.tag));
-        let mut style = NodeStyle::default();
-        let mut resolved = None;
-        let tag: Cow<'static, str> = if !raw_tag.is_empty() && raw_tag != "!" {
-            style.tagged = true;
-            Cow::Owned(resolve::short_tag(&raw_tag))
-        } else if !default_tag.is_empty() {
-            Cow::Borrowed(default_tag)
-        } else if kind == Kind::Scalar {
-            // Plain scalars without a tag never fail to resolve.
-            let (t, r) = resolve::resolve_untagged(value.get(&self.ep.p.buf));
-            resolved = Some(r);
-            Cow::Borrowed(t)
-        } else {
-            Cow::Borrowed("")
-        };
-        let (line, column) = pos(ev.start_mark);
-        self.nodes.push(Node {
-            kind,
-            style,
-            tag,
-            value,
-            alias: None,
-            content: if kind == Kind::Mapping || kind == Kind::Sequence {
-                Vec::with_capacity(8)
-            } else {
-                Vec::new()
-            },
-            comments: ev.comments.take().map(|c| {
-                Box::new([
-                    bytes_to_string(c.head),
-                    bytes_to_string(c.line),
-                    bytes_to_string(c.foot),
-                ])
-            }),
-            line,
-            column,
-            resolved,
-        });
-        self.nodes.len() - 1
-    }
-
-    fn set_anchor(&mut self, n: usize, anchor: &Text) {
-        if !anchor.is_empty() {
-            let name = anchor.get(&self.ep.p.buf).to_string();
-            self.anchors.insert(name, n);
-        }
-    }
-
-    fn init(&mut self) -> Result<(), YamlError> {
-        if !self.started {
-            self.take(EventType::StreamStart)?;
-            self.started = true;
-        }
-        Ok(())
-    }
-
-    /// go-yaml `parser.parse()` at the stream level: the next document node, or `None` at the
-    /// end of the stream. Written with an explicit stack instead of recursion, so deep input
-    /// cannot exhaust the call stack.
-    fn next_document(&mut self) -> Result<Option<usize>, YamlError> {
-        self.init()?;
-        match self.peek()? {
-            EventType::StreamEnd => return Ok(None),
-            EventType::DocumentStart => {}
-            _ => return Err(self.unexpected()),
-        }
-        let mut ev = self.take(EventType::DocumentStart)?;
-        let doc = self.new_node(Kind::Document, "", &mut ev, Text::default());
-        // Open collections: (node, is a block mapping).
-        let mut stack: Vec<(usize, bool)> = Vec::with_capacity(16);
-        let mut doc_has_child = false;
-        loop {
-            let top = stack.last().copied();
-            let next = self.peek()?;
-            let finished = match (top, next) {
-                (None, _) if doc_has_child => {
-                    if next == EventType::DocumentEnd {
-                        if let Some(ev) = &self.event {
-                            let foot = ev
-                                .comments
-                                .as_ref()
-                                .map(|c| c.foot.clone())
-                                .unwrap_or_default();
-                            self.nodes[doc].set_comment(FOOT, bytes_to_string(foot));
-                        }
-                    }
-                    self.take(EventType::DocumentEnd)?;
-                    return Ok(Some(doc));
-                }
-                (Some((n, _)), EventType::SequenceEnd) if self.nodes[n].kind == Kind::Sequence => {
-                    let end = self.take_peeked()?;
-                    let (line, foot) = end_comments(end);
-                    self.nodes[n].set_comment(LINE, line);
-                    self.nodes[n].set_comment(FOOT, foot);
-                    self.depth -= 1;
-                    stack.pop();
-                    Some(n)
-                }
-                (Some((n, block)), EventType::MappingEnd)
-                    if self.nodes[n].kind == Kind::Mapping =>
-                {
-                    let end = self.take_peeked()?;
-                    let (line, foot) = end_comments(end);
-                    self.nodes[n].set_comment(LINE, line);
-                    self.nodes[n].set_comment(FOOT, foot);
-                    let len = self.nodes[n].content.len();
-                    if block && !self.nodes[n].foot().is_empty() && len > 1 {
-                        let last_key = self.nodes[n].content[len - 2];
-                        let foot = self.nodes[n].take_comment(FOOT);
-                        self.nodes[last_key].set_comment(FOOT, foot);
-                    }
-                    self.depth -= 1;
-                    stack.pop();
-                    Some(n)
-                }
-                (_, EventType::Scalar) => Some(self.scalar()?),
-                (_, EventType::Alias) => Some(self.alias()?),
-                (_, EventType::SequenceStart) => {
-                    let mut ev = self.take_peeked()?;
-                    self.enter(ev.start_mark)?;
-                    let n =
-                        self.new_node(Kind::Sequence, resolve::SEQ_TAG, &mut ev, Text::default());
-                    if ev.collection_style == CollectionStyle::Flow {
-                        self.nodes[n].style.flow = true;
-                    }
-                    self.set_anchor(n, &ev.anchor);
-                    stack.push((n, false));
-                    None
-                }
-                (_, EventType::MappingStart) => {
-                    let mut ev = self.take_peeked()?;
-                    self.enter(ev.start_mark)?;
-                    let n =
-                        self.new_node(Kind::Mapping, resolve::MAP_TAG, &mut ev, Text::default());
-                    let block = ev.collection_style != CollectionStyle::Flow;
-                    if !block {
-                        self.nodes[n].style.flow = true;
-                    }
-                    self.set_anchor(n, &ev.anchor);
-                    stack.push((n, block));
-                    None
-                }
-                _ => return Err(self.unexpected()),
-            };
-            if let Some(child) = finished {
-                match stack.last().copied() {
-                    None => {
-                        self.nodes[doc].content.push(child);
-                        doc_has_child = true;
-                    }
-                    Some((parent, block)) => {
-                        self.nodes[parent].content.push(child);
-                        if self.nodes[parent].kind == Kind::Mapping {
-                            self.after_mapping_child(parent, block);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// go-yaml's foot comment shuffling after each key and each value of a mapping.
-    fn after_mapping_child(&mut self, n: usize, block: bool) {
-        let len = self.nodes[n].content.len();
-        if len % 2 == 1 {
-            // a key
-            let k = self.nodes[n].content[len - 1];
-            if block && !self.nodes[k].foot().is_empty() && len > 2 {
-                // Must be a foot comment for the prior value when being dedented.
-                let prior = self.nodes[n].content[len - 3];
-                let foot = self.nodes[k].take_comment(FOOT);
-                self.nodes[prior].set_comment(FOOT, foot);
-            }
-        } else {
-            let k = self.nodes[n].content[len - 2];
-            let v = self.nodes[n].content[len - 1];
-            if self.nodes[k].foot().is_empty() && !self.nodes[v].foot().is_empty() {
-                let foot = self.nodes[v].take_comment(FOOT);
-                self.nodes[k].set_comment(FOOT, foot);
-            }
-        }
-    }
-
-    fn unexpected(&self) -> YamlError {
-        let (line, column) = self
-            .event
-            .as_ref()
-            .map(|e| pos(e.start_mark))
-            .unwrap_or_else(|| pos(self.ep.p.mark));
-        YamlError::Syntax {
-            line,
-            column,
-            reason: "unexpected event".into(),
-        }
-    }
-
-    fn enter(&mut self, ev_mark: Mark) -> Result<(), YamlError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            let (line, column) = pos(ev_mark);
-            return Err(YamlError::TooDeep {
-                line,
-                column,
-                limit: MAX_DEPTH,
-            });
-        }
-        Ok(())
-    }
-
-    fn alias(&mut self) -> Result<usize, YamlError> {
-        let mut ev = self.take_peeked()?;
-        let name_text = std::mem::take(&mut ev.anchor);
-        let name = name_text.get(&self.ep.p.buf).to_string();
-        let n = self.new_node(Kind::Alias, "", &mut ev, name_text);
-        match self.anchors.get(&name) {
-            Some(&target) => self.nodes[n].alias = Some(target),
-            None => {
-                let (line, column) = pos(ev.start_mark);
-                return Err(YamlError::UnknownAnchor { line, column, name });
-            }
-        }
-        Ok(n)
-    }
-
-    fn scalar(&mut self) -> Result<usize, YamlError> {
-        let mut ev = self.take_peeked()?;
-        let value = std::mem::take(&mut ev.value);
-        let mut style = NodeStyle::default();
-        match ev.scalar_style {
-            ScalarStyle::DoubleQuoted => style.double_quoted = true,
-            ScalarStyle::SingleQuoted => style.single_quoted = true,
-            ScalarStyle::Literal => style.literal = true,
-            ScalarStyle::Folded => style.folded = true,
-            _ => {}
-        }
-        let plain = style == NodeStyle::default();
-        let default_tag = if plain {
-            if value.get(&self.ep.p.buf) == "<<" {
-                resolve::MERGE_TAG
-            } else {
-                ""
-            }
-        } else {
-            resolve::STR_TAG
-        };
-        let n = self.new_node(Kind::Scalar, default_tag, &mut ev, value);
-        let node = &mut self.nodes[n];
-        node.style.double_quoted = style.double_quoted;
-        node.style.single_quoted = style.single_quoted;
-        node.style.literal = style.literal;
-        node.style.folded = style.folded;
-        self.set_anchor(n, &ev.anchor);
-        Ok(n)
-    }
-}
 
 // ------------------------------------------------------------------------------------------
 // Conversion to the sops tree
@@ -598,7 +148,7 @@ impl Converter<'_> {
         if is_str {
             return Ok(Value::Str(n.value.get(self.src).to_string()));
         }
-        let (tag, r) = match (&n.resolved, n.style.tagged) {
+        let (tag, r) = match (n.resolved(), n.style.tagged) {
             (Some(r), false) => (n.tag.to_string(), r.clone()),
             _ => resolve::resolve(&n.tag, n.value.get(self.src)).map_err(|m| {
                 YamlError::InvalidTaggedValue {
@@ -782,12 +332,12 @@ impl Converter<'_> {
         let nodes = self.nodes;
         let n = &nodes[doc];
         let mut branch = Vec::new();
-        push_map_comments(n.head(), &mut branch);
-        push_map_comments(n.line(), &mut branch);
+        push_map_comments(n.head_comment(), &mut branch);
+        push_map_comments(n.line_comment(), &mut branch);
         for &c in &n.content {
             branch = self.root_into_branch(c, branch)?;
         }
-        push_map_comments(n.foot(), &mut branch);
+        push_map_comments(n.foot_comment(), &mut branch);
         Ok(branch)
     }
 
@@ -809,8 +359,8 @@ impl Converter<'_> {
                 column: n.column,
             }),
             Kind::Scalar => {
-                push_map_comments(n.head(), &mut branch);
-                push_map_comments(n.line(), &mut branch);
+                push_map_comments(n.head_comment(), &mut branch);
+                push_map_comments(n.line_comment(), &mut branch);
                 // An empty document with a document start marker results in null.
                 if short_tag_of(nodes, self.src, i) == resolve::NULL_TAG {
                     return Ok(branch);
@@ -821,8 +371,8 @@ impl Converter<'_> {
                 })
             }
             Kind::Alias => {
-                push_map_comments(n.head(), &mut branch);
-                push_map_comments(n.line(), &mut branch);
+                push_map_comments(n.head_comment(), &mut branch);
+                push_map_comments(n.line_comment(), &mut branch);
                 let target = self.enter_alias(i)?;
                 // (an anchored node is never itself an alias, so this recursion is one level)
                 let r = if nodes[target].kind == Kind::Alias {
@@ -832,7 +382,7 @@ impl Converter<'_> {
                 };
                 self.leave_alias();
                 let mut branch = r?;
-                push_map_comments(n.foot(), &mut branch);
+                push_map_comments(n.foot_comment(), &mut branch);
                 Ok(branch)
             }
             Kind::Document => Err(YamlError::Syntax {
@@ -879,8 +429,8 @@ impl Converter<'_> {
                 self.enter(i)?;
                 let mut items = Vec::with_capacity(n.content.len());
                 if !handled {
-                    push_seq_comments(n.head(), &mut items);
-                    push_seq_comments(n.line(), &mut items);
+                    push_seq_comments(n.head_comment(), &mut items);
+                    push_seq_comments(n.line_comment(), &mut items);
                 }
                 stack.push(Frame::Seq(SeqFrame {
                     node: i,
@@ -895,8 +445,8 @@ impl Converter<'_> {
                 let mut items = initial;
                 items.reserve(n.content.len() / 2);
                 if !handled {
-                    push_map_comments(n.head(), &mut items);
-                    push_map_comments(n.line(), &mut items);
+                    push_map_comments(n.head_comment(), &mut items);
+                    push_map_comments(n.line_comment(), &mut items);
                 }
                 self.count(i)?;
                 self.enter(i)?;
@@ -942,12 +492,12 @@ impl Converter<'_> {
                     if let Some(pair) = n.content.chunks(2).nth(f.next) {
                         if let [k, v] = *pair {
                             let (kn, vn) = (&nodes[k], &nodes[v]);
-                            push_map_comments(kn.head(), &mut f.items);
-                            push_map_comments(kn.line(), &mut f.items);
+                            push_map_comments(kn.head_comment(), &mut f.items);
+                            push_map_comments(kn.line_comment(), &mut f.items);
                             let handle = vn.kind == Kind::Scalar || vn.kind == Kind::Alias;
                             if handle {
-                                push_map_comments(vn.head(), &mut f.items);
-                                push_map_comments(vn.line(), &mut f.items);
+                                push_map_comments(vn.head_comment(), &mut f.items);
+                                push_map_comments(vn.line_comment(), &mut f.items);
                             }
                             f.next += 1;
                             if vn.kind == Kind::Scalar {
@@ -957,8 +507,8 @@ impl Converter<'_> {
                                 self.count(v)?;
                                 let value = self.decode_scalar(v)?;
                                 f.items.push(MapItem::Pair(key, value));
-                                push_map_comments(vn.foot(), &mut f.items);
-                                push_map_comments(kn.foot(), &mut f.items);
+                                push_map_comments(vn.foot_comment(), &mut f.items);
+                                push_map_comments(kn.foot_comment(), &mut f.items);
                                 continue;
                             }
                             f.pending = Some((String::new(), k, v, handle));
@@ -968,7 +518,7 @@ impl Converter<'_> {
                         }
                     } else {
                         if !f.handled {
-                            push_map_comments(n.foot(), &mut f.items);
+                            push_map_comments(n.foot_comment(), &mut f.items);
                         }
                         finished = Some(Value::Map(Map {
                             items: std::mem::take(&mut f.items),
@@ -979,20 +529,20 @@ impl Converter<'_> {
                     let n = &nodes[f.node];
                     if let Some(&item) = n.content.get(f.next) {
                         let itn = &nodes[item];
-                        push_seq_comments(itn.head(), &mut f.items);
-                        push_seq_comments(itn.line(), &mut f.items);
+                        push_seq_comments(itn.head_comment(), &mut f.items);
+                        push_seq_comments(itn.line_comment(), &mut f.items);
                         f.next += 1;
                         if itn.kind == Kind::Scalar {
                             self.count(item)?;
                             let value = self.decode_scalar(item)?;
                             f.items.push(value);
-                            push_seq_comments(itn.foot(), &mut f.items);
+                            push_seq_comments(itn.foot_comment(), &mut f.items);
                             continue;
                         }
                         child = Some((item, true));
                     } else {
                         if !f.handled {
-                            push_seq_comments(n.foot(), &mut f.items);
+                            push_seq_comments(n.foot_comment(), &mut f.items);
                         }
                         finished = Some(Value::Seq(std::mem::take(&mut f.items)));
                     }
@@ -1038,15 +588,15 @@ impl Converter<'_> {
                     if let Some((key, k, v, handle)) = f.pending.take() {
                         f.items.push(MapItem::Pair(key, value));
                         if handle {
-                            push_map_comments(nodes[v].foot(), &mut f.items);
+                            push_map_comments(nodes[v].foot_comment(), &mut f.items);
                         }
-                        push_map_comments(nodes[k].foot(), &mut f.items);
+                        push_map_comments(nodes[k].foot_comment(), &mut f.items);
                     }
                 }
                 Some(Frame::Seq(f)) => {
                     f.items.push(value);
                     if let Some(&item) = nodes[f.node].content.get(f.next.wrapping_sub(1)) {
-                        push_seq_comments(nodes[item].foot(), &mut f.items);
+                        push_seq_comments(nodes[item].foot_comment(), &mut f.items);
                     }
                 }
                 None => return Ok(value),
@@ -1113,29 +663,13 @@ fn short_tag_of(nodes: &[Node], src: &str, i: usize) -> String {
     n.tag.to_string()
 }
 
-/// Parse every document of the stream into sops branches.
-pub fn parse_documents(buf: String) -> Result<Vec<Map>, YamlError> {
-    // (typical input has a node per 20 to 100 bytes)
-    let nodes = Vec::with_capacity(buf.len() / 20 + 16);
-    let mut c = Composer {
-        ep: EventParser::new(buf),
-        event: None,
-        nodes,
-        anchors: HashMap::new(),
-        depth: 0,
-        started: false,
-    };
-    // Compose every document first (anchors live for the whole stream in go-yaml's decoder),
-    // then convert each one.
-    let mut docs = Vec::new();
-    while let Some(doc) = c.next_document()? {
-        docs.push(doc);
-    }
-    let mut out = Vec::with_capacity(docs.len());
-    for doc in docs {
+/// Every document of a composed stream as a sops branch.
+pub fn branches(stream: &Stream) -> Result<Vec<Map>, YamlError> {
+    let mut out = Vec::with_capacity(stream.documents().len());
+    for &doc in stream.documents() {
         let mut conv = Converter {
-            nodes: &c.nodes,
-            src: &c.ep.p.buf,
+            nodes: stream.nodes(),
+            src: stream.src(),
             decode_count: 0,
             alias_count: 0,
             alias_depth: 0,

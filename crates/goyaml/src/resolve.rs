@@ -634,7 +634,7 @@ pub fn format_float(f: f64) -> String {
         };
     }
     // Shortest round-trip digits, ties rounded half to even as Go does.
-    let (digits, exp) = crate::scalar::go_shortest(f.abs());
+    let (digits, exp) = crate::strconv::go_shortest(f.abs());
     let nd = digits.len() as i64;
     let neg = f < 0.0;
     let mut out = String::new();

@@ -1,24 +1,22 @@
-//! Writing branches the way sops 3.11 does: the tree is turned into go-yaml nodes like sops'
-//! `appendTreeBranch`/`appendSequence` (comments become head comments of the next key or item,
-//! trailing ones foot comments of the last), scalars get the style `Node.Encode` would give them,
-//! and the resulting event stream goes through a port of go-yaml v3's emitter (`emitterc.go`).
+//! The emitter: a port of go-yaml v3's `emitterc.go` (block and flow collections, every scalar
+//! style, head/line/foot/tail comments), driven by any source of [`Event`]s. Its output is the
+//! bytes go-yaml writes for the same events.
 //!
-//! Events are made one at a time from the tree (the emitter looks one event ahead), their
-//! scalars borrow the tree's strings, each scalar is analysed once, and text is written in runs
-//! of characters rather than one character at a time.
+//! Scalars borrow their text from the caller where they can, each scalar is analysed once (the
+//! caller may pass the analysis in, see [`Event::analysis`]), and text is written in runs of
+//! characters rather than one character at a time.
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
-
-use super::resolve;
-use super::scanner::{
-    count_chars, find_byte, ScalarStyle, STOP_ANALYSIS, STOP_TEXT, STOP_TEXT_QUOTE, STOP_TEXT_SPACE,
+use crate::scannerc::ScalarStyle;
+use crate::yamlprivateh::{
+    at, count_chars, find_byte, is_alpha_at, is_blank_at, is_blankz_at, is_bom, is_break_at,
+    is_printable_at, is_space_at, width, STOP_ANALYSIS, STOP_TEXT, STOP_TEXT_QUOTE,
+    STOP_TEXT_SPACE,
 };
-use crate::value::{Map, MapItem, Value};
-
+/// The kind of an [`Event`] (go-yaml's `yaml_event_type_t`, the ones the emitter takes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Et {
+pub enum EventType {
     StreamStart,
     StreamEnd,
     DocumentStart,
@@ -30,27 +28,36 @@ enum Et {
     MappingEnd,
 }
 
-/// An emitter event. Scalar values borrow from the tree where they can; comments are the texts
-/// sops builds (`#` + lines joined with `\n#`). (sops never sets line comments on output.)
+/// An emitter event (go-yaml's `yaml_event_t` as the emitter reads it). Comments are whole
+/// comment texts with their `#`s, lines joined with `\n`. Documents are always implicit (no
+/// `---`, no `...`), as go-yaml's encoder writes them.
 #[derive(Debug)]
-struct Ev<'a> {
-    typ: Et,
+pub struct Event<'a> {
+    pub typ: EventType,
     /// Long tag (`tag:yaml.org,2002:merge`), empty for none.
-    tag: &'static str,
-    value: Cow<'a, str>,
-    /// `analyze_scalar(value)`, computed once when the scalar is encoded.
-    analysis: Analysis,
-    implicit: bool,
-    quoted_implicit: bool,
-    style: ScalarStyle,
-    head: String,
-    foot: String,
-    tail: String,
+    pub tag: &'static str,
+    /// A scalar's text (borrowed from the caller where it can be).
+    pub value: Cow<'a, str>,
+    /// A scalar's [`analyze_scalar`] of `value`, which the caller has usually computed already
+    /// to choose a style; it must be exactly that ([`Event::scalar`] computes it).
+    pub analysis: Analysis,
+    /// The tag may be omitted when the scalar is written plain.
+    pub implicit: bool,
+    /// The tag may be omitted when the scalar is written quoted.
+    pub quoted_implicit: bool,
+    /// The requested style of a scalar; the emitter may pick another one it needs.
+    pub style: ScalarStyle,
+    pub head: String,
+    pub line: String,
+    pub foot: String,
+    /// A collection end's tail comment (go-yaml: the foot comment of a mapping's last key).
+    pub tail: String,
 }
 
-impl Ev<'_> {
-    fn new(typ: Et) -> Self {
-        Ev {
+impl<'a> Event<'a> {
+    /// An event without content, tag or comments.
+    pub fn new(typ: EventType) -> Self {
+        Event {
             typ,
             tag: "",
             value: Cow::Borrowed(""),
@@ -59,78 +66,24 @@ impl Ev<'_> {
             quoted_implicit: true,
             style: ScalarStyle::Any,
             head: String::new(),
+            line: String::new(),
             foot: String::new(),
             tail: String::new(),
         }
+    }
+
+    /// A plain-or-better untagged scalar of `value`, analysed.
+    pub fn scalar(value: Cow<'a, str>, style: ScalarStyle) -> Self {
+        let mut ev = Event::new(EventType::Scalar);
+        ev.analysis = analyze_scalar(value.as_bytes());
+        ev.value = value;
+        ev.style = style;
+        ev
     }
 }
 
 // ------------------------------------------------------------------------------------------
 // Scalar analysis (go-yaml `yaml_emitter_analyze_scalar`)
-
-#[inline]
-fn at(b: &[u8], i: usize) -> u8 {
-    b.get(i).copied().unwrap_or(0)
-}
-
-fn width(b: u8) -> usize {
-    if b & 0x80 == 0x00 {
-        1
-    } else if b & 0xE0 == 0xC0 {
-        2
-    } else if b & 0xF0 == 0xE0 {
-        3
-    } else if b & 0xF8 == 0xF0 {
-        4
-    } else {
-        1
-    }
-}
-
-fn is_blank(b: &[u8], i: usize) -> bool {
-    let c = at(b, i);
-    c == b' ' || c == b'\t'
-}
-
-fn is_space(b: &[u8], i: usize) -> bool {
-    at(b, i) == b' '
-}
-
-fn is_break(b: &[u8], i: usize) -> bool {
-    let c = at(b, i);
-    c == b'\r'
-        || c == b'\n'
-        || (c == 0xC2 && at(b, i + 1) == 0x85)
-        || (c == 0xE2 && at(b, i + 1) == 0x80 && (at(b, i + 2) == 0xA8 || at(b, i + 2) == 0xA9))
-}
-
-fn is_blankz(b: &[u8], i: usize) -> bool {
-    is_blank(b, i) || is_break(b, i) || at(b, i) == 0
-}
-
-/// go-yaml's `is_bom` ignores its index and looks at the start of the value, so a value that
-/// starts with a BOM gets every character escaped.
-fn is_bom(b: &[u8]) -> bool {
-    at(b, 0) == 0xEF && at(b, 1) == 0xBB && at(b, 2) == 0xBF
-}
-
-fn is_printable(b: &[u8], i: usize) -> bool {
-    let (c0, c1, c2) = (at(b, i), at(b, i + 1), at(b, i + 2));
-    c0 == 0x0A
-        || (0x20..=0x7E).contains(&c0)
-        || (c0 == 0xC2 && c1 >= 0xA0)
-        || (c0 > 0xC2 && c0 < 0xED)
-        || (c0 == 0xED && c1 < 0xA0)
-        || c0 == 0xEE
-        || (c0 == 0xEF
-            && !(c1 == 0xBB && c2 == 0xBF)
-            && !(c1 == 0xBF && (c2 == 0xBE || c2 == 0xBF)))
-}
-
-fn is_alpha(b: &[u8], i: usize) -> bool {
-    let c = at(b, i);
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
-}
 
 /// Printable ASCII that, after the first character, changes nothing in the analysis of a
 /// scalar but resets its space/break state (not a blank, a break or an indicator).
@@ -150,22 +103,22 @@ fn text_run_end(b: &[u8], mut i: usize, space: bool, quote: bool) -> usize {
             (true, true) => find_byte::<STOP_TEXT_QUOTE>(b, i),
         };
         match b.get(i) {
-            Some(0xC2 | 0xE2) if !is_break(b, i) => i += 1,
+            Some(0xC2 | 0xE2) if !is_break_at(b, i) => i += 1,
             _ => return i,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Analysis {
-    multiline: bool,
-    flow_plain_allowed: bool,
-    block_plain_allowed: bool,
-    single_quoted_allowed: bool,
-    block_allowed: bool,
+pub struct Analysis {
+    pub multiline: bool,
+    pub flow_plain_allowed: bool,
+    pub block_plain_allowed: bool,
+    pub single_quoted_allowed: bool,
+    pub block_allowed: bool,
 }
 
-fn analyze_scalar(value: &[u8]) -> Analysis {
+pub fn analyze_scalar(value: &[u8]) -> Analysis {
     if value.is_empty() {
         return Analysis {
             multiline: false,
@@ -222,7 +175,7 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
                 Some(i + 1)
             } else if c == b':' {
                 flow_indicators = true;
-                if i + 1 >= value.len() || is_blank(value, i + 1) {
+                if i + 1 >= value.len() || is_blank_at(value, i + 1) {
                     block_indicators = true;
                 }
                 Some(i + 1)
@@ -238,7 +191,7 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
             }
         }
         let w = width(value[i]);
-        let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
+        let followed_by_whitespace = i + w >= value.len() || is_blank_at(value, i + w);
         let c = value[i];
         if i == 0 {
             match c {
@@ -278,10 +231,10 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
 
         if c == b'\t' {
             tab_characters = true;
-        } else if !is_printable(value, i) {
+        } else if !is_printable_at(value, i) {
             special_characters = true;
         }
-        if is_space(value, i) {
+        if is_space_at(value, i) {
             if i == 0 {
                 leading_space = true;
             }
@@ -293,7 +246,7 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
             }
             previous_space = true;
             previous_break = false;
-        } else if is_break(value, i) {
+        } else if is_break_at(value, i) {
             line_breaks = true;
             if i == 0 {
                 leading_break = true;
@@ -310,7 +263,7 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
             previous_space = false;
             previous_break = false;
         }
-        preceded_by_whitespace = is_blankz(value, i);
+        preceded_by_whitespace = is_blankz_at(value, i);
         i += w;
     }
 
@@ -355,7 +308,7 @@ fn analyze_scalar(value: &[u8]) -> Analysis {
 }
 
 /// go-yaml `yaml_emitter_select_scalar_style` (never canonical).
-fn select_style(
+pub fn select_style(
     requested: ScalarStyle,
     a: &Analysis,
     value_empty: bool,
@@ -395,305 +348,6 @@ fn select_style(
 }
 
 // ------------------------------------------------------------------------------------------
-// Tree -> events (sops `appendTreeBranch` + go-yaml `encoder.node`)
-
-const MERGE_LONG: &str = "tag:yaml.org,2002:merge";
-const BINARY_LONG: &str = "tag:yaml.org,2002:binary";
-
-/// go-yaml `encodeBase64`: lines of 70 characters, each ending in a newline when there are
-/// several.
-fn encode_base64(data: &[u8]) -> String {
-    let enc = base64::engine::general_purpose::STANDARD.encode(data);
-    const LINE: usize = 70;
-    if enc.len() < LINE {
-        return enc;
-    }
-    let mut out = String::with_capacity(enc.len() + enc.len() / LINE + 1);
-    for chunk in enc.as_bytes().chunks(LINE) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out
-}
-
-/// The style `Node.Encode` requests for a string.
-fn string_style(s: &str) -> ScalarStyle {
-    if s.contains('\n') {
-        ScalarStyle::Literal
-    } else if !resolve::string_needs_quotes(s) {
-        ScalarStyle::Plain
-    } else {
-        ScalarStyle::DoubleQuoted
-    }
-}
-
-/// The scalar node `Node.Encode(v)` produces: value, explicit long tag, style, and the
-/// analysis of the value.
-fn encode_scalar(v: &Value) -> (Cow<'_, str>, &'static str, ScalarStyle, Analysis) {
-    let owned = |s: String| (Cow::Owned(s), "", ScalarStyle::Plain);
-    let (text, tag, requested) = match v {
-        Value::Null => (Cow::Borrowed("null"), "", ScalarStyle::Plain),
-        Value::Bool(b) => (
-            Cow::Borrowed(if *b { "true" } else { "false" }),
-            "",
-            ScalarStyle::Plain,
-        ),
-        Value::Int(i) => owned(i.to_string()),
-        Value::Uint(u) => owned(u.to_string()),
-        Value::Float(f) => owned(resolve::format_float(*f)),
-        Value::Time(t) => (Cow::Borrowed(t.0.as_str()), "", ScalarStyle::Plain),
-        Value::Str(s) | Value::Comment(s) => return encode_str(s),
-        Value::Bytes(b) => match std::str::from_utf8(b) {
-            Ok(s) => return encode_str(s),
-            Err(_) => {
-                let s = encode_base64(b);
-                let style = if s.contains('\n') {
-                    ScalarStyle::Literal
-                } else {
-                    ScalarStyle::Plain
-                };
-                (Cow::Owned(s), BINARY_LONG, style)
-            }
-        },
-        // Collections never get here.
-        Value::Map(_) | Value::Seq(_) => (Cow::Borrowed("null"), "", ScalarStyle::Plain),
-    };
-    encode_text(text, tag, requested)
-}
-
-/// `encode_scalar` for a string.
-fn encode_str(s: &str) -> (Cow<'_, str>, &'static str, ScalarStyle, Analysis) {
-    encode_text(Cow::Borrowed(s), "", string_style(s))
-}
-
-fn encode_text<'a>(
-    text: Cow<'a, str>,
-    tag: &'static str,
-    requested: ScalarStyle,
-) -> (Cow<'a, str>, &'static str, ScalarStyle, Analysis) {
-    // First pass: go-yaml emits the value as a document root and parses it back.
-    let a = analyze_scalar(text.as_bytes());
-    let has_tag = !tag.is_empty();
-    let mut style1 = select_style(requested, &a, text.is_empty(), has_tag, !has_tag, 0, false);
-    if style1 == ScalarStyle::Literal && text.starts_with('\t') {
-        // go-yaml cannot read back a literal block whose first line starts with a tab, so
-        // `Node.Encode` fails, sops ignores the error and writes `null` (losing the value).
-        // Deliberate divergence: keep the value, double-quoted.
-        style1 = ScalarStyle::DoubleQuoted;
-    }
-    // Reparse: a plain `<<` gets the merge tag, which the encoder then keeps.
-    let final_tag = if has_tag {
-        tag
-    } else if style1 == ScalarStyle::Plain && text == "<<" {
-        MERGE_LONG
-    } else {
-        ""
-    };
-    (text, final_tag, style1, a)
-}
-
-fn scalar_event<'a>(
-    encoded: (Cow<'a, str>, &'static str, ScalarStyle, Analysis),
-    head: Option<String>,
-    foot: Option<String>,
-) -> Ev<'a> {
-    let (text, tag, style, analysis) = encoded;
-    let mut ev = Ev::new(Et::Scalar);
-    ev.implicit = tag.is_empty();
-    ev.quoted_implicit = tag.is_empty();
-    ev.tag = tag;
-    ev.value = text;
-    ev.analysis = analysis;
-    ev.style = style;
-    ev.head = head.unwrap_or_default();
-    ev.foot = foot.unwrap_or_default();
-    ev
-}
-
-/// sops: `"#" + strings.Join(comments, "\n#")`.
-fn make_comment(comments: &[&str]) -> Option<String> {
-    if comments.is_empty() {
-        return None;
-    }
-    let mut s = String::from("#");
-    s.push_str(&comments.join("\n#"));
-    Some(s)
-}
-
-fn combine_head(extra: Option<String>, own: Option<String>) -> String {
-    match (extra, own) {
-        (Some(mut e), Some(o)) => {
-            e.push('\n');
-            e.push_str(&o);
-            e
-        }
-        (Some(e), None) => e,
-        (None, Some(o)) => o,
-        (None, None) => String::new(),
-    }
-}
-
-/// Work items for the event source (an explicit stack instead of recursion); each one gives
-/// exactly one event.
-enum Work<'a> {
-    /// A document's branch.
-    Branch(&'a Map),
-    /// A value with extra head/foot comments (sops `treeValueToNode` followed by
-    /// `addCommentsHead`/`addCommentsFoot`, then go-yaml `encoder.node`).
-    Value(&'a Value, Option<String>, Option<String>),
-    /// An encrypted comment in a list: a plain list item (sops quirk, #811).
-    Str(&'a str, Option<String>, Option<String>),
-    /// A mapping key with its head comment.
-    Key(&'a str, Option<String>),
-    /// An event without content or comments.
-    Bare(Et),
-    /// The end of a mapping, with its tail comment (the foot of its last key) and foot comment.
-    MappingEnd(String, String),
-    /// The end of a sequence, with its foot comment.
-    SequenceEnd(String),
-}
-
-impl Work<'_> {
-    fn set_foot(&mut self, f: Option<String>) {
-        if let Work::Value(_, _, foot) | Work::Str(_, _, foot) = self {
-            *foot = f;
-        }
-    }
-}
-
-/// The events of a stream of branches, produced one at a time.
-struct Events<'a> {
-    work: Vec<Work<'a>>,
-    /// Scratch list of pending comments.
-    comments: Vec<&'a str>,
-}
-
-impl<'a> Events<'a> {
-    fn new(branches: &'a [Map]) -> Self {
-        let mut work = Vec::with_capacity(32);
-        work.push(Work::Bare(Et::StreamEnd));
-        for branch in branches.iter().rev() {
-            work.push(Work::Bare(Et::DocumentEnd));
-            work.push(Work::Branch(branch));
-            work.push(Work::Bare(Et::DocumentStart));
-        }
-        work.push(Work::Bare(Et::StreamStart));
-        Events {
-            work,
-            comments: Vec::new(),
-        }
-    }
-
-    fn next(&mut self) -> Option<Ev<'a>> {
-        Some(match self.work.pop()? {
-            Work::Bare(typ) => Ev::new(typ),
-            Work::MappingEnd(tail, foot) => {
-                let mut ev = Ev::new(Et::MappingEnd);
-                ev.tail = tail;
-                ev.foot = foot;
-                ev
-            }
-            Work::SequenceEnd(foot) => {
-                let mut ev = Ev::new(Et::SequenceEnd);
-                ev.foot = foot;
-                ev
-            }
-            Work::Branch(m) => self.mapping(m, None, None),
-            Work::Value(v, head, foot) => match v {
-                Value::Map(m) => self.mapping(m, head, foot),
-                Value::Seq(s) => self.sequence(s, head, foot),
-                other => scalar_event(encode_scalar(other), head, foot),
-            },
-            Work::Str(s, head, foot) => scalar_event(encode_str(s), head, foot),
-            Work::Key(k, head) => scalar_event(encode_str(k), head, None),
-        })
-    }
-
-    /// The mapping start event; the keys, values and end event go on the work stack.
-    fn mapping(&mut self, m: &'a Map, extra_head: Option<String>, foot: Option<String>) -> Ev<'a> {
-        self.comments.clear();
-        let mut beginning = true;
-        let mut own_head = None;
-        let base = self.work.len();
-        for item in &m.items {
-            match item {
-                MapItem::Comment(c) => self.comments.push(c),
-                MapItem::Pair(k, v) => {
-                    if beginning {
-                        own_head = make_comment(&self.comments);
-                        self.comments.clear();
-                        beginning = false;
-                    }
-                    let key_head = make_comment(&self.comments);
-                    self.comments.clear();
-                    self.work.push(Work::Key(k, key_head));
-                    self.work.push(Work::Value(v, None, None));
-                }
-            }
-        }
-        let mut last_key_foot = None;
-        if !self.comments.is_empty() {
-            if beginning {
-                own_head = make_comment(&self.comments);
-            } else {
-                last_key_foot = make_comment(&self.comments);
-            }
-        }
-        self.work.push(Work::MappingEnd(
-            last_key_foot.unwrap_or_default(),
-            foot.unwrap_or_default(),
-        ));
-        self.work[base..].reverse();
-        let mut start = Ev::new(Et::MappingStart);
-        start.head = combine_head(extra_head, own_head);
-        start
-    }
-
-    /// The sequence start event; the items and end event go on the work stack.
-    fn sequence(
-        &mut self,
-        items: &'a [Value],
-        extra_head: Option<String>,
-        foot: Option<String>,
-    ) -> Ev<'a> {
-        self.comments.clear();
-        let mut beginning = true;
-        let mut own_head = None;
-        let base = self.work.len();
-        for item in items {
-            match item {
-                Value::Comment(c) if !c.starts_with("ENC[") => self.comments.push(c),
-                other => {
-                    if beginning {
-                        own_head = make_comment(&self.comments);
-                        self.comments.clear();
-                        beginning = false;
-                    }
-                    let head = make_comment(&self.comments);
-                    self.comments.clear();
-                    self.work.push(match other {
-                        Value::Comment(c) => Work::Str(c, head, None),
-                        v => Work::Value(v, head, None),
-                    });
-                }
-            }
-        }
-        if !self.comments.is_empty() {
-            if beginning {
-                own_head = make_comment(&self.comments);
-            } else if let Some(last) = self.work.last_mut() {
-                last.set_foot(make_comment(&self.comments));
-            }
-        }
-        self.work.push(Work::SequenceEnd(foot.unwrap_or_default()));
-        self.work[base..].reverse();
-        let mut start = Ev::new(Et::SequenceStart);
-        start.head = combine_head(extra_head, own_head);
-        start
-    }
-}
-
-// ------------------------------------------------------------------------------------------
 // The emitter (go-yaml `emitterc.go`, block/flow collections, scalars, comments)
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -720,13 +374,13 @@ enum St {
     End,
 }
 
-struct Emitter<'a> {
+struct Emitter<'a, I> {
     out: Vec<u8>,
-    events: Events<'a>,
+    events: I,
     /// The event after the current one (go-yaml looks one event ahead for empty collections).
-    next: Option<Ev<'a>>,
+    next: Option<Event<'a>>,
     /// Type of the event being processed.
-    cur: Et,
+    cur: EventType,
 
     best_indent: i64,
     best_width: i64,
@@ -760,13 +414,13 @@ struct Emitter<'a> {
     scalar_style: ScalarStyle,
 }
 
-impl<'a> Emitter<'a> {
-    fn new(events: Events<'a>, indent: i64) -> Self {
+impl<'a, I: Iterator<Item = Event<'a>>> Emitter<'a, I> {
+    fn new(events: I, indent: i64) -> Self {
         Emitter {
             out: Vec::new(),
             events,
             next: None,
-            cur: Et::StreamStart,
+            cur: EventType::StreamStart,
             best_indent: indent,
             best_width: -1,
             state: St::StreamStart,
@@ -923,7 +577,7 @@ impl<'a> Emitter<'a> {
                     | b')'
                     | b'['
                     | b']'
-            ) || is_alpha(value, i);
+            ) || is_alpha_at(value, i);
             if must_write {
                 self.write(value, &mut i);
             } else {
@@ -947,7 +601,7 @@ impl<'a> Emitter<'a> {
         let mut pound = false;
         let mut i = 0;
         while i < comment.len() {
-            if is_break(comment, i) {
+            if is_break_at(comment, i) {
                 self.write_break(comment, &mut i);
                 breaks = true;
                 pound = false;
@@ -1022,12 +676,15 @@ impl<'a> Emitter<'a> {
 
     // ---------------------------------------------------------------- analysis
 
-    fn analyze_event(&mut self, ev: &mut Ev<'a>) {
+    fn analyze_event(&mut self, ev: &mut Event<'a>) {
         self.tag_handle = b"";
         self.tag_suffix = b"";
         self.scalar_value = Cow::Borrowed("");
         if !ev.head.is_empty() {
             self.head_comment = std::mem::take(&mut ev.head);
+        }
+        if !ev.line.is_empty() {
+            self.line_comment = std::mem::take(&mut ev.line);
         }
         if !ev.foot.is_empty() {
             self.foot_comment = std::mem::take(&mut ev.foot);
@@ -1036,14 +693,16 @@ impl<'a> Emitter<'a> {
             self.tail_comment = std::mem::take(&mut ev.tail);
         }
         match ev.typ {
-            Et::Scalar => {
+            EventType::Scalar => {
                 if !ev.tag.is_empty() && !ev.implicit && !ev.quoted_implicit {
                     self.analyze_tag(ev.tag);
                 }
                 self.scalar_value = std::mem::take(&mut ev.value);
                 self.scalar = ev.analysis;
             }
-            Et::SequenceStart | Et::MappingStart if !ev.tag.is_empty() && !ev.implicit => {
+            EventType::SequenceStart | EventType::MappingStart
+                if !ev.tag.is_empty() && !ev.implicit =>
+            {
                 self.analyze_tag(ev.tag);
             }
             _ => {}
@@ -1092,7 +751,7 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn state_machine(&mut self, ev: &Ev) {
+    fn state_machine(&mut self, ev: &Event) {
         match self.state {
             St::StreamStart => self.emit_stream_start(),
             St::FirstDocumentStart => self.emit_document_start(ev, true),
@@ -1134,9 +793,9 @@ impl<'a> Emitter<'a> {
         self.state = St::FirstDocumentStart;
     }
 
-    fn emit_document_start(&mut self, ev: &Ev, first: bool) {
+    fn emit_document_start(&mut self, ev: &Event, first: bool) {
         match ev.typ {
-            Et::DocumentStart => {
+            EventType::DocumentStart => {
                 let implicit = ev.implicit && first;
                 if !implicit {
                     self.write_indent();
@@ -1149,7 +808,7 @@ impl<'a> Emitter<'a> {
                 }
                 self.state = St::DocumentContent;
             }
-            Et::StreamEnd => {
+            EventType::StreamEnd => {
                 // sops' encoder clears open_ended before the stream end: no "..." is written.
                 self.state = St::End;
             }
@@ -1157,7 +816,7 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn emit_document_content(&mut self, ev: &Ev) {
+    fn emit_document_content(&mut self, ev: &Event) {
         self.states.push(St::DocumentEnd);
         self.process_head_comment();
         self.emit_node(ev, true, false, false, false);
@@ -1165,8 +824,8 @@ impl<'a> Emitter<'a> {
         self.process_foot_comment();
     }
 
-    fn emit_document_end(&mut self, ev: &Ev) {
-        if ev.typ != Et::DocumentEnd {
+    fn emit_document_end(&mut self, ev: &Event) {
+        if ev.typ != EventType::DocumentEnd {
             return;
         }
         self.foot_indent = 0;
@@ -1180,13 +839,13 @@ impl<'a> Emitter<'a> {
         self.state = St::DocumentStart;
     }
 
-    fn emit_flow_sequence_item(&mut self, ev: &Ev, first: bool, trail: bool) {
+    fn emit_flow_sequence_item(&mut self, ev: &Event, first: bool, trail: bool) {
         if first {
             self.write_indicator(b"[", true, true, false);
             self.increase_indent(true, false);
             self.flow_level += 1;
         }
-        if ev.typ == Et::SequenceEnd {
+        if ev.typ == EventType::SequenceEnd {
             self.flow_level -= 1;
             self.pop_indent();
             if self.column == 0 {
@@ -1227,13 +886,13 @@ impl<'a> Emitter<'a> {
         self.process_foot_comment();
     }
 
-    fn emit_flow_mapping_key(&mut self, ev: &Ev, first: bool, trail: bool) {
+    fn emit_flow_mapping_key(&mut self, ev: &Event, first: bool, trail: bool) {
         if first {
             self.write_indicator(b"{", true, true, false);
             self.increase_indent(true, false);
             self.flow_level += 1;
         }
-        if ev.typ == Et::MappingEnd {
+        if ev.typ == EventType::MappingEnd {
             if (!self.head_comment.is_empty()
                 || !self.foot_comment.is_empty()
                 || !self.tail_comment.is_empty())
@@ -1271,7 +930,7 @@ impl<'a> Emitter<'a> {
         self.emit_node(ev, false, false, true, false);
     }
 
-    fn emit_flow_mapping_value(&mut self, ev: &Ev, simple: bool) {
+    fn emit_flow_mapping_value(&mut self, ev: &Event, simple: bool) {
         if simple {
             self.write_indicator(b":", false, false, false);
         } else {
@@ -1299,11 +958,11 @@ impl<'a> Emitter<'a> {
         self.process_foot_comment();
     }
 
-    fn emit_block_sequence_item(&mut self, ev: &Ev, first: bool) {
+    fn emit_block_sequence_item(&mut self, ev: &Event, first: bool) {
         if first {
             self.increase_indent(false, false);
         }
-        if ev.typ == Et::SequenceEnd {
+        if ev.typ == EventType::SequenceEnd {
             self.pop_indent();
             self.pop_state();
             return;
@@ -1317,12 +976,12 @@ impl<'a> Emitter<'a> {
         self.process_foot_comment();
     }
 
-    fn emit_block_mapping_key(&mut self, ev: &Ev, first: bool) {
+    fn emit_block_mapping_key(&mut self, ev: &Event, first: bool) {
         if first {
             self.increase_indent(false, false);
         }
         self.process_head_comment();
-        if ev.typ == Et::MappingEnd {
+        if ev.typ == EventType::MappingEnd {
             self.pop_indent();
             self.pop_state();
             return;
@@ -1341,7 +1000,7 @@ impl<'a> Emitter<'a> {
         self.emit_node(ev, false, false, true, false);
     }
 
-    fn emit_block_mapping_value(&mut self, ev: &Ev, simple: bool) {
+    fn emit_block_mapping_value(&mut self, ev: &Event, simple: bool) {
         if simple {
             self.write_indicator(b":", false, false, false);
         } else {
@@ -1349,11 +1008,11 @@ impl<'a> Emitter<'a> {
             self.write_indicator(b":", true, false, true);
         }
         if !self.key_line_comment.is_empty() {
-            if ev.typ == Et::Scalar {
+            if ev.typ == EventType::Scalar {
                 if self.line_comment.is_empty() {
                     self.line_comment = std::mem::take(&mut self.key_line_comment);
                 }
-            } else if ev.typ == Et::MappingStart || ev.typ == Et::SequenceStart {
+            } else if ev.typ == EventType::MappingStart || ev.typ == EventType::SequenceStart {
                 std::mem::swap(&mut self.line_comment, &mut self.key_line_comment);
                 self.process_line_comment();
                 std::mem::swap(&mut self.line_comment, &mut self.key_line_comment);
@@ -1365,20 +1024,27 @@ impl<'a> Emitter<'a> {
         self.process_foot_comment();
     }
 
-    fn emit_node(&mut self, ev: &Ev, root: bool, sequence: bool, mapping: bool, simple_key: bool) {
+    fn emit_node(
+        &mut self,
+        ev: &Event,
+        root: bool,
+        sequence: bool,
+        mapping: bool,
+        simple_key: bool,
+    ) {
         self.root_context = root;
         self.sequence_context = sequence;
         self.mapping_context = mapping;
         self.simple_key_context = simple_key;
         match ev.typ {
-            Et::Scalar => self.emit_scalar(ev),
-            Et::SequenceStart => self.emit_sequence_start(),
-            Et::MappingStart => self.emit_mapping_start(),
+            EventType::Scalar => self.emit_scalar(ev),
+            EventType::SequenceStart => self.emit_sequence_start(),
+            EventType::MappingStart => self.emit_mapping_start(),
             _ => {}
         }
     }
 
-    fn emit_scalar(&mut self, ev: &Ev) {
+    fn emit_scalar(&mut self, ev: &Event) {
         let no_tag = self.tag_handle.is_empty() && self.tag_suffix.is_empty();
         let style = select_style(
             ev.style,
@@ -1419,25 +1085,27 @@ impl<'a> Emitter<'a> {
     }
 
     fn check_empty_sequence(&self) -> bool {
-        self.cur == Et::SequenceStart && self.next.as_ref().map(|e| e.typ) == Some(Et::SequenceEnd)
+        self.cur == EventType::SequenceStart
+            && self.next.as_ref().map(|e| e.typ) == Some(EventType::SequenceEnd)
     }
 
     fn check_empty_mapping(&self) -> bool {
-        self.cur == Et::MappingStart && self.next.as_ref().map(|e| e.typ) == Some(Et::MappingEnd)
+        self.cur == EventType::MappingStart
+            && self.next.as_ref().map(|e| e.typ) == Some(EventType::MappingEnd)
     }
 
     /// go-yaml `yaml_emitter_check_simple_key` for the current event.
     fn check_simple_key(&self) -> bool {
         let length = self.tag_handle.len() + self.tag_suffix.len();
         match self.cur {
-            Et::Scalar => {
+            EventType::Scalar => {
                 if self.scalar.multiline {
                     return false;
                 }
                 length + self.scalar_value.len() <= 128
             }
-            Et::SequenceStart => self.check_empty_sequence() && length <= 128,
-            Et::MappingStart => self.check_empty_mapping() && length <= 128,
+            EventType::SequenceStart => self.check_empty_sequence() && length <= 128,
+            EventType::MappingStart => self.check_empty_mapping() && length <= 128,
             _ => false,
         }
     }
@@ -1484,11 +1152,11 @@ impl<'a> Emitter<'a> {
         let mut breaks = false;
         let mut i = 0;
         while i < value.len() {
-            if is_space(value, i) {
+            if is_space_at(value, i) {
                 if allow_breaks
                     && !spaces
                     && self.column > self.best_width
-                    && !is_space(value, i + 1)
+                    && !is_space_at(value, i + 1)
                 {
                     self.write_indent();
                     i += width(value[i]);
@@ -1496,7 +1164,7 @@ impl<'a> Emitter<'a> {
                     self.write(value, &mut i);
                 }
                 spaces = true;
-            } else if is_break(value, i) {
+            } else if is_break_at(value, i) {
                 if !breaks && value[i] == b'\n' {
                     self.put_break();
                 }
@@ -1529,13 +1197,13 @@ impl<'a> Emitter<'a> {
         let mut breaks = false;
         let mut i = 0;
         while i < value.len() {
-            if is_space(value, i) {
+            if is_space_at(value, i) {
                 if allow_breaks
                     && !spaces
                     && self.column > self.best_width
                     && i > 0
                     && i < value.len() - 1
-                    && !is_space(value, i + 1)
+                    && !is_space_at(value, i + 1)
                 {
                     self.write_indent();
                     i += width(value[i]);
@@ -1543,7 +1211,7 @@ impl<'a> Emitter<'a> {
                     self.write(value, &mut i);
                 }
                 spaces = true;
-            } else if is_break(value, i) {
+            } else if is_break_at(value, i) {
                 if !breaks && value[i] == b'\n' {
                     self.put_break();
                 }
@@ -1592,9 +1260,9 @@ impl<'a> Emitter<'a> {
                     continue;
                 }
             }
-            if !is_printable(value, i)
+            if !is_printable_at(value, i)
                 || bom
-                || is_break(value, i)
+                || is_break_at(value, i)
                 || value[i] == b'"'
                 || value[i] == b'\\'
             {
@@ -1649,7 +1317,7 @@ impl<'a> Emitter<'a> {
                     }
                 }
                 spaces = false;
-            } else if is_space(value, i) {
+            } else if is_space_at(value, i) {
                 if allow_breaks
                     && !spaces
                     && self.column > self.best_width
@@ -1657,7 +1325,7 @@ impl<'a> Emitter<'a> {
                     && i < value.len() - 1
                 {
                     self.write_indent();
-                    if is_space(value, i + 1) {
+                    if is_space_at(value, i + 1) {
                         self.put(b'\\');
                     }
                     i += width(value[i]);
@@ -1676,7 +1344,7 @@ impl<'a> Emitter<'a> {
     }
 
     fn write_block_scalar_hints(&mut self, value: &[u8]) {
-        if is_space(value, 0) || is_break(value, 0) {
+        if is_space_at(value, 0) || is_break_at(value, 0) {
             // go-yaml always writes `best_indent` here, although a reader adds the indicator to
             // the indentation of the enclosing collection: inside list items (text at dash + 2)
             // this output cannot be read back, by sops either. Kept as is: byte compatibility
@@ -1693,7 +1361,7 @@ impl<'a> Emitter<'a> {
             while i > 0 && value[i] & 0xC0 == 0x80 {
                 i -= 1;
             }
-            if !is_break(value, i) {
+            if !is_break_at(value, i) {
                 chomp = Some(b'-');
             } else if i == 0 {
                 chomp = Some(b'+');
@@ -1703,7 +1371,7 @@ impl<'a> Emitter<'a> {
                 while i > 0 && value[i] & 0xC0 == 0x80 {
                     i -= 1;
                 }
-                if is_break(value, i) {
+                if is_break_at(value, i) {
                     chomp = Some(b'+');
                     self.open_ended = true;
                 }
@@ -1722,7 +1390,7 @@ impl<'a> Emitter<'a> {
         let mut breaks = true;
         let mut i = 0;
         while i < value.len() {
-            if is_break(value, i) {
+            if is_break_at(value, i) {
                 self.write_break(value, &mut i);
                 breaks = true;
             } else {
@@ -1747,13 +1415,13 @@ impl<'a> Emitter<'a> {
         let mut leading_spaces = true;
         let mut i = 0;
         while i < value.len() {
-            if is_break(value, i) {
+            if is_break_at(value, i) {
                 if !breaks && !leading_spaces && value[i] == b'\n' {
                     let mut k = 0;
-                    while is_break(value, k) {
+                    while is_break_at(value, k) {
                         k += width(value[k]);
                     }
-                    if !is_blankz(value, k) {
+                    if !is_blankz_at(value, k) {
                         self.put_break();
                     }
                 }
@@ -1762,11 +1430,11 @@ impl<'a> Emitter<'a> {
             } else {
                 if breaks {
                     self.write_indent();
-                    leading_spaces = is_blank(value, i);
+                    leading_spaces = is_blank_at(value, i);
                 }
                 if !breaks
-                    && is_space(value, i)
-                    && !is_space(value, i + 1)
+                    && is_space_at(value, i)
+                    && !is_space_at(value, i + 1)
                     && self.column > self.best_width
                 {
                     self.write_indent();
@@ -1781,18 +1449,10 @@ impl<'a> Emitter<'a> {
     }
 }
 
-/// Emit branches as YAML documents, the way sops 3.11 writes them.
-pub fn emit_documents(branches: &[Map], indent: usize) -> String {
-    let indent = if indent == 0 {
-        4
-    } else {
-        indent.min(1000) as i64
-    };
-    let out = Emitter::new(Events::new(branches), indent).run();
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+/// Write a stream of events as YAML with an indentation step of `indent` (go-yaml uses 2 for
+/// values outside 2..=9). The output is UTF-8 as long as every scalar is.
+pub fn emit<'a>(events: impl Iterator<Item = Event<'a>>, indent: i64) -> Vec<u8> {
+    Emitter::new(events, indent).run()
 }
 
 #[cfg(test)]
@@ -1836,7 +1496,7 @@ mod tests {
         let mut i = 0;
         while i < value.len() {
             let w = width(value[i]);
-            let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
+            let followed_by_whitespace = i + w >= value.len() || is_blank_at(value, i + w);
             let c = value[i];
             if i == 0 {
                 match c {
@@ -1876,10 +1536,10 @@ mod tests {
 
             if c == b'\t' {
                 tab_characters = true;
-            } else if !is_printable(value, i) {
+            } else if !is_printable_at(value, i) {
                 special_characters = true;
             }
-            if is_space(value, i) {
+            if is_space_at(value, i) {
                 if i == 0 {
                     leading_space = true;
                 }
@@ -1891,7 +1551,7 @@ mod tests {
                 }
                 previous_space = true;
                 previous_break = false;
-            } else if is_break(value, i) {
+            } else if is_break_at(value, i) {
                 line_breaks = true;
                 if i == 0 {
                     leading_break = true;
@@ -1908,7 +1568,7 @@ mod tests {
                 previous_space = false;
                 previous_break = false;
             }
-            preceded_by_whitespace = is_blankz(value, i);
+            preceded_by_whitespace = is_blankz_at(value, i);
             i += w;
         }
 
