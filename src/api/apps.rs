@@ -2,6 +2,7 @@
 //! unregister. Who may act for which tenant is checked here; the rules themselves are the
 //! reconciler's.
 
+use super::views;
 use super::*;
 
 pub(super) async fn list_apps(
@@ -13,7 +14,7 @@ pub(super) async fn list_apps(
         .list_apps()
         .into_iter()
         .filter(|a| p.may_act_for(&a.spec.tenant))
-        .map(|a| a.to_json_for(p.is_admin()))
+        .map(|a| views::app(&a, p.is_admin()))
         .collect();
     ok(StatusCode::OK, json!({"apps": apps}))
 }
@@ -38,7 +39,7 @@ pub(super) async fn create_app(
         .register_app(&actor, spec, Source::Api)
         .await
         .map_err(ApiError::scoped(&p))?;
-    ok(StatusCode::CREATED, view.to_json_for(p.is_admin()))
+    ok(StatusCode::CREATED, views::app(&view, p.is_admin()))
 }
 
 /// `PUT /v1/apps/{app}`: changes a registration made through the API (its environments, its
@@ -95,7 +96,7 @@ pub(super) async fn put_app(
         .update_app(&actor, spec)
         .await
         .map_err(ApiError::scoped(&p))?;
-    ok(StatusCode::OK, view.to_json_for(p.is_admin()))
+    ok(StatusCode::OK, views::app(&view, p.is_admin()))
 }
 
 pub(super) async fn get_app(
@@ -106,7 +107,7 @@ pub(super) async fn get_app(
     app_in_scope(&state, &p, &app)?;
     ok(
         StatusCode::OK,
-        state.reconciler.app(&app)?.to_json_for(p.is_admin()),
+        views::app(&state.reconciler.app(&app)?, p.is_admin()),
     )
 }
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::extract::{AnyCaller, Caller};
+use super::views;
 
 use super::{json_body, ok, ApiError, ApiResult, ApiState, Principal};
 use crate::reconcile::{DeploymentView, Source};
@@ -82,7 +83,7 @@ pub(super) async fn list(
         .list_deployments()
         .iter()
         .filter(|v| visible(&p, v))
-        .map(DeploymentView::to_json)
+        .map(views::deployment)
         .collect();
     ok(StatusCode::OK, json!({"deployments": items}))
 }
@@ -94,7 +95,7 @@ pub(super) async fn get_one(
 ) -> ApiResult {
     let v = state.reconciler.deployment(&id)?;
     if visible(&p, &v) {
-        return ok(StatusCode::OK, v.to_json());
+        return ok(StatusCode::OK, views::deployment(&v));
     }
     match p {
         Principal::Deployment(_) => Err(ApiError::new(
@@ -137,7 +138,7 @@ pub(super) async fn put(
     } else {
         StatusCode::OK
     };
-    ok(status, view.to_json())
+    ok(status, views::deployment(&view))
 }
 
 pub(super) async fn delete(
@@ -153,7 +154,7 @@ pub(super) async fn delete(
         .reconciler
         .delete_deployment(&actor, &id, Source::Api)
         .await?;
-    let mut j = ack.to_json();
+    let mut j = views::ack(&ack);
     j["deleted"] = json!(true);
     ok(StatusCode::OK, j)
 }
@@ -171,7 +172,7 @@ pub(super) async fn revoke(
         .reconciler
         .revoke_deployment_token(&actor, &id)
         .await?;
-    let mut j = view.to_json();
+    let mut j = views::deployment(&view);
     j["revoked"] = json!(jti.is_some());
     j["revokedTokenId"] = json!(jti);
     ok(StatusCode::OK, j)

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::extract::{Caller, JsonBody};
+use super::views;
 
 use super::{app_in_scope, json_body_or, ok, ApiError, ApiResult, ApiState, Principal};
 use crate::external::Origin;
@@ -91,7 +92,7 @@ pub(super) async fn put_tenant(
         .reconciler
         .put_external(&actor, Origin::Tenant, &tenant, &provider, &v)
         .await?;
-    let mut j = w.to_json();
+    let mut j = views::external_write(&w);
     j["tenant"] = json!(tenant);
     j["provider"] = json!(provider);
     ok(StatusCode::OK, j)
@@ -110,7 +111,7 @@ pub(super) async fn delete_tenant(
         .reconciler
         .delete_external(&actor, Origin::Tenant, &tenant, &provider)
         .await?;
-    let mut j = w.to_json();
+    let mut j = views::external_write(&w);
     j["deleted"] = json!(true);
     j["tenant"] = json!(tenant);
     j["provider"] = json!(provider);
@@ -125,7 +126,7 @@ pub(super) async fn list_app(
     app_in_scope(&state, &p, &app)?;
     ok(
         StatusCode::OK,
-        state.reconciler.app_external(&app)?.to_json(None),
+        views::external(&state.reconciler.app_external(&app)?, None),
     )
 }
 
@@ -144,7 +145,7 @@ pub(super) async fn get_app(
             ),
         ));
     }
-    ok(StatusCode::OK, view.to_json(Some(&provider)))
+    ok(StatusCode::OK, views::external(&view, Some(&provider)))
 }
 
 pub(super) async fn put_app(
@@ -161,7 +162,7 @@ pub(super) async fn put_app(
         .reconciler
         .put_external(&actor, Origin::App, &app, &provider, &v)
         .await?;
-    let mut j = w.to_json();
+    let mut j = views::external_write(&w);
     j["app"] = json!(app);
     j["provider"] = json!(provider);
     ok(StatusCode::OK, j)
@@ -180,7 +181,7 @@ pub(super) async fn delete_app(
         .reconciler
         .delete_external(&actor, Origin::App, &app, &provider)
         .await?;
-    let mut j = w.to_json();
+    let mut j = views::external_write(&w);
     j["deleted"] = json!(true);
     j["app"] = json!(app);
     j["provider"] = json!(provider);
@@ -200,5 +201,5 @@ pub(super) async fn deploy(
     // No body at all is a body without `tenant_id`: the 422 names that field.
     let v = json_body_or(&state, body, Some(json!({}))).await?;
     let result = state.reconciler.deploy(&actor, &app, &v).await?;
-    ok(StatusCode::OK, result.to_json())
+    ok(StatusCode::OK, views::deploy(&result))
 }

@@ -15,6 +15,7 @@ mod external;
 mod extract;
 mod metrics;
 mod secrets;
+pub mod views;
 mod webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};

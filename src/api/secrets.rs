@@ -1,5 +1,6 @@
 //! The secret routes of an app: list, read (values only with `reveal`), put, patch and delete.
 
+use super::views;
 use super::*;
 
 pub(super) async fn list_secrets(
@@ -12,7 +13,7 @@ pub(super) async fn list_secrets(
         .reconciler
         .list_secrets(&app)?
         .iter()
-        .map(|s| s.to_json())
+        .map(|s| views::secret(&s))
         .collect();
     ok(StatusCode::OK, json!({"app": app, "secrets": secrets}))
 }
@@ -39,7 +40,7 @@ pub(super) async fn get_secret(
         Some("true") => true,
         Some(_) => return Err(ApiError::invalid("reveal", "must be true or false")),
     };
-    let mut v = state.reconciler.secret(&app, &name)?.to_json();
+    let mut v = views::secret(&state.reconciler.secret(&app, &name)?);
     if reveal {
         if !p.is_admin() {
             return Err(ApiError::forbidden("revealing values needs an admin token"));
@@ -80,7 +81,7 @@ pub(super) async fn put_secret(
 ) -> ApiResult {
     app_in_scope(&state, &p, &app)?;
     let ack = state.reconciler.put_secret(&actor, &app, &name, &v).await?;
-    ok(StatusCode::OK, ack.to_json())
+    ok(StatusCode::OK, views::ack(&ack))
 }
 
 pub(super) async fn patch_secret(
@@ -97,7 +98,7 @@ pub(super) async fn patch_secret(
         .reconciler
         .patch_secret(&actor, &app, &name, &v)
         .await?;
-    ok(StatusCode::OK, ack.to_json())
+    ok(StatusCode::OK, views::ack(&ack))
 }
 
 pub(super) async fn delete_secret(
@@ -110,5 +111,5 @@ pub(super) async fn delete_secret(
 ) -> ApiResult {
     app_in_scope(&state, &p, &app)?;
     let ack = state.reconciler.delete_secret(&actor, &app, &name).await?;
-    ok(StatusCode::OK, ack.to_json())
+    ok(StatusCode::OK, views::ack(&ack))
 }

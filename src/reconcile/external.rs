@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::store;
 use super::{Actor, AppSpec, ReconcileError, Reconciler, SecretOpKind, WriteAck};
@@ -113,100 +113,12 @@ pub struct ExternalView {
     pub outcome: Option<ExternalOutcome>,
 }
 
-impl ExternalView {
-    /// Providers with their keys and each key's origin; `provider` narrows to one.
-    pub fn to_json(&self, provider: Option<&str>) -> Json {
-        let mut by_provider: BTreeMap<&str, Vec<&Effective>> = BTreeMap::new();
-        for e in &self.effective {
-            if provider.is_none_or(|p| p == e.provider) {
-                by_provider.entry(&e.provider).or_default().push(e);
-            }
-        }
-        let provider_json = |p: &str, es: &[&Effective]| {
-            json!({
-                "provider": p,
-                "keys": es.iter().map(|e| &e.key).collect::<Vec<_>>(),
-                "origins": es.iter().map(|e| (e.key.clone(), json!(e.origin.as_str()))).collect::<serde_json::Map<_, _>>(),
-            })
-        };
-        let name = external::secret_name(&self.app);
-        let mut j = json!({
-            "app": self.app,
-            "tenant": self.tenant,
-            "secretName": name,
-            "files": self.namespaces.iter().map(|ns| crate::render::secret_path(ns, &name)).collect::<Vec<_>>(),
-        });
-        match provider {
-            Some(p) => {
-                let es = by_provider.get(p).cloned().unwrap_or_default();
-                if let Json::Object(o) = provider_json(p, &es) {
-                    for (k, v) in o {
-                        j[k] = v;
-                    }
-                }
-            }
-            None => {
-                j["providers"] = Json::Array(
-                    by_provider
-                        .iter()
-                        .map(|(p, es)| provider_json(p, es))
-                        .collect(),
-                );
-                j["keys"] = json!(self.effective.iter().map(|e| &e.key).collect::<Vec<_>>());
-                j["origins"] = Json::Object(
-                    self.effective
-                        .iter()
-                        .map(|e| (e.key.clone(), json!(e.origin.as_str())))
-                        .collect(),
-                );
-                j["status"] = match &self.outcome {
-                    None => json!({"state": "pending"}),
-                    Some(ExternalOutcome::Injected { origins }) => {
-                        json!({"state": "injected", "keyCount": origins.len()})
-                    }
-                    Some(ExternalOutcome::Empty) => json!({"state": "empty", "keyCount": 0}),
-                    Some(ExternalOutcome::Unavailable { reason }) => {
-                        json!({"state": "skipped", "reason": reason})
-                    }
-                };
-            }
-        }
-        if !self.clashes.is_empty() {
-            j["clashes"] = Json::Array(
-                self.clashes
-                    .iter()
-                    .map(|c| json!({"key": c.key, "kept": format!("{}/{}", c.kept.origin.as_str(), c.kept.provider), "shadowed": format!("{}/{}", c.shadowed.origin.as_str(), c.shadowed.provider)}))
-                    .collect(),
-            );
-        }
-        j
-    }
-}
-
 /// What a write of a layer did: the state-repo commit, and each app's round after it.
 #[derive(Clone, Debug)]
 pub struct ExternalWrite {
     pub commit: Option<String>,
     pub keys: Vec<String>,
     pub apps: BTreeMap<String, Result<WriteAck, String>>,
-}
-
-impl ExternalWrite {
-    pub fn to_json(&self) -> Json {
-        json!({
-            "committed": self.commit.is_some(),
-            "commit": self.commit,
-            "keys": self.keys,
-            "apps": self.apps.iter().map(|(app, r)| {
-                let mut j = match r {
-                    Ok(ack) => ack.to_json(),
-                    Err(e) => json!({"committed": false, "error": e}),
-                };
-                j["app"] = json!(app);
-                j
-            }).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// What `POST /v1/apps/{app}/deploys` did.
@@ -217,37 +129,6 @@ pub struct DeployResult {
     pub image_ref: Option<String>,
     pub ack: WriteAck,
     pub outcome: ExternalOutcome,
-}
-
-impl DeployResult {
-    pub fn to_json(&self) -> Json {
-        let mut j = self.ack.to_json();
-        j["app"] = json!(self.app);
-        j["app_id"] = json!(self.app);
-        j["tenant_id"] = json!(self.tenant);
-        j["image_ref"] = json!(self.image_ref);
-        let name = external::secret_name(&self.app);
-        j["externalSecrets"] = match &self.outcome {
-            ExternalOutcome::Injected { origins } => json!({
-                "status": "injected",
-                "secretName": name,
-                "keyCount": origins.len(),
-                "keys": origins.iter().map(|e| &e.key).collect::<Vec<_>>(),
-            }),
-            ExternalOutcome::Empty => json!({
-                "status": "skipped",
-                "secretName": name,
-                "keyCount": 0,
-                "reason": "no external secrets",
-            }),
-            ExternalOutcome::Unavailable { reason } => json!({
-                "status": "skipped",
-                "secretName": name,
-                "reason": reason,
-            }),
-        };
-        j
-    }
 }
 
 /// The body of a deploy: `{tenant_id, app_id?, image_ref?}`.
@@ -856,6 +737,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn deploy_bodies_name_the_field() {

@@ -691,7 +691,8 @@ fn pull_request_body(app: &str, base: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{secret_views, AppSlot, Source};
+    use super::super::views::secret_views;
+    use super::super::{AppSlot, Source};
     use super::*;
     use crate::reconcile::AppSpec;
     use serde_json::json;
@@ -723,9 +724,7 @@ mod tests {
             );
         }
         let plain = secret_views(&d);
-        assert!(plain
-            .values()
-            .all(|v| v.to_json()["committed"] == json!(true)));
+        assert!(plain.values().all(|v| v.committed()));
         let mut proposed = d.secrets.clone();
         proposed.remove("dropped");
         proposed.insert("changed".into(), secret(&app, "changed", "b2"));
@@ -738,7 +737,17 @@ mod tests {
             head: "h".into(),
         });
         let views = secret_views(&d);
-        let field = |name: &str, f: &str| views[name].to_json()[f].clone();
+        // What the API shows of each (`api::views::secret`).
+        let field = |name: &str, f: &str| {
+            let v = &views[name];
+            match f {
+                "committed" => json!(v.committed()),
+                "pendingChange" => json!(v.pending),
+                "pullRequest" => json!(v.pull_request),
+                "commit" => json!(v.commit),
+                other => panic!("{other}"),
+            }
+        };
         assert_eq!(field("kept", "committed"), json!(true));
         assert_eq!(field("kept", "pullRequest"), serde_json::Value::Null);
         for (name, change, commit) in [

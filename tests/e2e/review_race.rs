@@ -152,7 +152,7 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
     assert!(!second.committed);
 
     // The merge of pull request 1 is settled: v1 is committed, v2 waits in pull request 2.
-    let view = r.secret("crm", "api").unwrap().to_json();
+    let view = sealwright::api::views::secret(&r.secret("crm", "api").unwrap());
     assert_eq!(view["pendingChange"], json!("update"), "{view}");
     assert_eq!(view["pullRequest"], json!(second_pr), "{view}");
     let merged_1 = r.app("crm").unwrap().last_commit.unwrap();
@@ -197,7 +197,7 @@ async fn fake_github_a_merge_between_the_look_and_the_push_is_settled_and_the_wr
         .await
         .unwrap();
     r.poll_pull_requests().await;
-    let view = r.secret("crm", "api").unwrap().to_json();
+    let view = sealwright::api::views::secret(&r.secret("crm", "api").unwrap());
     assert_eq!(view["committed"], json!(true), "{view}");
     assert_eq!(view["commit"], json!(merged_2), "{view}");
     assert_eq!(fake.violations(), Vec::<String>::new());

@@ -1,0 +1,539 @@
+//! The platform round: every write queued for an app becomes one commit to its platform repo
+//! (group commit). A round prepares (pure: the queued ops applied, the model, the message),
+//! applies (the one Git write) and settles (the answers, the status, the events).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sops::scalar::DateTime;
+use tokio::sync::oneshot;
+
+use crate::git::{ChangeSet, CommitMessage, Proposal, Snapshot, Target};
+use crate::render::{self, AppKeys};
+use crate::spec::{AppSpec, Delivery, SecretSpec};
+
+use super::plan::OwnedChange;
+use super::{
+    credentials, external, plan, Actor, AppSlot, FluxScope, ReconcileError, Reconciler, SecretOp,
+    SecretOpKind, SecretState, WriteAck,
+};
+
+impl Reconciler {
+    pub(super) async fn submit(
+        &self,
+        slot: &Arc<AppSlot>,
+        actor: &Actor,
+        kind: SecretOpKind,
+    ) -> Result<WriteAck, ReconcileError> {
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        let for_batch = slot.clone();
+        slot.batch.submit(
+            SecretOp {
+                kind,
+                actor: actor.clone(),
+                reply: tx,
+            },
+            move |ops| async move { me.platform_round(&for_batch, ops).await },
+        );
+        rx.await
+            .unwrap_or_else(|_| Err(ReconcileError::Internal("the commit task ended".into())))
+    }
+
+    /// One commit to an app's platform repo for every queued op (group commit).
+    pub(super) async fn platform_round(&self, slot: &Arc<AppSlot>, ops: Vec<SecretOp>) {
+        self.inner
+            .metrics
+            .writes_batched
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let _span = tracing::info_span!("platform.round", app = %slot.name, ops = ops.len());
+        if let Err(e) = self.provision(slot).await {
+            self.record_failure(slot, &e);
+            let msg = e.to_string();
+            for op in ops {
+                let _ = op.reply.send(Err(ReconcileError::NotReady {
+                    app: slot.name.clone(),
+                    reason: msg.clone(),
+                }));
+            }
+            return;
+        }
+        let (spec, keys, repo, deleted) = {
+            let d = slot.lock();
+            (d.spec.clone(), d.keys.clone(), d.repo.clone(), d.deleted)
+        };
+        let (Some(keys), Some(repo)) = (keys, repo) else {
+            return;
+        };
+        if deleted {
+            for op in ops {
+                let _ = op
+                    .reply
+                    .send(Err(ReconcileError::not_found("app", &slot.name)));
+            }
+            return;
+        }
+        if let Err(e) = self.load_committed(slot, &keys, &repo).await {
+            self.record_failure(slot, &e);
+            for op in ops {
+                let _ = op.reply.send(Err(ReconcileError::NotReady {
+                    app: slot.name.clone(),
+                    reason: e.to_string(),
+                }));
+            }
+            return;
+        }
+        if let Some(breach) = self.boundary_breach(&slot.name, &spec) {
+            // Stored before the boundary held: nothing is written for it until it is fixed.
+            let message = format!("app {}: {breach}", slot.name);
+            self.record_failure(slot, &ReconcileError::Conflict(message.clone()));
+            for op in ops {
+                let _ = op
+                    .reply
+                    .send(Err(ReconcileError::Conflict(message.clone())));
+            }
+            return;
+        }
+        if spec.delivery == Delivery::PullRequest {
+            return self.review_round(slot, ops, keys, repo).await;
+        }
+        let (committed, clean_head) = {
+            let d = slot.lock();
+            (d.secrets.clone(), d.clean_head.clone())
+        };
+        let (candidate, accepted, names) = apply_ops(&committed, ops);
+        if accepted.is_empty() {
+            return;
+        }
+        let changes: Vec<OwnedChange> = names
+            .iter()
+            .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
+            .collect();
+        let mut extras = self.extras(slot, &spec);
+        // Nothing asked to change and the repo has not moved since it last held our render.
+        if changes.is_empty() && !extras.changed() && clean_head.is_some() {
+            let head = self
+                .inner
+                .engine
+                .remote_head(repo.remote.clone(), &self.inner.settings.branch)
+                .await;
+            if let Ok(head) = head {
+                if head == clean_head {
+                    self.external_pushed(slot, &extras.external, true);
+                    self.answer(slot, accepted, &changes, WriteAck::at(head), None);
+                    return;
+                }
+            }
+        }
+        let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
+        extras.fill(&mut model);
+        let mut unchanged: BTreeSet<String> = candidate
+            .iter()
+            .filter(|(n, s)| committed.get(*n).is_some_and(|c| c.same_as(s)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        unchanged.extend(extras.unchanged());
+        let restore = changes.is_empty() && !extras.creds.changed;
+        let message = round_message(&slot.name, &changes, &accepted, &extras);
+        let trusted = clean_head.clone().map(|head| (head, unchanged));
+        let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
+        let result = self
+            .inner
+            .engine
+            .apply_with(
+                repo.remote.clone(),
+                Target::branch(&self.inner.settings.branch),
+                &self.inner.settings.author,
+                planner,
+            )
+            .await;
+        match result {
+            Ok(applied) => {
+                let committed_now = matches!(applied, crate::git::Applied::Committed { .. });
+                if committed_now {
+                    self.inner
+                        .metrics
+                        .commits_platform
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                let head = applied.commit().map(str::to_owned);
+                self.extras_pushed(slot, &extras, Ok((head.clone(), None)));
+                let old_placement = plan::placement(&spec, committed.values());
+                let new_placement = plan::placement(&spec, candidate.values());
+                let flux_needed = {
+                    let mut d = slot.lock();
+                    d.secrets = candidate;
+                    for n in &names {
+                        if d.secrets.contains_key(n) {
+                            d.secret_state.insert(
+                                n.clone(),
+                                SecretState {
+                                    commit: head.clone(),
+                                },
+                            );
+                        } else {
+                            d.secret_state.remove(n);
+                        }
+                    }
+                    d.clean_head = head.clone();
+                    if committed_now || d.last_commit.is_none() {
+                        d.last_commit = head.clone();
+                    }
+                    if old_placement != new_placement {
+                        d.flux_synced = false;
+                    }
+                    !d.flux_synced
+                };
+                if flux_needed {
+                    let scope = FluxScope::Apps(BTreeSet::from([slot.name.clone()]));
+                    match self.flux_commit(scope).await {
+                        Ok(_) => slot.lock().flux_synced = true,
+                        Err(e) => {
+                            // The secret is committed (acknowledged); the RBAC follows in a
+                            // later round.
+                            tracing::warn!(app = %slot.name, error = %e, "Flux repo commit failed; will retry");
+                            self.record_failure(slot, &e);
+                            let new_commit = if committed_now { head.clone() } else { None };
+                            self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
+                            return;
+                        }
+                    }
+                }
+                self.clear_failure(slot);
+                let new_commit = if committed_now { head.clone() } else { None };
+                self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
+            }
+            Err(source) => {
+                let e = ReconcileError::Git {
+                    repo: repo.full_name.clone(),
+                    source,
+                };
+                self.extras_pushed(slot, &extras, Err(e.to_string()));
+                self.fail_ops(
+                    slot,
+                    &repo.full_name,
+                    &e,
+                    accepted.into_iter().map(|(op, _)| op),
+                );
+            }
+        }
+    }
+
+    /// What a platform round commits: the render of `model` against the branch tip. Files are
+    /// reused unread only for the secrets in `trusted` and only when the tip is the commit named
+    /// there (the one sealwright rendered last); everything else is re-rendered noise-free. A
+    /// first commit with no secret change (`restore`) is the repo's set-up commit.
+    pub(super) fn platform_planner(
+        &self,
+        model: crate::model::App,
+        keys: Arc<AppKeys>,
+        trusted: Option<(String, BTreeSet<String>)>,
+        message: RoundMessage,
+        restore: bool,
+    ) -> impl FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, crate::git::PlanError> + Send + 'static
+    {
+        let cluster = self.inner.settings.cluster.clone();
+        let templates = self.inner.settings.templates.clone();
+        move |snap: &Snapshot<'_>| {
+            let mut current = snap.files_under("secrets/")?;
+            if let Some(b) = snap.read(".sops.yaml")? {
+                current.insert(".sops.yaml".into(), b);
+            }
+            current.retain(|p, _| render::owned_in_platform_repo(p));
+            let trust = trusted
+                .as_ref()
+                .filter(|(head, _)| snap.commit_id().as_deref() == Some(head.as_str()));
+            let keep = |k: render::Kept<'_>| {
+                trust.is_some_and(|(_, names)| match k {
+                    render::Kept::Secret(s) => names.contains(&s.name),
+                    render::Kept::Credential(c) => {
+                        names.contains(&credential_key(&c.deployment_id))
+                    }
+                    render::Kept::External => names.contains(EXTERNAL_KEY),
+                })
+            };
+            let rendered = render::render_platform(
+                &cluster,
+                &model,
+                &keys.age,
+                &current,
+                &templates,
+                DateTime::now_utc(),
+                &keep,
+            )?;
+            let changes = plan::plan(&current, &rendered)?;
+            // A first commit sets the repo up; later ones with no secret change restore
+            // drifted files.
+            let message = match snap.commit_id() {
+                None if restore => {
+                    let setup = CommitMessage::new(&format!(
+                        "{}: set up the platform repo (.sops.yaml, secrets/)",
+                        model.name
+                    ));
+                    match message.touches_external(&changes) {
+                        Some(line) => setup.line(line),
+                        None => setup,
+                    }
+                }
+                _ => message.for_changes(&changes),
+            };
+            Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
+        }
+    }
+
+    /// Answers a round's ops with `ack` and records one event per changed secret, naming the
+    /// commit it made (`new_commit`) or the pull request that carries it.
+    pub(super) fn answer(
+        &self,
+        slot: &AppSlot,
+        accepted: Accepted,
+        changes: &[OwnedChange],
+        ack: WriteAck,
+        new_commit: Option<String>,
+    ) {
+        let tenant = slot.lock().spec.tenant.clone();
+        let mut recorded = BTreeSet::new();
+        for (op, touched) in accepted {
+            if let Some(name) = &touched {
+                if let Some(c) = changes.iter().find(|c| &c.secret == name) {
+                    if recorded.insert(name.clone()) {
+                        let mut ev = op.actor.event(match c.kind {
+                            crate::git::SecretChangeKind::Created => "secret.created",
+                            crate::git::SecretChangeKind::Updated => "secret.updated",
+                            crate::git::SecretChangeKind::Deleted => "secret.deleted",
+                        });
+                        ev.app = Some(slot.name.clone());
+                        ev.tenant = Some(tenant.clone());
+                        ev.secret = Some(name.clone());
+                        ev.keys = c.keys();
+                        ev.namespaces = c.namespaces.clone();
+                        ev.commit = new_commit.clone();
+                        ev.pull_request = ack.pull_request.clone();
+                        self.inner.events.record(ev);
+                    }
+                }
+            }
+            let _ = op.reply.send(Ok(ack.clone()));
+        }
+    }
+
+    /// A failed round: recorded in the app's status, and told to every op that shared it.
+    pub(super) fn fail_ops(
+        &self,
+        slot: &AppSlot,
+        repo: &str,
+        e: &ReconcileError,
+        ops: impl IntoIterator<Item = SecretOp>,
+    ) {
+        self.record_failure(slot, e);
+        for op in ops {
+            let _ = op.reply.send(Err(e.shared(repo)));
+        }
+    }
+
+    /// What this app's round renders besides its managed secrets.
+    pub(super) fn extras(&self, slot: &AppSlot, spec: &AppSpec) -> Extras {
+        let (creds_in, external_in) = {
+            let d = slot.lock();
+            (d.credentials.clone(), d.external)
+        };
+        Extras {
+            creds: self.credential_round(spec, &creds_in),
+            external: self.external_round(spec, external_in),
+        }
+    }
+
+    /// After a platform round: `Ok` with the commit on the branch Flux follows or the pull
+    /// request carrying the round, or why it failed.
+    pub(super) fn extras_pushed(
+        &self,
+        slot: &AppSlot,
+        extras: &Extras,
+        outcome: Result<(Option<String>, Option<String>), String>,
+    ) {
+        let pushed = outcome.is_ok();
+        self.credentials_pushed(slot, &extras.creds, outcome);
+        self.external_pushed(slot, &extras.external, pushed);
+    }
+}
+
+/// How an unchanged credential is named among the trusted names of a platform round (secret
+/// names are DNS labels, so this cannot collide with one).
+pub(super) fn credential_key(deployment_id: &str) -> String {
+    format!("deployment:{deployment_id}")
+}
+
+/// How the unchanged external-secrets Secret is named among the trusted names.
+pub(super) const EXTERNAL_KEY: &str = "external:";
+
+/// What a platform round renders besides the managed secrets: the deployments' credentials and
+/// the external secrets.
+pub(super) struct Extras {
+    pub(super) creds: credentials::CredRound,
+    pub(super) external: external::ExtRound,
+}
+
+impl Extras {
+    /// The render differs from what the repo holds.
+    pub(super) fn changed(&self) -> bool {
+        self.creds.changed || self.external.changed
+    }
+
+    /// Moves what is to be rendered into the model.
+    pub(super) fn fill(&mut self, model: &mut crate::model::App) {
+        model.credentials = std::mem::take(&mut self.creds.models);
+        model.external = self.external.model.take();
+    }
+
+    /// Trusted names: files the repo already holds as this round renders them.
+    pub(super) fn unchanged(&self) -> impl Iterator<Item = String> + '_ {
+        self.creds
+            .unchanged
+            .iter()
+            .cloned()
+            .chain((!self.external.changed).then(|| EXTERNAL_KEY.to_owned()))
+    }
+}
+
+/// A round's queued ops applied, in order, to a copy of `base`: the candidate secrets, the ops
+/// that fit (with the secret each touched) and the names touched. An op that no longer fits (a
+/// patch of a secret deleted earlier in the round) is answered on its own here.
+pub(super) type Accepted = Vec<(SecretOp, Option<String>)>;
+
+pub(super) fn apply_ops(
+    base: &BTreeMap<String, SecretSpec>,
+    ops: Vec<SecretOp>,
+) -> (BTreeMap<String, SecretSpec>, Accepted, BTreeSet<String>) {
+    let mut candidate = base.clone();
+    let mut accepted = Vec::new();
+    for op in ops {
+        let outcome = match &op.kind {
+            SecretOpKind::Put(s) => {
+                candidate.insert(s.name.clone(), s.clone());
+                Ok(Some(s.name.clone()))
+            }
+            SecretOpKind::Patch(name, patch) => match candidate.get(name) {
+                None => Err(ReconcileError::not_found("secret", name)),
+                Some(s) => s
+                    .patched(patch)
+                    .map(|next| {
+                        candidate.insert(name.clone(), next);
+                        Some(name.clone())
+                    })
+                    .map_err(ReconcileError::from),
+            },
+            SecretOpKind::Delete(name) => match candidate.remove(name) {
+                None => Err(ReconcileError::not_found("secret", name)),
+                Some(_) => Ok(Some(name.clone())),
+            },
+            SecretOpKind::Sync => Ok(None),
+        };
+        match outcome {
+            Ok(touched) => accepted.push((op, touched)),
+            Err(e) => {
+                let _ = op.reply.send(Err(e));
+            }
+        }
+    }
+    let names = accepted.iter().filter_map(|(_, t)| t.clone()).collect();
+    (candidate, accepted, names)
+}
+
+/// A round's commit message, with and without its line about the external-secrets Secret: which
+/// one is true shows only once the plan says whether that Secret's files change (a restart, say,
+/// re-renders them without knowing whether they differ).
+#[derive(Clone)]
+pub(super) struct RoundMessage {
+    plain: CommitMessage,
+    /// The files' name (`/<secret>.sops.yaml`), the message with the line, and the line.
+    external: Option<(String, CommitMessage, String)>,
+}
+
+impl RoundMessage {
+    pub(super) fn fixed(message: CommitMessage) -> RoundMessage {
+        RoundMessage {
+            plain: message,
+            external: None,
+        }
+    }
+
+    /// Whether a plan writes or deletes one of the external-secrets files.
+    pub(super) fn touches_external(&self, changes: &ChangeSet) -> Option<&str> {
+        let (suffix, _, line) = self.external.as_ref()?;
+        let hit = |p: &str| p.starts_with("secrets/") && p.ends_with(suffix.as_str());
+        (changes.writes().any(|(p, _)| hit(p)) || changes.deletes().any(hit)).then_some(line)
+    }
+
+    /// The message for a plan with these changes.
+    pub(super) fn for_changes(&self, changes: &ChangeSet) -> CommitMessage {
+        match (&self.external, self.touches_external(changes)) {
+            (Some((_, with, _)), Some(_)) => with.clone(),
+            _ => self.plain.clone(),
+        }
+    }
+
+    /// Before any plan (a pull request's title): the one naming all the round may change.
+    pub(super) fn preferred(&self) -> &CommitMessage {
+        self.external.as_ref().map_or(&self.plain, |(_, m, _)| m)
+    }
+}
+
+/// A round's commit message: its changes (or, with none, a restore of drifted files) and who
+/// asked for them.
+pub(super) fn round_message(
+    app: &str,
+    changes: &[OwnedChange],
+    accepted: &Accepted,
+    extras: &Extras,
+) -> RoundMessage {
+    let creds = &extras.creds;
+    let mut extra: Vec<String> = Vec::new();
+    match creds.minted.as_slice() {
+        [] => {}
+        few @ [_] | few @ [_, _] | few @ [_, _, _] => extra.push(format!(
+            "deployment credentials: new token for {}",
+            few.join(", ")
+        )),
+        many => extra.push(format!(
+            "deployment credentials: new tokens for {} deployments",
+            many.len()
+        )),
+    }
+    let removed = creds.removed;
+    if removed > 0 {
+        extra.push(format!("deployment credentials: {removed} removed"));
+    }
+    let build = |mut extra: Vec<String>| {
+        if changes.is_empty() && extra.is_empty() {
+            extra.push("restore the files sealwright owns".into());
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let message = plan::batch_message(app, changes, &extra);
+        with_actors(message, accepted.iter().map(|(op, _)| &op.actor))
+    };
+    let external = extras.external.message(app).map(|line| {
+        let mut with = extra.clone();
+        with.push(line.clone());
+        let suffix = format!("/{}.sops.yaml", crate::external::secret_name(app));
+        (suffix, build(with), line)
+    });
+    RoundMessage {
+        plain: build(extra),
+        external,
+    }
+}
+
+/// The actors of a round, as a message line (names only).
+pub(super) fn with_actors<'a>(
+    message: CommitMessage,
+    actors: impl Iterator<Item = &'a Actor>,
+) -> CommitMessage {
+    let mut names: Vec<&str> = actors.map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return message;
+    }
+    message.line(&format!("by: {}", names.join(", ")))
+}

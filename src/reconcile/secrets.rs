@@ -1,0 +1,228 @@
+//! Managed secrets: reading them (views, reveal) and the writes the API queues for an app's
+//! next platform round, with the limits and target checks that come first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::spec;
+use crate::spec::{SecretPatch, SecretSpec};
+
+use super::views::{secret_views, SecretView};
+use super::{Actor, AppSlot, ReconcileError, Reconciler, SecretOpKind, WriteAck};
+
+impl Reconciler {
+    pub fn list_secrets(&self, app: &str) -> Result<Vec<SecretView>, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        Ok(secret_views(&d).into_values().collect())
+    }
+
+    pub fn secret(&self, app: &str, name: &str) -> Result<SecretView, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        secret_views(&d)
+            .remove(name)
+            .ok_or_else(|| ReconcileError::not_found("secret", name))
+    }
+
+    /// The values of a secret as they will be (a pull request's when one proposes them), for an
+    /// audited reveal.
+    pub fn reveal(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, crate::model::SecretValue>, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        let s = d
+            .desired()
+            .get(name)
+            .ok_or_else(|| ReconcileError::not_found("secret", name))?;
+        let mut ev = actor.event("secret.revealed");
+        ev.app = Some(app.to_owned());
+        ev.tenant = Some(d.spec.tenant.clone());
+        ev.secret = Some(name.to_owned());
+        ev.keys = s.data.keys().cloned().collect();
+        self.inner.events.record(ev);
+        Ok(s.data.clone())
+    }
+
+    /// `PUT`: creates or replaces a secret. Answers once the commit is pushed.
+    pub async fn put_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        let spec = {
+            let d = slot.lock();
+            let spec = SecretSpec::from_json(name, body, &d.spec)?;
+            let limits = &self.inner.settings.boundary.limits;
+            if !d.desired().contains_key(name) && d.desired().len() >= limits.secrets_per_app {
+                return Err(spec::invalid(
+                    "name",
+                    format!(
+                        "app {app:?} holds {} secrets, the limit (limits.secrets_per_app); delete one first",
+                        d.desired().len()
+                    ),
+                )
+                .into());
+            }
+            spec
+        };
+        self.inner
+            .settings
+            .boundary
+            .check_secret_type(&spec.type_)
+            .map_err(|reason| spec::invalid("type", reason))?;
+        self.check_limits(&spec)?;
+        self.check_targets(app, &spec)?;
+        self.submit(&slot, actor, SecretOpKind::Put(spec)).await
+    }
+
+    /// `PATCH`: sets keys, `null` removes one.
+    pub async fn patch_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        let patch = SecretPatch::from_json(body)?;
+        {
+            let d = slot.lock();
+            let s = d
+                .desired()
+                .get(name)
+                .ok_or_else(|| ReconcileError::not_found("secret", name))?;
+            self.check_limits(&s.patched(&patch)?)?;
+        }
+        self.submit(&slot, actor, SecretOpKind::Patch(name.to_owned(), patch))
+            .await
+    }
+
+    pub async fn delete_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        if !slot.lock().desired().contains_key(name) {
+            return Err(ReconcileError::not_found("secret", name));
+        }
+        self.submit(&slot, actor, SecretOpKind::Delete(name.to_owned()))
+            .await
+    }
+
+    /// The configured limits on one secret: keys and bytes.
+    pub(super) fn check_limits(&self, spec: &SecretSpec) -> Result<(), ReconcileError> {
+        let limits = &self.inner.settings.boundary.limits;
+        if spec.data.len() > limits.keys_per_secret {
+            return Err(spec::invalid(
+                "data",
+                format!(
+                    "holds {} keys; the limit is {} (limits.keys_per_secret)",
+                    spec.data.len(),
+                    limits.keys_per_secret
+                ),
+            )
+            .into());
+        }
+        let size: usize = spec
+            .data
+            .iter()
+            .map(|(k, v)| k.len() + v.expose().len())
+            .sum();
+        if size > limits.value_bytes {
+            return Err(spec::invalid(
+                "data",
+                format!(
+                    "holds {size} bytes; the limit is {} (limits.value_bytes)",
+                    limits.value_bytes
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Two writers never claim one Secret (namespace, name): not two managed secrets, across
+    /// apps or within one, and not a managed secret and a name sealwright generates (a
+    /// deployment's `<name>-credentials`, the app's external secrets), whichever came first.
+    pub(super) fn check_targets(&self, app: &str, spec: &SecretSpec) -> Result<(), ReconcileError> {
+        for ns in &spec.target_namespaces {
+            if let Some((dep, id)) = self.credentials_owner(ns, &spec.target_name) {
+                return Err(ReconcileError::Conflict(format!(
+                    "Secret {ns}/{} is the credentials Secret of deployment {dep:?} ({id}); give secret {:?} another targetName",
+                    spec.target_name, spec.name
+                )));
+            }
+        }
+        // A Secret in a namespace is written only by an app that holds it (and, for a namespace
+        // just dropped from this app's registration, by this app until its next commit).
+        let candidates: BTreeSet<String> = {
+            let holders = self.holders();
+            spec.target_namespaces
+                .iter()
+                .flat_map(|ns| holders.of(ns))
+                .chain([app])
+                .map(str::to_owned)
+                .collect()
+        };
+        let apps = self.apps();
+        let slots: Vec<Arc<AppSlot>> = candidates
+            .iter()
+            .filter_map(|a| apps.get(a).cloned())
+            .collect();
+        drop(apps);
+        for slot in slots {
+            let d = slot.lock();
+            if d.deleted {
+                continue;
+            }
+            if spec.target_name == crate::external::secret_name(&slot.name) {
+                if let Some(ns) = d
+                    .spec
+                    .namespaces()
+                    .find(|n| spec.target_namespaces.iter().any(|t| t == n))
+                {
+                    return Err(ReconcileError::Conflict(format!(
+                        "Secret {ns}/{} is reserved for the external secrets of app {:?}",
+                        spec.target_name, slot.name
+                    )));
+                }
+            }
+            for other in d.desired().values() {
+                if slot.name == app && other.name == spec.name {
+                    continue;
+                }
+                if other.target_name != spec.target_name {
+                    continue;
+                }
+                if let Some(ns) = other
+                    .target_namespaces
+                    .iter()
+                    .find(|n| spec.target_namespaces.contains(n))
+                {
+                    let whose = if slot.name == app {
+                        format!("secret {:?} of this app", other.name)
+                    } else {
+                        format!("app {:?}", slot.name)
+                    };
+                    return Err(ReconcileError::Conflict(format!(
+                        "Secret {ns}/{} is already managed by {whose}",
+                        spec.target_name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! What the reconciler shows of an app and of its secrets: registration, status, places and
+//! key names, never key material or values.
+
+use std::collections::BTreeMap;
+
+use crate::render;
+use crate::spec::{AppSpec, SecretSpec};
+
+use super::store::Source;
+use super::{AppData, AppSlot, Reconciler, StatusError};
+
+impl Reconciler {
+    pub(super) fn view(&self, slot: &AppSlot) -> AppView {
+        let d = slot.lock();
+        let s = &self.inner.settings;
+        AppView {
+            spec: d.spec.clone(),
+            source: d.source,
+            ready: d.ready(),
+            recipient: d.keys.as_ref().map(|k| k.age.recipient()),
+            repo: format!("{}/{}", s.owner, render::platform_repo_name(&slot.name)),
+            platform_repo: d.repo.as_ref().map(|r| r.clone_url.clone()),
+            flux_repo: self
+                .inner
+                .flux_clone_url
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            last_commit: d.last_commit.clone(),
+            errors: d.errors.clone(),
+            secrets: d.secrets.len(),
+            pull_request: d.pending.as_ref().map(|p| p.url.clone()),
+        }
+    }
+}
+
+/// A view of an app for the API: registration and status, never key material.
+#[derive(Clone, Debug)]
+pub struct AppView {
+    pub spec: AppSpec,
+    pub source: Source,
+    pub ready: bool,
+    pub recipient: Option<String>,
+    pub repo: String,
+    pub platform_repo: Option<String>,
+    pub flux_repo: Option<String>,
+    pub last_commit: Option<String>,
+    pub errors: Vec<StatusError>,
+    pub secrets: usize,
+    /// The open pull request waiting for review (pull-request delivery).
+    pub pull_request: Option<String>,
+}
+
+impl AppView {
+    /// `ready`, `failed` (errors recorded, retrying) or `provisioning`.
+    pub fn status(&self) -> &'static str {
+        if self.ready {
+            "ready"
+        } else if self.errors.is_empty() {
+            "provisioning"
+        } else {
+            "failed"
+        }
+    }
+}
+
+/// A view of a managed secret: names and places, values only when revealed.
+#[derive(Clone, Debug)]
+pub struct SecretView {
+    pub name: String,
+    pub target_name: String,
+    pub namespaces: Vec<String>,
+    pub type_: String,
+    pub keys: Vec<String>,
+    /// The commit that last changed it on the branch Flux follows.
+    pub commit: Option<String>,
+    /// The open pull request that changes it, and how: `create`, `update` or `delete`.
+    pub pull_request: Option<String>,
+    pub pending: Option<&'static str>,
+}
+
+impl SecretView {
+    /// On the branch Flux follows, with no open pull request changing it.
+    pub fn committed(&self) -> bool {
+        self.commit.is_some() && self.pending.is_none()
+    }
+}
+
+pub(super) fn secret_view(d: &AppData, s: &SecretSpec) -> SecretView {
+    SecretView {
+        name: s.name.clone(),
+        target_name: s.target_name.clone(),
+        namespaces: s.target_namespaces.clone(),
+        type_: s.type_.clone(),
+        keys: s.data.keys().cloned().collect(),
+        commit: d.secret_state.get(&s.name).and_then(|st| st.commit.clone()),
+        pull_request: None,
+        pending: None,
+    }
+}
+
+/// Every secret of an app by name: the committed ones, overlaid with what an open pull request
+/// proposes (creations, updates, deletions), each marked with the pull request.
+pub(super) fn secret_views(d: &AppData) -> BTreeMap<String, SecretView> {
+    let mut out: BTreeMap<String, SecretView> = d
+        .secrets
+        .values()
+        .map(|s| (s.name.clone(), secret_view(d, s)))
+        .collect();
+    let Some(p) = &d.pending else {
+        return out;
+    };
+    for (name, s) in &p.secrets {
+        let change = match d.secrets.get(name) {
+            Some(c) if c.same_as(s) => continue,
+            Some(_) => "update",
+            None => "create",
+        };
+        let mut v = secret_view(d, s);
+        v.pull_request = Some(p.url.clone());
+        v.pending = Some(change);
+        out.insert(name.clone(), v);
+    }
+    for (name, v) in out.iter_mut() {
+        if !p.secrets.contains_key(name) {
+            v.pull_request = Some(p.url.clone());
+            v.pending = Some("delete");
+        }
+    }
+    out
+}
