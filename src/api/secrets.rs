@@ -13,7 +13,7 @@ pub(super) async fn list_secrets(
         .reconciler
         .list_secrets(&app)?
         .iter()
-        .map(|s| views::secret(&s))
+        .map(views::secret)
         .collect();
     ok(StatusCode::OK, json!({"app": app, "secrets": secrets}))
 }

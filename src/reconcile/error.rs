@@ -70,6 +70,23 @@ impl ReconcileError {
         }
     }
 
+    /// The same refusal for one more op of a round that wrote nothing (errors do not clone;
+    /// the refusals a round can give before writing are all plain text).
+    pub(super) fn again(&self) -> ReconcileError {
+        match self {
+            ReconcileError::NotReady { app, reason } => ReconcileError::NotReady {
+                app: app.clone(),
+                reason: reason.clone(),
+            },
+            ReconcileError::NotFound { what, name } => ReconcileError::NotFound {
+                what,
+                name: name.clone(),
+            },
+            ReconcileError::Conflict(message) => ReconcileError::Conflict(message.clone()),
+            other => ReconcileError::Internal(other.to_string()),
+        }
+    }
+
     /// The app and tenant that hold a taken namespace (for admins only).
     pub fn owner(&self) -> Option<(&str, &str)> {
         match self {

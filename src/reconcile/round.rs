@@ -15,8 +15,8 @@ use crate::spec::{AppSpec, Delivery, SecretSpec};
 
 use super::plan::OwnedChange;
 use super::{
-    credentials, external, plan, Actor, AppSlot, FluxScope, ReconcileError, Reconciler, SecretOp,
-    SecretOpKind, SecretState, WriteAck,
+    credentials, external, plan, Actor, AppSlot, FluxScope, ReconcileError, Reconciler, RepoHandle,
+    SecretOp, SecretOpKind, SecretState, WriteAck,
 };
 
 impl Reconciler {
@@ -41,91 +41,126 @@ impl Reconciler {
             .unwrap_or_else(|_| Err(ReconcileError::Internal("the commit task ended".into())))
     }
 
-    /// One commit to an app's platform repo for every queued op (group commit).
+    /// One commit to an app's platform repo for every queued op (group commit): checked, then
+    /// prepared without touching Git, applied in one write, and settled.
     pub(super) async fn platform_round(&self, slot: &Arc<AppSlot>, ops: Vec<SecretOp>) {
         self.inner
             .metrics
             .writes_batched
             .fetch_add(ops.len() as u64, Ordering::Relaxed);
         let _span = tracing::info_span!("platform.round", app = %slot.name, ops = ops.len());
+        let (spec, keys, repo) = match self.round_inputs(slot).await {
+            Ok(Some(inputs)) => inputs,
+            Ok(None) => return,
+            Err(refusal) => {
+                for op in ops {
+                    let _ = op.reply.send(Err(refusal.again()));
+                }
+                return;
+            }
+        };
+        if spec.delivery == Delivery::PullRequest {
+            return self.review_round(slot, ops, keys, repo).await;
+        }
+        let Some((round, render)) = self.prepare(slot, spec, &repo, ops) else {
+            return;
+        };
+        // Nothing asked to change and the repo has not moved since it last held our render.
+        if let Some(clean) = round.clean_if_unchanged() {
+            let head = self
+                .inner
+                .engine
+                .remote_head(repo.remote.clone(), &self.inner.settings.branch)
+                .await;
+            if head.as_ref().ok() == Some(&Some(clean.to_owned())) {
+                return self.settle_unchanged(slot, round);
+            }
+        }
+        let planner = self.platform_planner(
+            render.model,
+            keys,
+            render.trusted,
+            render.message,
+            render.restore,
+        );
+        let result = self
+            .inner
+            .engine
+            .apply_with(
+                repo.remote.clone(),
+                Target::branch(&self.inner.settings.branch),
+                &self.inner.settings.author,
+                planner,
+            )
+            .await;
+        self.settle_round(slot, &repo, round, result).await;
+    }
+
+    /// What a round needs before it may write: the app provisioned, its committed secrets
+    /// read, and its registration inside the boundary. `Ok(None)`: the app has no key or repo
+    /// yet (its provisioning failed and was recorded); `Err`: what every op is told.
+    async fn round_inputs(
+        &self,
+        slot: &Arc<AppSlot>,
+    ) -> Result<Option<(AppSpec, Arc<AppKeys>, Arc<RepoHandle>)>, ReconcileError> {
         if let Err(e) = self.provision(slot).await {
             self.record_failure(slot, &e);
-            let msg = e.to_string();
-            for op in ops {
-                let _ = op.reply.send(Err(ReconcileError::NotReady {
-                    app: slot.name.clone(),
-                    reason: msg.clone(),
-                }));
-            }
-            return;
+            return Err(ReconcileError::NotReady {
+                app: slot.name.clone(),
+                reason: e.to_string(),
+            });
         }
         let (spec, keys, repo, deleted) = {
             let d = slot.lock();
             (d.spec.clone(), d.keys.clone(), d.repo.clone(), d.deleted)
         };
         let (Some(keys), Some(repo)) = (keys, repo) else {
-            return;
+            return Ok(None);
         };
         if deleted {
-            for op in ops {
-                let _ = op
-                    .reply
-                    .send(Err(ReconcileError::not_found("app", &slot.name)));
-            }
-            return;
+            return Err(ReconcileError::not_found("app", &slot.name));
         }
         if let Err(e) = self.load_committed(slot, &keys, &repo).await {
             self.record_failure(slot, &e);
-            for op in ops {
-                let _ = op.reply.send(Err(ReconcileError::NotReady {
-                    app: slot.name.clone(),
-                    reason: e.to_string(),
-                }));
-            }
-            return;
+            return Err(ReconcileError::NotReady {
+                app: slot.name.clone(),
+                reason: e.to_string(),
+            });
         }
         if let Some(breach) = self.boundary_breach(&slot.name, &spec) {
             // Stored before the boundary held: nothing is written for it until it is fixed.
-            let message = format!("app {}: {breach}", slot.name);
-            self.record_failure(slot, &ReconcileError::Conflict(message.clone()));
-            for op in ops {
-                let _ = op
-                    .reply
-                    .send(Err(ReconcileError::Conflict(message.clone())));
-            }
-            return;
+            let e = ReconcileError::Conflict(format!("app {}: {breach}", slot.name));
+            self.record_failure(slot, &e);
+            return Err(e);
         }
-        if spec.delivery == Delivery::PullRequest {
-            return self.review_round(slot, ops, keys, repo).await;
-        }
+        Ok(Some((spec, keys, repo)))
+    }
+
+    /// Everything a round can decide without Git: the queued ops applied to the committed
+    /// secrets, what changes, the credentials and external secrets to render, the model, the
+    /// commit message and which files may be reused unread. `None`: no op fits any more (each
+    /// was answered).
+    fn prepare(
+        &self,
+        slot: &AppSlot,
+        spec: AppSpec,
+        repo: &RepoHandle,
+        ops: Vec<SecretOp>,
+    ) -> Option<(Round, Render)> {
         let (committed, clean_head) = {
             let d = slot.lock();
             (d.secrets.clone(), d.clean_head.clone())
         };
         let (candidate, accepted, names) = apply_ops(&committed, ops);
         if accepted.is_empty() {
-            return;
+            return None;
         }
         let changes: Vec<OwnedChange> = names
             .iter()
             .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
             .collect();
         let mut extras = self.extras(slot, &spec);
-        // Nothing asked to change and the repo has not moved since it last held our render.
-        if changes.is_empty() && !extras.changed() && clean_head.is_some() {
-            let head = self
-                .inner
-                .engine
-                .remote_head(repo.remote.clone(), &self.inner.settings.branch)
-                .await;
-            if let Ok(head) = head {
-                if head == clean_head {
-                    self.external_pushed(slot, &extras.external, true);
-                    self.answer(slot, accepted, &changes, WriteAck::at(head), None);
-                    return;
-                }
-            }
-        }
+        let noop = changes.is_empty() && !extras.changed();
         let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
         extras.fill(&mut model);
         let mut unchanged: BTreeSet<String> = candidate
@@ -137,87 +172,114 @@ impl Reconciler {
         let restore = changes.is_empty() && !extras.creds.changed;
         let message = round_message(&slot.name, &changes, &accepted, &extras);
         let trusted = clean_head.clone().map(|head| (head, unchanged));
-        let planner = self.platform_planner(model, keys.clone(), trusted, message, restore);
-        let result = self
-            .inner
-            .engine
-            .apply_with(
-                repo.remote.clone(),
-                Target::branch(&self.inner.settings.branch),
-                &self.inner.settings.author,
-                planner,
-            )
-            .await;
-        match result {
-            Ok(applied) => {
-                let committed_now = matches!(applied, crate::git::Applied::Committed { .. });
-                if committed_now {
-                    self.inner
-                        .metrics
-                        .commits_platform
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                let head = applied.commit().map(str::to_owned);
-                self.extras_pushed(slot, &extras, Ok((head.clone(), None)));
-                let old_placement = plan::placement(&spec, committed.values());
-                let new_placement = plan::placement(&spec, candidate.values());
-                let flux_needed = {
-                    let mut d = slot.lock();
-                    d.secrets = candidate;
-                    for n in &names {
-                        if d.secrets.contains_key(n) {
-                            d.secret_state.insert(
-                                n.clone(),
-                                SecretState {
-                                    commit: head.clone(),
-                                },
-                            );
-                        } else {
-                            d.secret_state.remove(n);
-                        }
-                    }
-                    d.clean_head = head.clone();
-                    if committed_now || d.last_commit.is_none() {
-                        d.last_commit = head.clone();
-                    }
-                    if old_placement != new_placement {
-                        d.flux_synced = false;
-                    }
-                    !d.flux_synced
-                };
-                if flux_needed {
-                    let scope = FluxScope::Apps(BTreeSet::from([slot.name.clone()]));
-                    match self.flux_commit(scope).await {
-                        Ok(_) => slot.lock().flux_synced = true,
-                        Err(e) => {
-                            // The secret is committed (acknowledged); the RBAC follows in a
-                            // later round.
-                            tracing::warn!(app = %slot.name, error = %e, "Flux repo commit failed; will retry");
-                            self.record_failure(slot, &e);
-                            let new_commit = if committed_now { head.clone() } else { None };
-                            self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
-                            return;
-                        }
-                    }
-                }
-                self.clear_failure(slot);
-                let new_commit = if committed_now { head.clone() } else { None };
-                self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
-            }
+        let round = Round {
+            spec,
+            committed,
+            candidate,
+            accepted,
+            names,
+            changes,
+            extras,
+            noop,
+            clean_head,
+        };
+        let render = Render {
+            model,
+            message,
+            trusted,
+            restore,
+        };
+        Some((round, render))
+    }
+
+    /// A round that found the repo as its last render left it: nothing is written.
+    fn settle_unchanged(&self, slot: &AppSlot, round: Round) {
+        self.external_pushed(slot, &round.extras.external, true);
+        let ack = WriteAck::at(round.clean_head);
+        self.answer(slot, round.accepted, &round.changes, ack, None);
+    }
+
+    /// After the write: the slot takes the new state, the Flux folder follows when the
+    /// secrets' placement changed, and every op is answered (or told why it failed).
+    async fn settle_round(
+        &self,
+        slot: &AppSlot,
+        repo: &RepoHandle,
+        round: Round,
+        result: Result<crate::git::Applied, crate::git::GitError>,
+    ) {
+        let Round {
+            spec,
+            committed,
+            candidate,
+            accepted,
+            names,
+            changes,
+            extras,
+            ..
+        } = round;
+        let applied = match result {
+            Ok(applied) => applied,
             Err(source) => {
                 let e = ReconcileError::Git {
                     repo: repo.full_name.clone(),
                     source,
                 };
                 self.extras_pushed(slot, &extras, Err(e.to_string()));
-                self.fail_ops(
-                    slot,
-                    &repo.full_name,
-                    &e,
-                    accepted.into_iter().map(|(op, _)| op),
-                );
+                let ops = accepted.into_iter().map(|(op, _)| op);
+                return self.fail_ops(slot, &repo.full_name, &e, ops);
+            }
+        };
+        let committed_now = matches!(applied, crate::git::Applied::Committed { .. });
+        if committed_now {
+            self.inner
+                .metrics
+                .commits_platform
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let head = applied.commit().map(str::to_owned);
+        self.extras_pushed(slot, &extras, Ok((head.clone(), None)));
+        let moved = plan::placement(&spec, committed.values())
+            != plan::placement(&spec, candidate.values());
+        let flux_needed = {
+            let mut d = slot.lock();
+            d.secrets = candidate;
+            for n in &names {
+                if d.secrets.contains_key(n) {
+                    d.secret_state.insert(
+                        n.clone(),
+                        SecretState {
+                            commit: head.clone(),
+                        },
+                    );
+                } else {
+                    d.secret_state.remove(n);
+                }
+            }
+            d.clean_head = head.clone();
+            if committed_now || d.last_commit.is_none() {
+                d.last_commit = head.clone();
+            }
+            if moved {
+                d.flux_synced = false;
+            }
+            !d.flux_synced
+        };
+        let new_commit = if committed_now { head.clone() } else { None };
+        if flux_needed {
+            let scope = FluxScope::Apps(BTreeSet::from([slot.name.clone()]));
+            match self.flux_commit(scope).await {
+                Ok(_) => slot.lock().flux_synced = true,
+                Err(e) => {
+                    // The secret is committed (acknowledged); the RBAC follows in a later round.
+                    tracing::warn!(app = %slot.name, error = %e, "Flux repo commit failed; will retry");
+                    self.record_failure(slot, &e);
+                    return self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
+                }
             }
         }
+        self.clear_failure(slot);
+        self.answer(slot, accepted, &changes, WriteAck::at(head), new_commit);
     }
 
     /// What a platform round commits: the render of `model` against the branch tip. Files are
@@ -356,6 +418,38 @@ impl Reconciler {
         self.credentials_pushed(slot, &extras.creds, outcome);
         self.external_pushed(slot, &extras.external, pushed);
     }
+}
+
+/// What `prepare` decided for a platform round that settling needs.
+struct Round {
+    spec: AppSpec,
+    /// The secrets as committed before the round, and as the round leaves them.
+    committed: BTreeMap<String, SecretSpec>,
+    candidate: BTreeMap<String, SecretSpec>,
+    accepted: Accepted,
+    /// The secrets the ops touched.
+    names: BTreeSet<String>,
+    changes: Vec<OwnedChange>,
+    extras: Extras,
+    /// Nothing asked to change.
+    noop: bool,
+    /// The commit sealwright rendered last, if the slot knows it.
+    clean_head: Option<String>,
+}
+
+impl Round {
+    /// The commit the repo must still be at for this round to write nothing.
+    fn clean_if_unchanged(&self) -> Option<&str> {
+        self.clean_head.as_deref().filter(|_| self.noop)
+    }
+}
+
+/// What `prepare` decided for a platform round that the write needs (`platform_planner`).
+struct Render {
+    model: crate::model::App,
+    message: RoundMessage,
+    trusted: Option<(String, BTreeSet<String>)>,
+    restore: bool,
 }
 
 /// How an unchanged credential is named among the trusted names of a platform round (secret
