@@ -72,11 +72,12 @@ pub(super) async fn list_api_keys(
 
 pub(super) async fn delete_api_key(
     State(state): State<ApiState>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
-    let (p, actor) = who(&state, &headers, &rid)?;
     if !p.is_admin() {
         return Err(ApiError::forbidden(
             "revoking API keys needs an admin token",

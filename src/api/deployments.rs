@@ -117,6 +117,8 @@ pub(super) async fn put(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
+    // The body is read only once the caller may write this deployment: a caller who may not
+    // learns nothing from a 422 about what the body should hold.
     writable(&state, &p, &id)?;
     let v = json_body(&state, body).await?;
     // The app named in the body must be the caller's too (checked before anything is stored).

@@ -62,7 +62,7 @@ impl Reconciler {
         if spec.delivery == Delivery::PullRequest {
             return self.review_round(slot, ops, keys, repo).await;
         }
-        let Some((round, render)) = self.prepare(slot, spec, &repo, ops) else {
+        let Some(mut round) = self.prepare(slot, spec, ops) else {
             return;
         };
         // Nothing asked to change and the repo has not moved since it last held our render.
@@ -76,6 +76,7 @@ impl Reconciler {
                 return self.settle_unchanged(slot, round);
             }
         }
+        let render = round.render(&slot.name, &repo);
         let planner = self.platform_planner(
             render.model,
             keys,
@@ -137,16 +138,9 @@ impl Reconciler {
     }
 
     /// Everything a round can decide without Git: the queued ops applied to the committed
-    /// secrets, what changes, the credentials and external secrets to render, the model, the
-    /// commit message and which files may be reused unread. `None`: no op fits any more (each
-    /// was answered).
-    fn prepare(
-        &self,
-        slot: &AppSlot,
-        spec: AppSpec,
-        repo: &RepoHandle,
-        ops: Vec<SecretOp>,
-    ) -> Option<(Round, Render)> {
+    /// secrets, what changes, and the credentials and external secrets to render. `None`: no
+    /// op fits any more (each was answered).
+    fn prepare(&self, slot: &AppSlot, spec: AppSpec, ops: Vec<SecretOp>) -> Option<Round> {
         let (committed, clean_head) = {
             let d = slot.lock();
             (d.secrets.clone(), d.clean_head.clone())
@@ -159,20 +153,9 @@ impl Reconciler {
             .iter()
             .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
             .collect();
-        let mut extras = self.extras(slot, &spec);
+        let extras = self.extras(slot, &spec);
         let noop = changes.is_empty() && !extras.changed();
-        let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
-        extras.fill(&mut model);
-        let mut unchanged: BTreeSet<String> = candidate
-            .iter()
-            .filter(|(n, s)| committed.get(*n).is_some_and(|c| c.same_as(s)))
-            .map(|(n, _)| n.clone())
-            .collect();
-        unchanged.extend(extras.unchanged());
-        let restore = changes.is_empty() && !extras.creds.changed;
-        let message = round_message(&slot.name, &changes, &accepted, &extras);
-        let trusted = clean_head.clone().map(|head| (head, unchanged));
-        let round = Round {
+        Some(Round {
             spec,
             committed,
             candidate,
@@ -182,14 +165,7 @@ impl Reconciler {
             extras,
             noop,
             clean_head,
-        };
-        let render = Render {
-            model,
-            message,
-            trusted,
-            restore,
-        };
-        Some((round, render))
+        })
     }
 
     /// A round that found the repo as its last render left it: nothing is written.
@@ -420,7 +396,7 @@ impl Reconciler {
     }
 }
 
-/// What `prepare` decided for a platform round that settling needs.
+/// What `prepare` decided for a platform round, carried through the write to settling.
 struct Round {
     spec: AppSpec,
     /// The secrets as committed before the round, and as the round leaves them.
@@ -442,9 +418,29 @@ impl Round {
     fn clean_if_unchanged(&self) -> Option<&str> {
         self.clean_head.as_deref().filter(|_| self.noop)
     }
+
+    /// What the write renders (pure, and only for a round that may write): the model, the
+    /// commit message and the files that may be reused unread.
+    fn render(&mut self, app: &str, repo: &RepoHandle) -> Render {
+        let mut model = plan::model_app(&self.spec, self.candidate.values(), repo.flux.clone());
+        self.extras.fill(&mut model);
+        let mut unchanged: BTreeSet<String> = self
+            .candidate
+            .iter()
+            .filter(|(n, s)| self.committed.get(*n).is_some_and(|c| c.same_as(s)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        unchanged.extend(self.extras.unchanged());
+        Render {
+            model,
+            message: round_message(app, &self.changes, &self.accepted, &self.extras),
+            trusted: self.clean_head.clone().map(|head| (head, unchanged)),
+            restore: self.changes.is_empty() && !self.extras.creds.changed,
+        }
+    }
 }
 
-/// What `prepare` decided for a platform round that the write needs (`platform_planner`).
+/// What a round that writes renders (`Round::render`, for `platform_planner`).
 struct Render {
     model: crate::model::App,
     message: RoundMessage,
