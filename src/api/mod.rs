@@ -14,6 +14,7 @@ mod deployments;
 mod external;
 mod extract;
 mod metrics;
+mod openapi;
 mod secrets;
 pub mod views;
 mod webhook;
@@ -66,7 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/apps", get(list_apps).post(create_app))
         .route(
             "/v1/apps/{app}",
@@ -392,12 +393,6 @@ async fn metrics_text(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
-const OPENAPI: &str = include_str!("openapi.json");
-
-async fn openapi() -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
 }
@@ -570,50 +565,5 @@ mod tests {
             status_of(&on, "POST", "/v1/webhooks/github", &bearer).await,
             401
         );
-    }
-
-    #[test]
-    fn the_openapi_document_lists_every_route() {
-        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
-        let paths = doc["paths"].as_object().unwrap();
-        for (path, methods) in [
-            ("/healthz", &["get"][..]),
-            ("/readyz", &["get"]),
-            ("/metrics", &["get"]),
-            ("/openapi.json", &["get"]),
-            ("/v1/apps", &["get", "post"]),
-            ("/v1/apps/{app}", &["get", "delete"]),
-            ("/v1/apps/{app}/secrets", &["get"]),
-            (
-                "/v1/apps/{app}/secrets/{name}",
-                &["get", "put", "patch", "delete"],
-            ),
-            ("/v1/events", &["get"]),
-            ("/v1/tenants/{tenant}/api-keys", &["get", "post"]),
-            ("/v1/tenants/{tenant}/api-keys/{id}", &["delete"]),
-            ("/v1/webhooks/github", &["post"]),
-            ("/v1/deployments", &["get"]),
-            ("/v1/deployments/{id}", &["get", "put", "delete"]),
-            ("/v1/deployments/{id}/revoke", &["post"]),
-            ("/v1/signing-keys/rotate", &["post"]),
-            ("/.well-known/jwks.json", &["get"]),
-            ("/v1/apps/{app}/external-secrets", &["get"]),
-            (
-                "/v1/apps/{app}/external-secrets/{provider}",
-                &["get", "put", "delete"],
-            ),
-            ("/v1/apps/{app}/deploys", &["post"]),
-            ("/v1/tenants/{tenant}/external-secrets", &["get"]),
-            (
-                "/v1/tenants/{tenant}/external-secrets/{provider}",
-                &["get", "put", "delete"],
-            ),
-        ] {
-            let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
-            for m in methods {
-                assert!(p.get(*m).is_some(), "{m} {path} missing");
-            }
-        }
-        assert_eq!(paths.len(), 22, "a documented route that the router lacks");
     }
 }
