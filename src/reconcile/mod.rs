@@ -55,35 +55,7 @@ pub use plan::OwnedChange;
 use round::{apply_ops, credential_key, round_message, Accepted, Extras, RoundMessage};
 pub use settings::{Access, FluxUrl, Settings};
 pub use store::{ApiKeyRecord, Source};
-pub use views::{AppView, SecretView};
-
-/// What a write learns: the commit it is in, or the pull request that carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WriteAck {
-    pub committed: bool,
-    pub commit: Option<String>,
-    pub pull_request: Option<String>,
-}
-
-impl WriteAck {
-    /// The write is in `head` on the branch Flux follows (`None`: the repo has no commit yet).
-    fn at(head: Option<String>) -> WriteAck {
-        WriteAck {
-            committed: head.is_some(),
-            commit: head,
-            pull_request: None,
-        }
-    }
-
-    /// The write is in this open pull request.
-    fn proposed(url: &str) -> WriteAck {
-        WriteAck {
-            committed: false,
-            commit: None,
-            pull_request: Some(url.to_owned()),
-        }
-    }
-}
+pub use views::{AppView, SecretView, StatusError, WriteAck};
 
 /// Who asked, for events and commit messages (never a credential).
 #[derive(Clone, Debug)]
@@ -109,13 +81,6 @@ impl Actor {
         e.request_id = self.request_id.clone();
         e
     }
-}
-
-/// A recorded failure, value-free.
-#[derive(Clone, Debug)]
-pub struct StatusError {
-    pub time: String,
-    pub message: String,
 }
 
 /// An app's platform repo as sealwright and Flux reach it.

@@ -1,5 +1,5 @@
-//! What the reconciler shows of an app and of its secrets: registration, status, places and
-//! key names, never key material or values.
+//! What the reconciler shows: an app and its secrets (registration, status, places and
+//! key names, never key material or values), a write's answer and a recorded failure.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use crate::render;
 use crate::spec::{AppSpec, SecretSpec};
 
 use super::store::Source;
-use super::{AppData, AppSlot, Reconciler, StatusError};
+use super::{AppData, AppSlot, Reconciler};
 
 impl Reconciler {
     pub(super) fn view(&self, slot: &AppSlot) -> AppView {
@@ -32,6 +32,41 @@ impl Reconciler {
             pull_request: d.pending.as_ref().map(|p| p.url.clone()),
         }
     }
+}
+
+/// What a write learns: the commit it is in, or the pull request that carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteAck {
+    pub committed: bool,
+    pub commit: Option<String>,
+    pub pull_request: Option<String>,
+}
+
+impl WriteAck {
+    /// The write is in `head` on the branch Flux follows (`None`: the repo has no commit yet).
+    pub(super) fn at(head: Option<String>) -> WriteAck {
+        WriteAck {
+            committed: head.is_some(),
+            commit: head,
+            pull_request: None,
+        }
+    }
+
+    /// The write is in this open pull request.
+    pub(super) fn proposed(url: &str) -> WriteAck {
+        WriteAck {
+            committed: false,
+            commit: None,
+            pull_request: Some(url.to_owned()),
+        }
+    }
+}
+
+/// A recorded failure, value-free.
+#[derive(Clone, Debug)]
+pub struct StatusError {
+    pub time: String,
+    pub message: String,
 }
 
 /// A view of an app for the API: registration and status, never key material.
