@@ -154,7 +154,6 @@ impl Reconciler {
             .filter_map(|n| plan::secret_change(&slot.name, committed.get(n), candidate.get(n)))
             .collect();
         let extras = self.extras(slot, &spec);
-        let noop = changes.is_empty() && !extras.changed();
         Some(Round {
             spec,
             committed,
@@ -163,7 +162,6 @@ impl Reconciler {
             names,
             changes,
             extras,
-            noop,
             clean_head,
         })
     }
@@ -407,8 +405,6 @@ struct Round {
     names: BTreeSet<String>,
     changes: Vec<OwnedChange>,
     extras: Extras,
-    /// Nothing asked to change.
-    noop: bool,
     /// The commit sealwright rendered last, if the slot knows it.
     clean_head: Option<String>,
 }
@@ -416,7 +412,8 @@ struct Round {
 impl Round {
     /// The commit the repo must still be at for this round to write nothing.
     fn clean_if_unchanged(&self) -> Option<&str> {
-        self.clean_head.as_deref().filter(|_| self.noop)
+        let nothing_asked = self.changes.is_empty() && !self.extras.changed();
+        self.clean_head.as_deref().filter(|_| nothing_asked)
     }
 
     /// What the write renders (pure, and only for a round that may write): the model, the
