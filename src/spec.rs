@@ -204,18 +204,49 @@ impl SecretSpec {
                 format!("must be a list, not {}", kind(ns_v)),
             ));
         };
-        if items.is_empty() {
-            return Err(invalid("targetNamespaces", "needs at least one namespace"));
-        }
-        let mut namespaces = BTreeSet::new();
+        let mut namespaces = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let field = format!("targetNamespaces[{i}]");
             let Json::String(ns) = item else {
                 return Err(invalid(
-                    field,
+                    format!("targetNamespaces[{i}]"),
                     format!("must be a string, not {}", kind(item)),
                 ));
             };
+            namespaces.push(ns.clone());
+        }
+        let target_name = f.opt_str("targetName")?;
+        let type_ = f.opt_str("type")?;
+        let data_v = f
+            .get("data")
+            .ok_or_else(|| invalid("data", "is required"))?;
+        let data = data_map(data_v, false)?
+            .into_iter()
+            .map(|(k, v)| {
+                v.map(|v| (k, v))
+                    .ok_or_else(|| invalid("data", "is required"))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        f.finish()?;
+        SecretSpec::from_parts(name, target_name, &namespaces, type_, data, app)
+    }
+
+    /// A secret from its parts (a managed Secret's annotations and data, or an API body),
+    /// checked by the same rules; errors name the API's fields (`targetNamespaces[0]`).
+    pub fn from_parts(
+        name: &str,
+        target_name: Option<String>,
+        target_namespaces: &[String],
+        type_: Option<String>,
+        data: BTreeMap<String, SecretValue>,
+        app: &AppSpec,
+    ) -> Result<SecretSpec, Invalid> {
+        validate_label("name", name)?;
+        if target_namespaces.is_empty() {
+            return Err(invalid("targetNamespaces", "needs at least one namespace"));
+        }
+        let mut namespaces = BTreeSet::new();
+        for (i, ns) in target_namespaces.iter().enumerate() {
+            let field = format!("targetNamespaces[{i}]");
             validate_label(&field, ns)?;
             if !app.namespaces().any(|n| n == ns) {
                 return Err(invalid(
@@ -231,21 +262,13 @@ impl SecretSpec {
                 return Err(invalid(field, format!("{ns:?} is listed twice")));
             }
         }
-        let target_name = f.opt_str("targetName")?.unwrap_or_else(|| name.to_owned());
+        let target_name = target_name.unwrap_or_else(|| name.to_owned());
         validate_label("targetName", &target_name)?;
-        let type_ = f.opt_str("type")?.unwrap_or_else(|| "Opaque".to_owned());
+        let type_ = type_.unwrap_or_else(|| "Opaque".to_owned());
         validate_type(&type_)?;
-        let data_v = f
-            .get("data")
-            .ok_or_else(|| invalid("data", "is required"))?;
-        let data = data_map(data_v, false)?
-            .into_iter()
-            .map(|(k, v)| {
-                v.map(|v| (k, v))
-                    .ok_or_else(|| invalid("data", "is required"))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-        f.finish()?;
+        for k in data.keys() {
+            validate_data_key("data", k)?;
+        }
         let spec = SecretSpec {
             name: name.to_owned(),
             target_name,

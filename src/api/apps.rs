@@ -83,11 +83,20 @@ pub(super) async fn put_app(
                 ))
             }
         }
-        if current.source != Source::Api {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("app {app:?} is declared by the registrations directory; change it there"),
-            ));
+        match current.source {
+            Source::Api => {}
+            Source::Config => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("app {app:?} is declared by the registrations directory; change it there"),
+                ))
+            }
+            Source::Kubernetes => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("app {app:?} is declared by its AppPlatformRegistration; change it there (kubectl edit apr {app})"),
+                ))
+            }
         }
     }
     let spec = crate::reconcile::AppSpec::from_json(&v).map_err(ReconcileError::from)?;
@@ -133,6 +142,17 @@ pub(super) async fn delete_app(
         Some("true") => true,
         Some(_) => return Err(ApiError::invalid("archive", "must be true or false")),
     };
+    if state
+        .reconciler
+        .app(&app)
+        .is_ok_and(|v| v.source == Source::Kubernetes)
+    {
+        // The registration would only be made again from the resource.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("app {app:?} is declared by its AppPlatformRegistration; delete that (kubectl delete apr {app})"),
+        ));
+    }
     let commit = state.reconciler.delete_app(&actor, &app, archive).await?;
     ok(
         StatusCode::OK,

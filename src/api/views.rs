@@ -72,6 +72,7 @@ pub fn secret(v: &SecretView) -> Json {
         "keys": v.keys,
         "committed": v.committed(),
         "commit": v.commit,
+        "applied": v.applied,
         "pullRequest": v.pull_request,
         "pendingChange": v.pending,
         "files": v.namespaces.iter().map(|ns| render::secret_path(ns, &v.target_name)).collect::<Vec<_>>(),

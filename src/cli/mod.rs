@@ -51,6 +51,8 @@ pub enum Command {
     Secret(client::SecretArgs),
     /// External secrets on a running server: a tenant's defaults, an app's overrides
     ExternalSecret(client::ExternalArgs),
+    /// Print the AppPlatformRegistration CRD (YAML) that controller mode needs (flux/crd.yaml)
+    Crd,
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -67,6 +69,14 @@ pub fn main() -> i32 {
         Command::App(a) => client::run_app(a),
         Command::Secret(a) => client::run_secret(a),
         Command::ExternalSecret(a) => client::run_external(a),
+        Command::Crd => {
+            use std::io::Write;
+            exit_code(
+                std::io::stdout()
+                    .write_all(&crate::controller::crd::crd_yaml())
+                    .map_err(Into::into),
+            )
+        }
     }
 }
 

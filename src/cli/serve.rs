@@ -21,9 +21,11 @@ use super::exit_code;
 use crate::api::{self, auth::AdminTokens, ApiState};
 use crate::audit::EventLog;
 use crate::config::serve::{HostConfig, ServeConfig};
+use crate::gate::WriteGate;
 use crate::git::{GitEngine, Identity, Remote};
 use crate::host::{GitHost, GitHub, GitHubConfig, LocalHost, RepoRef};
 use crate::keys::chain::ChainRecipients;
+use crate::keys::secrets::SecretKeyStore;
 use crate::keys::{FileKeyStore, KeyStore};
 use crate::model::Cluster;
 use crate::reconcile::{Access, FluxUrl, Reconciler, Settings};
@@ -99,6 +101,13 @@ pub(super) struct Assembly {
     pub(super) reconciler: Reconciler,
     /// Set when the embedded default plays the cluster (no recipient configured).
     cluster_key: Option<(PathBuf, String, bool)>,
+    /// Controller mode: the cluster's client and the write gate its Lease opens.
+    controller: Option<ControllerParts>,
+}
+
+struct ControllerParts {
+    client: kube::Client,
+    gate: Arc<WriteGate>,
 }
 
 pub(super) async fn assemble(
@@ -125,9 +134,26 @@ pub(super) async fn assemble(
         }
     }
     let keys_dir = data_dir.join("keys");
-    let store = Arc::new(FileKeyStore::new(&keys_dir));
-    // The operator key encrypts sealwright's own state; make sure it exists from the start.
-    store.operator_key()?;
+    let controller = match &config.controller {
+        Some(c) => Some(ControllerParts {
+            client: crate::controller::client(c).await?,
+            gate: Arc::new(WriteGate::closed()),
+        }),
+        None => None,
+    };
+    let store: Arc<dyn KeyStore> = match (&controller, &config.controller) {
+        (Some(parts), Some(c)) => Arc::new(
+            SecretKeyStore::open(parts.client.clone(), &c.namespace)
+                .await
+                .context("open the key store (Secrets in the operator's namespace)")?,
+        ),
+        _ => {
+            let files = FileKeyStore::new(&keys_dir);
+            // The operator key encrypts sealwright's own state; make sure it exists from the start.
+            files.operator_key()?;
+            Arc::new(files)
+        }
+    };
     let (recipient, cluster_key) = match &config.cluster.recipient {
         Some(r) => (r.clone(), None),
         None => {
@@ -155,8 +181,14 @@ pub(super) async fn assemble(
     .with_context(|| format!("config {}", config.path.display()))?;
     let templates = Arc::new(Templates::load(config.templates_dir.as_deref())?);
     let (host, access, flux_url): (Arc<dyn GitHost>, Access, FluxUrl) = match &config.host {
-        HostConfig::Local { flux_url, .. } => (
-            Arc::new(LocalHost::new(data_dir.join("repos"))),
+        HostConfig::Local {
+            flux_url,
+            repos_dir,
+            ..
+        } => (
+            Arc::new(LocalHost::new(
+                repos_dir.clone().unwrap_or_else(|| data_dir.join("repos")),
+            )),
             Access::Local,
             FluxUrl::Template(flux_url.clone()),
         ),
@@ -207,8 +239,24 @@ pub(super) async fn assemble(
             eprintln!("sealwright: warning: {w}");
         }
     }
-    let state_path = data_dir.join("state.git");
-    ensure_bare(&state_path)?;
+    let state_remote = match &config.state_repo {
+        None => {
+            let state_path = data_dir.join("state.git");
+            ensure_bare(&state_path)?;
+            Remote::local(&state_path)?
+        }
+        Some(name) => {
+            let repo = RepoRef::parse(name)?;
+            let hosted = host
+                .ensure_repo(
+                    &repo,
+                    "sealwright's state: registrations, deployments, API keys",
+                )
+                .await
+                .with_context(|| format!("state_repo {name}"))?;
+            access.remote(&hosted.push_url, &hosted.clone_url)?
+        }
+    };
     let settings = Settings {
         cluster,
         templates,
@@ -217,24 +265,28 @@ pub(super) async fn assemble(
         flux_repo: RepoRef::parse(&config.flux_repo)?,
         flux_url,
         access,
-        state_remote: Arc::new(Remote::local(&state_path)?),
+        state_remote: Arc::new(state_remote),
         author: Identity::new("sealwright", "sealwright@localhost")?,
         max_backoff: config.max_backoff,
         credentials,
         clock: Arc::new(crate::clock::SystemClock),
         boundary: config.boundary.clone(),
     };
-    let engine = GitEngine::new(
+    let mut engine = GitEngine::new(
         data_dir.join("cache"),
         Identity::new("sealwright", "sealwright@localhost")?,
     );
+    if let Some(parts) = &controller {
+        engine = engine.with_gate(parts.gate.clone());
+    }
     let events = Arc::new(EventLog::open(&data_dir.join("events.jsonl"))?);
-    let reconciler = Reconciler::new(settings, engine, host, store as Arc<dyn KeyStore>, events);
+    let reconciler = Reconciler::new(settings, engine, host, store, events);
     Ok(Assembly {
         config,
         data_dir,
         reconciler,
         cluster_key,
+        controller,
     })
 }
 
@@ -326,7 +378,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let app = api::router(state);
     println!("sealwright: listening on http://{}", listener.local_addr()?);
     // Serve /healthz and /readyz (503) while start-up runs.
-    let server = tokio::spawn(async move {
+    let mut server = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -334,6 +386,32 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
     });
+    // Controller mode: only the Lease's holder writes, so a standby waits here (not ready).
+    let elector = match (&asm.controller, &asm.config.controller) {
+        (Some(parts), Some(c)) => {
+            let identity = pod_identity();
+            let e = Arc::new(crate::controller::Elector::new(
+                parts.client.clone(),
+                &c.namespace,
+                &c.lease_name,
+                &identity,
+                c.lease_duration,
+                c.lease_grace,
+                parts.gate.clone(),
+            ));
+            println!(
+                "sealwright: controller mode: standing by for the lease {}/{} as {identity}",
+                c.namespace, c.lease_name
+            );
+            tokio::select! {
+                _ = e.acquire() => {}
+                served = &mut server => return finish(served),
+            }
+            println!("sealwright: leading as {identity}");
+            Some(e)
+        }
+        _ => None,
+    };
     start(&asm).await?;
     ready.store(true, std::sync::atomic::Ordering::Release);
     println!("sealwright: ready");
@@ -373,12 +451,58 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let served = server.await;
+    let controllers = match (&asm.controller, &asm.config.controller, &elector) {
+        (Some(parts), Some(c), Some(e)) => {
+            let ctx = crate::controller::Context::new(
+                parts.client.clone(),
+                asm.reconciler.clone(),
+                c.clone(),
+                e.identity(),
+            );
+            Some(tokio::spawn(crate::controller::run(ctx)))
+        }
+        _ => None,
+    };
+    let served = match &elector {
+        Some(e) => tokio::select! {
+            served = &mut server => {
+                // A clean stop hands the Lease over at once rather than after it expires.
+                e.release().await;
+                served
+            }
+            _ = e.hold() => {
+                ready.store(false, std::sync::atomic::Ordering::Release);
+                rounds.abort();
+                bail!("lost the lease: this replica wrote nothing since, and exits so that its restart stands by");
+            }
+        },
+        None => server.await,
+    };
     rounds.abort();
+    if let Some(c) = controllers {
+        c.abort();
+    }
+    finish(served)
+}
+
+fn finish(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     match served {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("serve"),
         Err(e) => bail!("the server task ended: {e}"),
+    }
+}
+
+/// This replica's name on the Lease: the pod's name (`POD_NAME`, from the downward API), else
+/// the host name, with the process id so two processes on one host differ.
+fn pod_identity() -> String {
+    match std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()) {
+        Some(n) => n,
+        None => format!(
+            "{}-{}",
+            rustix::system::uname().nodename().to_string_lossy(),
+            std::process::id()
+        ),
     }
 }
 

@@ -23,6 +23,9 @@ pub enum HostConfig {
         owner: String,
         /// The GitRepository URL a cluster would use, with `{owner}` and `{name}` filled in.
         flux_url: String,
+        /// Where the bare repositories live (default `<data dir>/repos`): outside the data dir,
+        /// they are a host of their own that survives an empty data dir.
+        repos_dir: Option<PathBuf>,
     },
     /// GitHub or GitHub Enterprise, through its REST API; the token comes from the environment.
     GitHub {
@@ -73,6 +76,32 @@ pub struct ServeConfig {
     /// The tenant boundary and the limits (`namespace`, `reserved_namespaces`, `tenants`,
     /// `secret_types`, `limits`; see [`boundary`]).
     pub boundary: Boundary,
+    /// `owner/name` of the state repo on the host; `None`: a bare repo in the data dir.
+    pub state_repo: Option<String>,
+    /// The `controller` section: run in a Kubernetes cluster (see [`controller`]).
+    pub controller: Option<ControllerConfig>,
+}
+
+/// Controller mode (`controller:`): registrations from `AppPlatformRegistration`s, secrets
+/// from managed Secrets, keys in Secrets, and one writer elected on a Lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerConfig {
+    /// A kubeconfig file; `None`: the pod's service account (or `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The operator's namespace: keys, the Lease and sealwright's own objects live here.
+    pub namespace: String,
+    /// The Lease the replicas elect the writer on.
+    pub lease_name: String,
+    /// How long a Lease holds without renewal.
+    pub lease_duration: Duration,
+    /// The leader stops writing this long before its Lease could expire.
+    pub lease_grace: Duration,
+    /// The controller's ServiceAccount, bound in each platform namespace.
+    pub service_account: String,
+    /// The one ClusterRole the controller binds in platform namespaces (Secrets there).
+    pub platform_role: String,
+    /// How often a ready registration is looked at again (Flux readiness, drift).
+    pub resync: Duration,
 }
 
 impl ServeConfig {
@@ -92,8 +121,9 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         None => HostConfig::Local {
             owner: "platform".into(),
             flux_url: DEFAULT_FLUX_URL.into(),
+            repos_dir: None,
         },
-        Some(v) => host(v)?,
+        Some(v) => host(v, base)?,
     };
     crate::host::RepoRef::new(host.owner(), "x").map_err(|e| bad("host.owner", e.to_string()))?;
     let flux_repo = top
@@ -125,7 +155,33 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         },
         Some(v) => credentials(v, &listen)?,
     };
+    let own_namespace = top
+        .map
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(crate::boundary::DEFAULT_OWN_NAMESPACE)
+        .to_owned();
     let boundary = boundary(&mut top, &cluster.flux_namespace)?;
+    let state_repo = top.opt_str("state_repo")?;
+    if let Some(r) = &state_repo {
+        crate::host::RepoRef::parse(r).map_err(|e| bad("state_repo", e.to_string()))?;
+    }
+    let controller = match top.get("controller") {
+        None => None,
+        Some(v) => Some(controller(v, base, &own_namespace)?),
+    };
+    if controller.is_some() && cluster.recipient.is_none() {
+        return Err(bad(
+            "cluster.recipient",
+            "is required with controller: the cluster's age public key (its private half stays in Flux's decryption Secret)",
+        ));
+    }
+    if controller.is_some() && state_repo.is_none() {
+        return Err(bad(
+            "state_repo",
+            "is required with controller: a pod's disk is not kept, so the state repo must live on the Git host (owner/name)",
+        ));
+    }
     top.finish()?;
     Ok(ServeConfig {
         path: path.to_path_buf(),
@@ -143,7 +199,85 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         credentials,
         api_url_explicit,
         boundary,
+        state_repo,
+        controller,
     })
+}
+
+/// The `controller` section:
+///
+/// ```yaml
+/// controller:
+///   kubeconfig: kubeconfig.yaml   # default: the pod's service account
+///   lease: {name: sealwright, duration: 15s, grace: 5s}
+///   service_account: sealwright
+///   platform_role: sealwright-platform-secrets
+///   resync: 1m
+/// ```
+fn controller(v: &Value, base: &Path, namespace: &str) -> Result<ControllerConfig, ModelError> {
+    let mut f = Fields::of("controller", v)?;
+    let kubeconfig = f.opt_str("kubeconfig")?.map(|p| base.join(p));
+    let (mut lease_name, mut lease_duration, mut lease_grace) = (
+        "sealwright".to_owned(),
+        Duration::from_secs(15),
+        Duration::from_secs(5),
+    );
+    if let Some(l) = f.get("lease") {
+        let mut g = Fields::of("controller.lease", l)?;
+        if let Some(n) = g.opt_str("name")? {
+            crate::names::validate_label("controller.lease.name", &n)?;
+            lease_name = n;
+        }
+        if let Some(d) = g.opt_str("duration")? {
+            lease_duration = parse_duration("controller.lease.duration", &d)?;
+        }
+        if let Some(d) = g.opt_str("grace")? {
+            lease_grace = parse_duration("controller.lease.grace", &d)?;
+        }
+        g.finish()?;
+        if lease_grace >= lease_duration {
+            return Err(bad(
+                "controller.lease.grace",
+                "must be shorter than controller.lease.duration",
+            ));
+        }
+    }
+    let service_account = f
+        .opt_str("service_account")?
+        .unwrap_or_else(|| "sealwright".into());
+    crate::names::validate_label("controller.service_account", &service_account)?;
+    let platform_role = f
+        .opt_str("platform_role")?
+        .unwrap_or_else(|| "sealwright-platform-secrets".into());
+    crate::names::validate_label("controller.platform_role", &platform_role)?;
+    let resync = match f.opt_str("resync")? {
+        None => Duration::from_secs(60),
+        Some(d) => parse_duration("controller.resync", &d)?,
+    };
+    f.finish()?;
+    Ok(ControllerConfig {
+        kubeconfig,
+        namespace: namespace.to_owned(),
+        lease_name,
+        lease_duration,
+        lease_grace,
+        service_account,
+        platform_role,
+        resync,
+    })
+}
+
+fn parse_duration(field: &str, text: &str) -> Result<Duration, ModelError> {
+    let d = humantime::parse_duration(text).map_err(|e| {
+        bad(
+            field,
+            format!("{text:?} is not a duration like 30s or 5m ({e})"),
+        )
+    })?;
+    if d < Duration::from_secs(1) {
+        return Err(bad(field, format!("{text:?} is shorter than one second")));
+    }
+    Ok(d)
 }
 
 /// The tenant boundary and the limits:
@@ -391,7 +525,7 @@ pub fn credentials_from_env(
 /// Where the embedded default says a cluster would reach its repos.
 pub const DEFAULT_FLUX_URL: &str = "https://git.example.invalid/{owner}/{name}.git";
 
-fn host(v: &Value) -> Result<HostConfig, ModelError> {
+fn host(v: &Value, base: &Path) -> Result<HostConfig, ModelError> {
     let mut f = Fields::of("host", v)?;
     let kind = f.opt_str("kind")?.unwrap_or_else(|| "local".into());
     let owner = f.opt_str("owner")?.unwrap_or_else(|| "platform".into());
@@ -408,7 +542,12 @@ fn host(v: &Value) -> Result<HostConfig, ModelError> {
                     format!("{flux_url:?} must be an https:// or ssh:// URL containing {{name}} (Flux refuses other URLs)"),
                 ));
             }
-            HostConfig::Local { owner, flux_url }
+            let repos_dir = f.opt_str("repos_dir")?.map(|d| base.join(d));
+            HostConfig::Local {
+                owner,
+                flux_url,
+                repos_dir,
+            }
         }
         "github" => {
             let api_url = f

@@ -148,6 +148,18 @@ impl<'r> Snapshot<'r> {
         self.commit
     }
 
+    /// Whether commit `descendant` is `ancestor` or comes after it (both 40 hex digits, both in
+    /// this repository; an unknown commit contains nothing).
+    pub fn contains(&self, descendant: &str, ancestor: &str) -> bool {
+        if descendant == ancestor {
+            return true;
+        }
+        match (Oid::from_str(descendant), Oid::from_str(ancestor)) {
+            (Ok(d), Ok(a)) => self.repo.graph_descendant_of(d, a).unwrap_or(false),
+            _ => false,
+        }
+    }
+
     pub(crate) fn tree(&self) -> Option<&Tree<'r>> {
         self.tree.as_ref()
     }

@@ -79,6 +79,8 @@ pub enum GitError {
         branch: String,
         attempts: u32,
     },
+    #[error("this replica does not hold the lease, so it writes nothing (the leader does)")]
+    NotLeader,
     #[error("planning the change for branch {branch}: {source}")]
     Plan { branch: String, source: PlanError },
     #[error("local Git cache: {context}: {message}")]
@@ -199,6 +201,8 @@ pub struct GitEngine {
     retry: RetryPolicy,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Checked right before every branch move: closed, nothing is written.
+    gate: Arc<crate::gate::WriteGate>,
 }
 
 impl GitEngine {
@@ -215,7 +219,14 @@ impl GitEngine {
                     .unwrap_or(0)
             }),
             locks: Mutex::new(HashMap::new()),
+            gate: Arc::new(crate::gate::WriteGate::open()),
         }
+    }
+
+    /// Writes only while `gate` is open (controller mode: while this replica holds the lease).
+    pub fn with_gate(mut self, gate: Arc<crate::gate::WriteGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -304,6 +315,7 @@ impl GitEngine {
         let committer = self.committer.clone();
         let retry = self.retry.clone();
         let clock = self.clock.clone();
+        let gate = self.gate.clone();
         let span =
             tracing::info_span!("git.apply", url = %redact(remote.url()), branch = %target.branch);
         tokio::task::spawn_blocking(move || {
@@ -316,6 +328,7 @@ impl GitEngine {
                 committer: &committer,
                 retry: &retry,
                 now: clock(),
+                gate: &gate,
             };
             ctx.run(&mut planner)
         })
@@ -424,6 +437,7 @@ struct ApplyContext<'a> {
     committer: &'a Identity,
     retry: &'a RetryPolicy,
     now: i64,
+    gate: &'a crate::gate::WriteGate,
 }
 
 impl ApplyContext<'_> {
@@ -472,6 +486,7 @@ impl ApplyContext<'_> {
                 });
             }
             let commit = self.commit(&repo, &snapshot, &changes, &proposal.message)?;
+            self.check_gate()?;
             match push(&repo, self.remote, branch, tip, commit)? {
                 PushOutcome::Pushed => {
                     // Keep the tracking ref current: it is the "have" of the next fetch negotiation.
@@ -539,6 +554,7 @@ impl ApplyContext<'_> {
                 return Ok(unchanged());
             }
             let commit = self.commit(&repo, &snapshot, &changes, &proposal.message)?;
+            self.check_gate()?;
             match move_branch_in_place(&repo, self.remote, path, branch, tip, commit)? {
                 PushOutcome::Pushed => {
                     tracing::info!(commit = %commit, attempt, files = changes.len(), "committed in place");
@@ -560,6 +576,15 @@ impl ApplyContext<'_> {
             branch: branch.to_owned(),
             attempts: self.retry.max_attempts,
         })
+    }
+
+    /// The last check before a branch moves: a replica that lost its lease writes nothing.
+    fn check_gate(&self) -> Result<(), GitError> {
+        if self.gate.is_open() {
+            Ok(())
+        } else {
+            Err(GitError::NotLeader)
+        }
     }
 
     fn commit(

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod deploy;
+pub mod secrets;
 
 pub use deploy::DeployKey;
 

@@ -91,6 +91,9 @@ impl Reconciler {
                         Source::Api => format!(
                             "deployment {id} is registered through the API; the configuration directory leaves it alone"
                         ),
+                        Source::Kubernetes => format!(
+                            "deployment {id} is declared in the cluster; change it there"
+                        ),
                     }));
                 }
                 Some(d) => (Some(d.record.spec.clone()), d.record.revoked.clone()),

@@ -96,6 +96,8 @@ struct RepoHandle {
 #[derive(Clone, Debug, Default)]
 struct SecretState {
     commit: Option<String>,
+    /// Flux applied a commit that contains `commit` (controller mode reads it back).
+    applied: bool,
 }
 
 /// Everything about one app; behind the slot's mutex, never held across an await.
@@ -466,6 +468,7 @@ impl Reconciler {
                     n.clone(),
                     SecretState {
                         commit: head.clone(),
+                        applied: false,
                     },
                 )
             })

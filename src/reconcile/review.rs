@@ -474,6 +474,7 @@ impl Reconciler {
                             n,
                             SecretState {
                                 commit: commit.clone(),
+                                applied: false,
                             },
                         );
                     }
@@ -720,6 +721,7 @@ mod tests {
                 name.into(),
                 SecretState {
                     commit: Some("c1".into()),
+                    applied: false,
                 },
             );
         }

@@ -224,6 +224,7 @@ impl Reconciler {
                         n.clone(),
                         SecretState {
                             commit: head.clone(),
+                            applied: false,
                         },
                     );
                 } else {

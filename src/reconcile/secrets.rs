@@ -58,12 +58,28 @@ impl Reconciler {
         name: &str,
         body: &Json,
     ) -> Result<WriteAck, ReconcileError> {
-        let slot = self.slot(app)?;
         let spec = {
+            let slot = self.slot(app)?;
             let d = slot.lock();
-            let spec = SecretSpec::from_json(name, body, &d.spec)?;
+            SecretSpec::from_json(name, body, &d.spec)?
+        };
+        self.put_secret_spec(actor, app, spec).await
+    }
+
+    /// [`Reconciler::put_secret`] for a secret already parsed (a managed Secret in controller
+    /// mode): the same limits, boundary and answer.
+    pub async fn put_secret_spec(
+        &self,
+        actor: &Actor,
+        app: &str,
+        spec: SecretSpec,
+    ) -> Result<WriteAck, ReconcileError> {
+        let slot = self.slot(app)?;
+        {
+            let d = slot.lock();
             let limits = &self.inner.settings.boundary.limits;
-            if !d.desired().contains_key(name) && d.desired().len() >= limits.secrets_per_app {
+            if !d.desired().contains_key(&spec.name) && d.desired().len() >= limits.secrets_per_app
+            {
                 return Err(spec::invalid(
                     "name",
                     format!(
@@ -73,8 +89,7 @@ impl Reconciler {
                 )
                 .into());
             }
-            spec
-        };
+        }
         self.inner
             .settings
             .boundary
@@ -83,6 +98,59 @@ impl Reconciler {
         self.check_limits(&spec)?;
         self.check_targets(app, &spec)?;
         self.submit(&slot, actor, SecretOpKind::Put(spec)).await
+    }
+
+    /// Flux applied `commit` of the app's platform repo (controller mode reads it back): each
+    /// secret whose last commit it contains is marked applied. Commits it cannot tell about (the
+    /// repo not provisioned, a commit unknown to the cache) leave the marks as they are.
+    pub async fn flux_applied(&self, app: &str, commit: &str) {
+        let Ok(slot) = self.slot(app) else { return };
+        let (remote, pending): (_, Vec<(String, String)>) = {
+            let d = slot.lock();
+            let Some(repo) = d.repo.as_ref() else { return };
+            let pending = d
+                .secret_state
+                .iter()
+                .filter(|(_, st)| !st.applied)
+                .filter_map(|(n, st)| st.commit.clone().map(|c| (n.clone(), c)))
+                .collect();
+            (repo.remote.clone(), pending)
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let applied = commit.to_owned();
+        let branch = self.inner.settings.branch.clone();
+        let contained = self
+            .inner
+            .engine
+            .read(remote, &branch, move |snap| {
+                Ok(pending
+                    .into_iter()
+                    .filter(|(_, c)| snap.contains(&applied, c))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let Ok(contained) = contained else { return };
+        let mut d = slot.lock();
+        for (name, c) in contained {
+            if let Some(st) = d.secret_state.get_mut(&name) {
+                if st.commit.as_deref() == Some(c.as_str()) {
+                    st.applied = true;
+                }
+            }
+        }
+    }
+
+    /// Whether the app already holds exactly this secret (same places, same plaintext), so a
+    /// write of it would change nothing.
+    pub fn holds_secret(&self, app: &str, spec: &SecretSpec) -> bool {
+        self.slot(app).is_ok_and(|slot| {
+            slot.lock()
+                .desired()
+                .get(&spec.name)
+                .is_some_and(|s| s.same_as(spec))
+        })
     }
 
     /// `PATCH`: sets keys, `null` removes one.

@@ -33,7 +33,7 @@ pub enum Access {
 
 impl Access {
     /// The remote for a repository on the host: the local path, or its clone URL with the token.
-    pub(super) fn remote(&self, push_url: &str, clone_url: &str) -> Result<Remote, GitError> {
+    pub fn remote(&self, push_url: &str, clone_url: &str) -> Result<Remote, GitError> {
         match self {
             Access::Local => Remote::local(push_url),
             Access::Token(t) => Remote::new(clone_url, Credentials::Token(t.clone())),

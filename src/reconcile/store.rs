@@ -24,6 +24,8 @@ use crate::tokens::deployment::DeploymentSpec;
 pub enum Source {
     Api,
     Config,
+    /// An `AppPlatformRegistration` in the cluster (controller mode), which then owns it.
+    Kubernetes,
 }
 
 impl Source {
@@ -31,6 +33,16 @@ impl Source {
         match self {
             Source::Api => "api",
             Source::Config => "config",
+            Source::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// A stored record's `source` (absent or unknown: the API, as records before it had one).
+    fn parse(v: Option<&Json>) -> Source {
+        match v.and_then(Json::as_str) {
+            Some("config") => Source::Config,
+            Some("kubernetes") => Source::Kubernetes,
+            _ => Source::Api,
         }
     }
 }
@@ -94,10 +106,7 @@ fn decode_deployment(id: &str, bytes: &[u8]) -> Result<DeploymentRecord, Invalid
     let o = j
         .as_object_mut()
         .ok_or_else(|| invalid("(file)", "must be a mapping"))?;
-    let source = match o.remove("source") {
-        Some(Json::String(s)) if s == "config" => Source::Config,
-        _ => Source::Api,
-    };
+    let source = Source::parse(o.remove("source").as_ref());
     let mut revoked = BTreeMap::new();
     if let Some(list) = o.remove("revoked") {
         let bad = || invalid("revoked", "must be a list of {jti, exp}");
@@ -168,10 +177,7 @@ pub fn decode(files: &Tree) -> Result<StateRecords, Invalid> {
             .filter(|p| !p.contains('/'))
         {
             let mut j = json_of(bytes).map_err(at)?;
-            let source = match j.as_object_mut().and_then(|o| o.remove("source")) {
-                Some(Json::String(s)) if s == "config" => Source::Config,
-                _ => Source::Api,
-            };
+            let source = Source::parse(j.as_object_mut().and_then(|o| o.remove("source")).as_ref());
             let spec = AppSpec::from_json(&j).map_err(at)?;
             if spec.name != name {
                 return Err(invalid(

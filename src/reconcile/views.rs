@@ -112,6 +112,8 @@ pub struct SecretView {
     /// The open pull request that changes it, and how: `create`, `update` or `delete`.
     pub pull_request: Option<String>,
     pub pending: Option<&'static str>,
+    /// Flux applied a commit that contains `commit` (known in controller mode only).
+    pub applied: bool,
 }
 
 impl SecretView {
@@ -131,6 +133,7 @@ pub(super) fn secret_view(d: &AppData, s: &SecretSpec) -> SecretView {
         commit: d.secret_state.get(&s.name).and_then(|st| st.commit.clone()),
         pull_request: None,
         pending: None,
+        applied: d.secret_state.get(&s.name).is_some_and(|st| st.applied),
     }
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 mod boundary;
+mod controller;
 mod credentials;
 mod external_secrets;
 mod fake_github_ssh;

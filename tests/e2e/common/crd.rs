@@ -67,13 +67,34 @@ pub struct Report {
 /// Validates `obj` against `schema`. The root `metadata` is checked as Kubernetes does for it
 /// (the schema only says `type: object`): name and namespace present and DNS-1123 labels.
 pub fn validate(schema: &Value, obj: &Map) -> Report {
+    validate_scoped(schema, obj, true)
+}
+
+/// [`validate`], for a namespaced kind or a cluster-scoped one (no `metadata.namespace`).
+pub fn validate_scoped(schema: &Value, obj: &Map, namespaced: bool) -> Report {
     let mut r = Report::default();
-    let root = Value::Map(obj.clone());
+    // The API server knows these three on every kind, whether the schema names them or not.
+    let props = schema
+        .as_map()
+        .and_then(|m| m.get("properties"))
+        .and_then(Value::as_map);
+    let mut checked = obj.clone();
+    for implicit in ["apiVersion", "kind", "metadata"] {
+        if props.is_none_or(|p| p.get(implicit).is_none()) {
+            checked.remove(implicit);
+        }
+    }
+    let root = Value::Map(checked);
     node(schema, &root, "", &mut r);
     match obj.get("metadata").and_then(Value::as_map) {
         None => r.errors.push("metadata: required".into()),
         Some(md) => {
-            for key in ["name", "namespace"] {
+            let keys: &[&str] = if namespaced {
+                &["name", "namespace"]
+            } else {
+                &["name"]
+            };
+            for key in keys.iter().copied() {
                 match md.get(key).and_then(Value::as_str) {
                     Some(v) if is_label(v) => {}
                     other => r

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod crd;
+pub mod fake_apiserver;
 pub mod fake_github;
 pub mod flux;
 pub mod git_servers;

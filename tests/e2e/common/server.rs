@@ -47,6 +47,26 @@ impl Server {
 
     /// Starts the server and waits until `/readyz` answers 200.
     pub fn start(&mut self, env: &[(&str, &str)]) {
+        self.launch(env, "/readyz");
+    }
+
+    /// Starts the server and waits until `/healthz` answers 200 (a controller-mode standby is
+    /// never ready).
+    pub fn start_standby(&mut self, env: &[(&str, &str)]) {
+        self.launch(env, "/healthz");
+    }
+
+    /// Whether `/readyz` answers 200 now.
+    pub fn is_ready(&self) -> bool {
+        http::try_request(&self.addr, "GET", "/readyz", None, None).is_ok_and(|r| r.status == 200)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn launch(&mut self, env: &[(&str, &str)], wait_for: &str) {
         self.starts += 1;
         let log =
             std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts))).unwrap();
@@ -73,7 +93,7 @@ impl Server {
                 panic!("sealwright serve exited ({status}):\n{}", self.logs());
             }
             if std::net::TcpStream::connect(&self.addr).is_ok()
-                && http::get(&self.addr, "/readyz", None).status == 200
+                && http::get(&self.addr, wait_for, None).status == 200
             {
                 return;
             }

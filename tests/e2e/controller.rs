@@ -1,0 +1,514 @@
+//! Controller mode end to end, against the fake Kubernetes API server (`common/fake_apiserver`,
+//! the one peer with no real stand-in here, hence the `fake_apiserver_` names): the real
+//! `sealwright serve` process with the production `kube::Client` and `kube::runtime` code, a
+//! local Git host outside the data dir, and the Flux check on what it committed (the key chain
+//! decrypted with the cluster key, `kubectl kustomize`, the real `sops`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common;
+use common::fake_apiserver::FakeApiServer;
+use common::flux::apply_like_flux;
+use common::server::{checkout, Server};
+use common::*;
+
+const OPERATOR_NS: &str = "sealwright-system";
+
+fn crd_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/flux/crd.yaml"))
+}
+
+struct Cluster {
+    tmp: tempfile::TempDir,
+    api: FakeApiServer,
+    host: PathBuf,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = FakeApiServer::start(
+            &crd_path(),
+            &[
+                OPERATOR_NS,
+                "flux-system",
+                "kube-system",
+                "default",
+                "shop-dev",
+                "shop-prod",
+                "gx-dev",
+            ],
+        );
+        let host = tmp.path().join("host");
+        std::fs::create_dir_all(&host).unwrap();
+        Cluster { tmp, api, host }
+    }
+
+    /// A controller replica: its own data dir, the shared host and API server.
+    fn replica(&self, name: &str) -> Server {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = self.api.kubeconfig(&dir);
+        let config = format!(
+            r#"cluster:
+  name: test
+  recipient: {KEY1_PUB}
+host:
+  kind: local
+  owner: platform
+  repos_dir: {host}
+state_repo: platform/sealwright-state
+namespace: {OPERATOR_NS}
+tenants:
+  acme: {{namespaces: ["shop-*"]}}
+  globex: {{namespaces: ["gx-*"]}}
+controller:
+  kubeconfig: {kubeconfig}
+  lease: {{duration: 4s, grace: 1s}}
+  resync: 2s
+"#,
+            host = self.host.display(),
+            kubeconfig = kubeconfig.display(),
+        );
+        Server::new(&dir, &config)
+    }
+
+    fn repo(&self, name: &str) -> PathBuf {
+        self.host.join(format!("platform/{name}.git"))
+    }
+
+    fn head(&self, name: &str) -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(self.repo(name))
+            .args(["rev-parse", "--verify", "-q", "main"])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    fn register(&self, app: &str, tenant: &str, envs: &[(&str, &str)]) -> Result<Value, String> {
+        let envs: Vec<Value> = envs
+            .iter()
+            .map(|(n, ns)| json!({"name": n, "namespace": ns}))
+            .collect();
+        self.api
+            .apply(&json!({
+                "apiVersion": "sealwright.dev/v1alpha1",
+                "kind": "AppPlatformRegistration",
+                "metadata": {"name": app},
+                "spec": {"tenant": tenant, "environments": envs},
+            }))
+            .map_err(|e| format!("{} {}: {}", e.code, e.reason, e.message))
+    }
+
+    fn condition(&self, app: &str, type_: &str) -> Option<Value> {
+        let apr = self.api.get("appplatformregistrations", "", app)?;
+        apr["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .cloned()
+    }
+
+    fn wait_condition(&self, app: &str, type_: &str, status: &str) -> Value {
+        self.api.wait_for(
+            "appplatformregistrations",
+            "",
+            app,
+            60,
+            &format!("{type_}={status}"),
+            |o| {
+                o.and_then(|o| o["status"]["conditions"].as_array())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == type_ && c["status"] == status)
+                    })
+            },
+        );
+        self.condition(app, type_).unwrap()
+    }
+
+    fn managed_secret(&self, app: &str, name: &str, targets: &str, data: &[(&str, &str)]) -> Value {
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                )
+            })
+            .collect();
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": format!("{app}-platform"),
+                "labels": {"sealwright.dev/managed-secret": "true"},
+                "annotations": {"sealwright.dev/target-namespaces": targets}},
+            "type": "Opaque",
+            "data": data,
+        })
+    }
+
+    fn wait_annotation(
+        &self,
+        app: &str,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> BTreeMap<String, String> {
+        let o = self
+            .api
+            .wait_for("secrets", &format!("{app}-platform"), name, 60, what, |o| {
+                o.is_some_and(|o| pred(&annotations(o)))
+            });
+        annotations(&o.unwrap())
+    }
+
+    /// Checks the repos out and plays Flux on them with the cluster key.
+    fn flux_check(&self, apps: &[&str]) -> common::flux::Applied {
+        let work = self.tmp.path().join("checkouts");
+        let flux = checkout(&self.repo("flux"), &work.join("flux"));
+        let mut platform = BTreeMap::new();
+        for app in apps {
+            let name = format!("{app}-platform");
+            platform.insert(
+                app.to_string(),
+                checkout(&self.repo(&name), &work.join(&name)),
+            );
+        }
+        apply_like_flux(&flux, &platform, &key_file(1), &work.join("sim"))
+    }
+}
+
+fn annotations(o: &Value) -> BTreeMap<String, String> {
+    o["metadata"]["annotations"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_until(secs: u64, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn events_for(api: &FakeApiServer, ns: &str, name: &str) -> Vec<(String, String, String)> {
+    api.list("events", ns)
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+                e["note"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fake_apiserver_the_committed_crd_is_what_sealwright_crd_prints() {
+    let out = ok(sealwright(Path::new("."), None, &["crd"]));
+    let committed = std::fs::read(crd_path()).unwrap();
+    assert!(
+        out == committed,
+        "flux/crd.yaml drifted from `sealwright crd`: run `cargo run -- crd > flux/crd.yaml`"
+    );
+}
+
+#[test]
+fn fake_apiserver_registration_managed_secrets_and_a_restart_on_an_empty_disk() {
+    let c = Cluster::new();
+    let mut a = c.replica("a");
+    a.start(&[]);
+
+    // 1. A registration: repo and Flux files committed, Ready, the printer columns filled.
+    c.register(
+        "shop",
+        "acme",
+        &[("dev", "shop-dev"), ("prod", "shop-prod")],
+    )
+    .unwrap();
+    let ready = c.wait_condition("shop", "Ready", "True");
+    assert_eq!(ready["reason"], "Committed", "{ready}");
+    let apr = c.api.get("appplatformregistrations", "", "shop").unwrap();
+    let st = &apr["status"];
+    assert_eq!(st["platformRepo"], "platform/shop-platform");
+    assert_eq!(st["observedGeneration"], apr["metadata"]["generation"]);
+    assert!(st["recipient"].as_str().unwrap().starts_with("age1"));
+    assert_eq!(c.condition("shop", "RepoReady").unwrap()["status"], "True");
+    assert_eq!(
+        c.condition("shop", "FluxReady").unwrap()["status"],
+        "Unknown"
+    );
+    assert_eq!(
+        apr["metadata"]["finalizers"],
+        json!(["sealwright.dev/registration"])
+    );
+    let ns = c
+        .api
+        .get("namespaces", "", "shop-platform")
+        .expect("the platform namespace");
+    assert_eq!(ns["metadata"]["labels"]["sealwright.dev/app"], "shop");
+    let rb = c
+        .api
+        .get("rolebindings", "shop-platform", "sealwright")
+        .expect("its RoleBinding");
+    assert_eq!(rb["roleRef"]["name"], "sealwright-platform-secrets");
+    // The keys are Secrets in the operator's namespace, not files on the pod's disk.
+    let key = c
+        .api
+        .get("secrets", OPERATOR_NS, "shop-platform-age-key")
+        .expect("the app key");
+    assert!(c
+        .api
+        .get("secrets", OPERATOR_NS, "sealwright-operator-age-key")
+        .is_some());
+    assert!(!a.data.join("keys/shop.agekey").exists());
+    assert!(events_for(&c.api, "default", "shop")
+        .iter()
+        .any(|(t, r, _)| t == "Normal" && r == "Committed"));
+    c.flux_check(&["shop"]);
+
+    // 2. A managed Secret: committed, annotated, decrypted by the cluster's key chain.
+    c.api
+        .create(&c.managed_secret(
+            "shop",
+            "database",
+            "shop-dev,shop-prod",
+            &[("password", "hunter2-value")],
+        ))
+        .unwrap();
+    let ann = c.wait_annotation("shop", "database", "committed", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+    });
+    let first = ann["sealwright.dev/commit"].clone();
+    assert_eq!(Some(first.clone()), c.head("shop-platform"));
+    let s = c.api.get("secrets", "shop-platform", "database").unwrap();
+    assert_eq!(s["metadata"]["finalizers"], json!(["sealwright.dev/files"]));
+    let applied = c.flux_check(&["shop"]);
+    let key_of = |ns: &str| {
+        applied[&("shop".to_string(), ns.to_string(), "database".to_string())]["password"].clone()
+    };
+    assert_eq!(key_of("shop-dev"), b"hunter2-value");
+    assert_eq!(key_of("shop-prod"), b"hunter2-value");
+
+    // Updated: a new commit, the annotation follows.
+    c.api
+        .merge(
+            "secrets",
+            "shop-platform",
+            "database",
+            json!({"data": {"password": "bmV3LXZhbHVl"}}),
+        ) // "new-value"
+        .unwrap();
+    let ann = c.wait_annotation("shop", "database", "a new commit", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+            && a.get("sealwright.dev/commit") != Some(&first)
+    });
+    assert_eq!(
+        Some(ann["sealwright.dev/commit"].clone()),
+        c.head("shop-platform")
+    );
+
+    // Bad input: a Warning Event and the error annotation, nothing committed, no value shown.
+    let before = c.head("shop-platform");
+    c.api
+        .create(&c.managed_secret(
+            "shop",
+            "stray",
+            "kube-system",
+            &[("token", "stray-secret-value")],
+        ))
+        .unwrap();
+    let ann = c.wait_annotation("shop", "stray", "an error", |a| {
+        a.contains_key("sealwright.dev/error")
+    });
+    assert_eq!(ann["sealwright.dev/committed"], "false");
+    assert!(
+        ann["sealwright.dev/error"].starts_with("sealwright.dev/target-namespaces:"),
+        "{ann:?}"
+    );
+    wait_until(30, "a Warning event on the Secret", || {
+        events_for(&c.api, "shop-platform", "stray")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "Invalid")
+    });
+    assert_eq!(c.head("shop-platform"), before);
+
+    // Deleted with kubectl delete: the finalizer holds it until the files are gone.
+    c.api
+        .create(&c.managed_secret("shop", "cache", "shop-dev", &[("url", "redis://cache")]))
+        .unwrap();
+    c.wait_annotation("shop", "cache", "committed", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+    });
+    c.api.delete("secrets", "shop-platform", "cache").unwrap();
+    c.api
+        .wait_for("secrets", "shop-platform", "cache", 60, "released", |o| {
+            o.is_none()
+        });
+    let applied = c.flux_check(&["shop"]);
+    assert!(!applied.contains_key(&("shop".into(), "shop-dev".into(), "cache".into())));
+
+    // Marked for deletion: files removed, then the Secret deleted.
+    c.api
+        .merge(
+            "secrets",
+            "shop-platform",
+            "database",
+            json!({"metadata": {"annotations": {"sealwright.dev/marked-for-deletion": "true"}}}),
+        )
+        .unwrap();
+    c.api
+        .wait_for("secrets", "shop-platform", "database", 60, "deleted", |o| {
+            o.is_none()
+        });
+    let applied = c.flux_check(&["shop"]);
+    assert!(
+        !applied.keys().any(|(_, _, n)| n == "database"),
+        "{:?}",
+        applied.keys()
+    );
+
+    // 3. Restarted on an empty data dir: no commit, nothing lost.
+    c.api
+        .create(&c.managed_secret(
+            "shop",
+            "api",
+            "shop-prod",
+            &[("token", "kept-across-restarts")],
+        ))
+        .unwrap();
+    c.wait_annotation("shop", "api", "committed", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+    });
+    let heads: Vec<_> = ["shop-platform", "flux", "sealwright-state"]
+        .iter()
+        .map(|r| c.head(r))
+        .collect();
+    a.stop();
+    std::fs::remove_dir_all(&a.data).unwrap();
+    a.start(&[]);
+    c.wait_condition("shop", "Ready", "True");
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<_> = ["shop-platform", "flux", "sealwright-state"]
+        .iter()
+        .map(|r| c.head(r))
+        .collect();
+    assert_eq!(heads, after, "a restart on an empty disk committed");
+    assert_eq!(
+        c.api
+            .get("secrets", OPERATOR_NS, "shop-platform-age-key")
+            .unwrap()["data"],
+        key["data"]
+    );
+    let applied = c.flux_check(&["shop"]);
+    assert_eq!(
+        applied[&("shop".into(), "shop-prod".into(), "api".into())]["token"],
+        b"kept-across-restarts"
+    );
+
+    // No value reached a log line, an annotation or an event.
+    let logs = a.logs();
+    for v in [
+        "hunter2-value",
+        "new-value",
+        "stray-secret-value",
+        "kept-across-restarts",
+    ] {
+        assert!(!logs.contains(v), "{v} in the logs");
+        for e in c.api.list("events", "") {
+            assert!(!e.to_string().contains(v), "{v} in an event");
+        }
+    }
+    a.stop();
+}
+
+#[test]
+fn fake_apiserver_a_reserved_or_foreign_namespace_is_refused_and_nothing_committed() {
+    let c = Cluster::new();
+    let mut a = c.replica("a");
+    a.start(&[]);
+    c.register("shop", "acme", &[("dev", "shop-dev")]).unwrap();
+    c.wait_condition("shop", "Ready", "True");
+    let flux_head = c.head("flux");
+
+    // What the schema can say, it refuses at the door.
+    let bad = c.api.apply(&json!({
+        "apiVersion": "sealwright.dev/v1alpha1", "kind": "AppPlatformRegistration",
+        "metadata": {"name": "fax"},
+        "spec": {"tenant": "acme", "environments": [{"name": "dev", "namespace": "shop-dev"}], "delivery": "fax"},
+    }));
+    assert_eq!(bad.unwrap_err().code, 422);
+    let bad = c.register("upper", "acme", &[("dev", "Shop_Dev")]);
+    assert!(bad.unwrap_err().starts_with("422"));
+
+    // The rest, the reconciler refuses with a reason naming the field.
+    c.register("evil", "globex", &[("dev", "kube-system")])
+        .unwrap();
+    let r = c.wait_condition("evil", "Ready", "False");
+    assert_eq!(r["reason"], "InvalidSpec", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.environments[0].namespace:"),
+        "{r}"
+    );
+
+    c.register(
+        "thief",
+        "globex",
+        &[("dev", "gx-dev"), ("prod", "shop-prod")],
+    )
+    .unwrap();
+    let r = c.wait_condition("thief", "Ready", "False");
+    assert_eq!(r["reason"], "OutsideTenant", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.environments[1].namespace:"),
+        "{r}"
+    );
+
+    // Another tenant's app cannot take a namespace that is held either.
+    c.register("squat", "acme", &[("dev", "shop-dev")]).unwrap();
+    let r = c.wait_condition("squat", "Ready", "False");
+    assert_eq!(r["reason"], "NamespaceTaken", "{r}");
+
+    wait_until(30, "the Failed events", || {
+        ["evil", "thief", "squat"].iter().all(|app| {
+            events_for(&c.api, "default", app)
+                .iter()
+                .any(|(t, r, _)| t == "Warning" && r == "Failed")
+        })
+    });
+    assert_eq!(
+        c.head("flux"),
+        flux_head,
+        "a refused registration changed the Flux repo"
+    );
+    for app in ["evil", "thief", "squat"] {
+        assert!(
+            c.head(&format!("{app}-platform")).is_none(),
+            "{app} got a platform repo"
+        );
+    }
+    a.stop();
+}
