@@ -19,7 +19,7 @@ pub struct Readiness {
     pub applied: Option<String>,
 }
 
-fn kustomizations() -> ApiResource {
+pub(super) fn kustomizations() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
         "kustomizations",

@@ -67,6 +67,25 @@ pub async fn stop_watch(ctx: &Context, app: &str) {
     }
 }
 
+/// Annotates `applied: "true"` on each managed Secret whose commit Flux has applied.
+pub async fn mark_applied(ctx: &Context, app: &str) -> Result<(), ControllerError> {
+    let Ok(views) = ctx.reconciler.list_secrets(app) else {
+        return Ok(());
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &platform_namespace(app));
+    for v in views.iter().filter(|v| v.applied) {
+        let Some(s) = api.get_opt(&v.name).await? else {
+            continue;
+        };
+        let a = s.annotations();
+        let same_commit = a.get(COMMIT) == v.commit.as_ref();
+        if same_commit && a.get(APPLIED).map(String::as_str) != Some("true") {
+            annotate(&api, &s, json!({APPLIED: "true"})).await?;
+        }
+    }
+    Ok(())
+}
+
 struct Watch {
     client: kube::Client,
     reconciler: crate::reconcile::Reconciler,

@@ -31,7 +31,20 @@ use crate::reconcile::{Actor, AppView, ReconcileError, Source};
 
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<AppPlatformRegistration> = Api::all(ctx.client.clone());
+    // Flux's Kustomization `<app>-platform` changing (Ready, a new applied revision) looks at
+    // its registration again at once.
+    let flux_ns = ctx.reconciler.settings().cluster.flux_namespace.clone();
+    let resource = flux::kustomizations();
+    let kustomizations =
+        Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), &flux_ns, &resource);
     Controller::new(api, watcher::Config::default())
+        .watches_with(kustomizations, resource, watcher::Config::default(), |k| {
+            k.metadata
+                .name
+                .as_deref()
+                .and_then(|n| n.strip_suffix("-platform"))
+                .map(|app| kube::runtime::reflector::ObjectRef::new(app))
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
@@ -189,6 +202,9 @@ async fn apply(ctx: &Context, apr: &AppPlatformRegistration) -> Result<Action, C
     ensure_namespace(ctx, &name).await?;
     managed::ensure_watch(ctx, &name);
     let fluxed = flux::readiness(ctx, &name).await;
+    if fluxed.applied.is_some() {
+        managed::mark_applied(ctx, &name).await?;
+    }
     report(ctx, apr, &view, &fluxed).await?;
     Ok(if view.ready {
         Action::requeue(ctx.config.resync)

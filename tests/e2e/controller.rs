@@ -512,3 +512,93 @@ fn fake_apiserver_a_reserved_or_foreign_namespace_is_refused_and_nothing_committ
     }
     a.stop();
 }
+
+/// What Flux's kustomize-controller would write: the Kustomization `<app>-platform` and its
+/// status at `revision` of the platform repo.
+fn flux_applies(api: &FakeApiServer, app: &str, commit: &str, ready: bool) {
+    let name = format!("{app}-platform");
+    if api.get("kustomizations", "flux-system", &name).is_none() {
+        api.create(&json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"interval": "10m0s", "path": "./secrets", "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": name},
+                     "decryption": {"provider": "sops", "secretRef": {"name": format!("{name}-age-key")}}},
+        }))
+        .unwrap();
+    }
+    let generation =
+        api.get("kustomizations", "flux-system", &name).unwrap()["metadata"]["generation"].clone();
+    let revision = format!("main@sha1:{commit}");
+    let mut status = json!({
+        "observedGeneration": generation,
+        "lastAttemptedRevision": revision,
+        "conditions": [{
+            "type": "Ready", "status": if ready { "True" } else { "False" },
+            "reason": if ready { "ReconciliationSucceeded" } else { "BuildFailed" },
+            "message": if ready { format!("Applied revision: {revision}") } else { "kustomize build failed".into() },
+            "observedGeneration": generation, "lastTransitionTime": "2026-12-02T00:00:00Z",
+        }],
+    });
+    if ready {
+        status["lastAppliedRevision"] = json!(revision);
+    }
+    api.set_status("kustomizations", "flux-system", &name, status)
+        .unwrap();
+}
+
+#[test]
+fn fake_apiserver_flux_ready_at_the_commit_marks_the_registration_and_its_secrets() {
+    let c = Cluster::new();
+    let mut a = c.replica("a");
+    a.start(&[]);
+    c.register("shop", "acme", &[("dev", "shop-dev")]).unwrap();
+    c.wait_condition("shop", "Ready", "True");
+    c.api
+        .create(&c.managed_secret("shop", "database", "shop-dev", &[("password", "p1")]))
+        .unwrap();
+    let ann = c.wait_annotation("shop", "database", "committed", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+    });
+    let commit = ann["sealwright.dev/commit"].clone();
+    let applied =
+        |a: &Server| a.get("/v1/apps/shop/secrets").json()["secrets"][0]["applied"].clone();
+    assert_eq!(applied(&a), json!(false));
+
+    // Flux fails first: FluxReady=False with Flux's reason.
+    flux_applies(&c.api, "shop", &commit, false);
+    let f = c.wait_condition("shop", "FluxReady", "False");
+    assert_eq!(f["reason"], "BuildFailed", "{f}");
+    assert_eq!(applied(&a), json!(false));
+
+    // Then applies the commit: FluxReady=True, the secret applied, on the API and the Secret.
+    flux_applies(&c.api, "shop", &commit, true);
+    let f = c.wait_condition("shop", "FluxReady", "True");
+    assert!(f["message"].as_str().unwrap().contains(&commit), "{f}");
+    c.wait_annotation("shop", "database", "applied", |a| {
+        a.get("sealwright.dev/applied").map(String::as_str) == Some("true")
+    });
+    assert_eq!(applied(&a), json!(true));
+    wait_until(30, "an Applied event", || {
+        events_for(&c.api, "default", "shop")
+            .iter()
+            .any(|(t, r, _)| t == "Normal" && r == "Applied")
+    });
+
+    // A change is not applied until Flux applies a commit that contains it.
+    c.api
+        .merge(
+            "secrets",
+            "shop-platform",
+            "database",
+            json!({"data": {"password": "cDI="}}),
+        )
+        .unwrap();
+    let ann = c.wait_annotation("shop", "database", "a new commit", |a| {
+        a.get("sealwright.dev/commit") != Some(&commit)
+            && a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+    });
+    assert!(!ann.contains_key("sealwright.dev/applied"), "{ann:?}");
+    assert_eq!(applied(&a), json!(false));
+    a.stop();
+}
