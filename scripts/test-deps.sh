@@ -43,6 +43,11 @@ if ! command -v git >/dev/null 2>&1 || [ ! -x "$(git --exec-path 2>/dev/null)/gi
   apt-get install -y -qq --no-install-recommends git >/dev/null
 fi
 
+# kubernetes-validate (PyPI) checks flux/'s objects against the Kubernetes schemas.
+if ! python3 -c 'import kubernetes_validate, sys; sys.exit(kubernetes_validate.__version__ != "1.37.0")' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'kubernetes-validate==1.37.0'
+fi
+
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "test-deps: kubectl is missing; the Flux render tests run 'kubectl kustomize'. Install kubectl (v1.27+)." >&2
   exit 1
@@ -51,3 +56,4 @@ fi
 "$tools/sops" --version --disable-version-check 2>/dev/null | head -n1
 age --version
 kubectl version --client 2>/dev/null | sed -n 2p
+python3 -m kubernetes_validate --version

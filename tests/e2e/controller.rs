@@ -423,6 +423,9 @@ fn fake_apiserver_registration_managed_secrets_and_a_restart_on_an_empty_disk() 
         b"kept-across-restarts"
     );
 
+    // Every request the controller made is one flux/rbac.yaml allows.
+    crate::flux_install::assert_all_authorized(&c.api.accesses(), &c.api.list("rolebindings", ""));
+
     // No value reached a log line, an annotation or an event.
     let logs = a.logs();
     for v in [

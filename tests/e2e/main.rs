@@ -11,6 +11,7 @@ mod credentials;
 mod external_secrets;
 mod fake_github_ssh;
 mod flux_cli;
+mod flux_install;
 mod flux_render;
 mod git_http;
 mod git_logs;

@@ -519,6 +519,40 @@ impl FakeApiServer {
         self.store.lock().unwrap().requests.clone()
     }
 
+    /// Every request so far as RBAC sees it: verb, group, resource (`plural` or
+    /// `plural/subresource`), namespace and name.
+    pub fn accesses(&self) -> Vec<Access> {
+        self.requests()
+            .iter()
+            .filter_map(|r| {
+                let (method, rest) = r.split_once(' ')?;
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let t = route(&self.kinds, path)?;
+                let q = Query::parse(Some(query)).ok()?;
+                let verb = match (method, &t.name) {
+                    ("GET", None) if matches!(q.get("watch"), Some("true" | "1")) => "watch",
+                    ("GET", None) => "list",
+                    ("GET", Some(_)) => "get",
+                    ("POST", _) => "create",
+                    ("PUT", _) => "update",
+                    ("PATCH", _) => "patch",
+                    ("DELETE", _) => "delete",
+                    _ => return None,
+                };
+                Some(Access {
+                    verb: verb.into(),
+                    group: t.kind.group.into(),
+                    resource: match &t.sub {
+                        Some(sub) => format!("{}/{sub}", t.kind.plural),
+                        None => t.kind.plural.into(),
+                    },
+                    namespace: t.namespace.clone(),
+                    name: t.name.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Waits until `pred` holds for the object (or its absence), up to `secs`.
     pub fn wait_for(
         &self,
@@ -1214,6 +1248,16 @@ impl Query {
     fn get(&self, k: &str) -> Option<&str> {
         self.params.get(k).map(String::as_str)
     }
+}
+
+/// One request as RBAC authorizes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
 }
 
 /// What a path names.
