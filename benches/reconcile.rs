@@ -143,6 +143,7 @@ fn main() {
         http: Arc::new(api::HttpMetrics::default()),
         webhook_secret: None,
         refusals: Default::default(),
+        mirror: None,
     };
     rt.spawn(async move { axum::serve(listener, api::router(state)).await });
     let started = Instant::now();

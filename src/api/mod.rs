@@ -59,6 +59,9 @@ pub struct ApiState {
     /// Refused authentications, counted per source address so the audit log gets at most one
     /// `auth.refused` event per address per minute.
     pub refusals: Arc<auth::RefusalLog>,
+    /// Controller mode: secret writes for registration-declared apps go through their managed
+    /// Secrets too.
+    pub mirror: Option<Arc<crate::controller::SecretMirror>>,
 }
 
 /// The router, with request ids and metrics around every route.
@@ -451,6 +454,7 @@ mod tests {
             http: Arc::new(HttpMetrics::default()),
             webhook_secret: webhook.map(|w| Arc::new(secrecy::SecretString::from(w.to_owned()))),
             refusals: Default::default(),
+            mirror: None,
         })
     }
 

@@ -80,7 +80,14 @@ pub(super) async fn put_secret(
     JsonBody(v): JsonBody,
 ) -> ApiResult {
     app_in_scope(&state, &p, &app)?;
-    let ack = state.reconciler.put_secret(&actor, &app, &name, &v).await?;
+    let ack = match mirror_of(&state, &app) {
+        Some(m) => {
+            let spec = state.reconciler.secret_of_put(&app, &name, &v)?;
+            mirrored(m.put(&app, &spec).await)?;
+            state.reconciler.put_secret_spec(&actor, &app, spec).await?
+        }
+        None => state.reconciler.put_secret(&actor, &app, &name, &v).await?,
+    };
     ok(StatusCode::OK, views::ack(&ack))
 }
 
@@ -94,10 +101,19 @@ pub(super) async fn patch_secret(
     JsonBody(v): JsonBody,
 ) -> ApiResult {
     app_in_scope(&state, &p, &app)?;
-    let ack = state
-        .reconciler
-        .patch_secret(&actor, &app, &name, &v)
-        .await?;
+    let ack = match mirror_of(&state, &app) {
+        Some(m) => {
+            let spec = state.reconciler.secret_of_patch(&app, &name, &v)?;
+            mirrored(m.put(&app, &spec).await)?;
+            state.reconciler.put_secret_spec(&actor, &app, spec).await?
+        }
+        None => {
+            state
+                .reconciler
+                .patch_secret(&actor, &app, &name, &v)
+                .await?
+        }
+    };
     ok(StatusCode::OK, views::ack(&ack))
 }
 
@@ -110,6 +126,30 @@ pub(super) async fn delete_secret(
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult {
     app_in_scope(&state, &p, &app)?;
+    if let Some(m) = mirror_of(&state, &app) {
+        state.reconciler.secret(&app, &name)?;
+        mirrored(m.delete(&app, &name).await)?;
+    }
     let ack = state.reconciler.delete_secret(&actor, &app, &name).await?;
     ok(StatusCode::OK, views::ack(&ack))
+}
+
+/// Controller mode, for an app its registration declares: writes go through its managed Secret.
+fn mirror_of<'a>(state: &'a ApiState, app: &str) -> Option<&'a crate::controller::SecretMirror> {
+    let m = state.mirror.as_deref()?;
+    state
+        .reconciler
+        .app(app)
+        .is_ok_and(|v| v.source == crate::reconcile::Source::Kubernetes)
+        .then_some(m)
+}
+
+fn mirrored(r: Result<(), crate::controller::ControllerError>) -> Result<(), ApiError> {
+    r.map_err(|e| match e {
+        crate::controller::ControllerError::Reconcile(m) => ApiError::new(StatusCode::CONFLICT, m),
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the managed Secret could not be written: {other}"),
+        ),
+    })
 }

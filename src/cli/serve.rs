@@ -374,6 +374,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .filter(|t| !t.is_empty())
             .map(|t| Arc::new(SecretString::from(t))),
         refusals: Default::default(),
+        mirror: asm
+            .controller
+            .as_ref()
+            .map(|c| Arc::new(crate::controller::SecretMirror::new(c.client.clone()))),
     };
     let app = api::router(state);
     println!("sealwright: listening on http://{}", listener.local_addr()?);

@@ -296,13 +296,25 @@ async fn committed(
     s: &Secret,
     ack: &WriteAck,
 ) -> Result<(), ControllerError> {
-    let patch = match (&ack.commit, &ack.pull_request) {
+    // The commit that changed this secret (a write that changed nothing is answered with the
+    // branch tip, which may be a later commit).
+    let own = w
+        .reconciler
+        .secret(&w.app, &s.name_any())
+        .ok()
+        .and_then(|v| v.commit);
+    let commit = if ack.commit.is_some() {
+        own.or(ack.commit.clone())
+    } else {
+        None
+    };
+    let patch = match (&commit, &ack.pull_request) {
         (_, Some(pr)) => json!({COMMITTED: "false", PULL_REQUEST: pr, ERROR: null}),
         (Some(c), None) => json!({COMMITTED: "true", COMMIT: c, PULL_REQUEST: null, ERROR: null}),
         (None, None) => json!({COMMITTED: "false", ERROR: null}),
     };
     annotate(api, s, patch).await?;
-    if let Some(c) = &ack.commit {
+    if let Some(c) = &commit {
         let note = format!("commit {c}");
         publish(w, s, EventType::Normal, "Committed", &note).await;
     }

@@ -19,6 +19,7 @@ pub mod crd;
 pub mod flux;
 pub mod lease;
 mod managed;
+mod mirror;
 mod registrations;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::config::serve::ControllerConfig;
 use crate::reconcile::Reconciler;
 
 pub use lease::Elector;
+pub use mirror::SecretMirror;
 
 /// Labels and annotations (seed 003).
 pub mod names {

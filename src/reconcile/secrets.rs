@@ -74,6 +74,14 @@ impl Reconciler {
         app: &str,
         spec: SecretSpec,
     ) -> Result<WriteAck, ReconcileError> {
+        self.check_secret(app, &spec)?;
+        let slot = self.slot(app)?;
+        self.submit(&slot, actor, SecretOpKind::Put(spec)).await
+    }
+
+    /// Every check a write of `spec` must pass (the limits, the Secret type allowlist, the
+    /// targets), without writing it.
+    pub fn check_secret(&self, app: &str, spec: &SecretSpec) -> Result<(), ReconcileError> {
         let slot = self.slot(app)?;
         {
             let d = slot.lock();
@@ -95,9 +103,44 @@ impl Reconciler {
             .boundary
             .check_secret_type(&spec.type_)
             .map_err(|reason| spec::invalid("type", reason))?;
-        self.check_limits(&spec)?;
-        self.check_targets(app, &spec)?;
-        self.submit(&slot, actor, SecretOpKind::Put(spec)).await
+        self.check_limits(spec)?;
+        self.check_targets(app, spec)
+    }
+
+    /// A `PUT` body as the secret it asks for, checked ([`Reconciler::check_secret`]).
+    pub fn secret_of_put(
+        &self,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<SecretSpec, ReconcileError> {
+        let spec = {
+            let slot = self.slot(app)?;
+            let d = slot.lock();
+            SecretSpec::from_json(name, body, &d.spec)?
+        };
+        self.check_secret(app, &spec)?;
+        Ok(spec)
+    }
+
+    /// A `PATCH` body applied to the secret as it stands, checked: the whole secret after it.
+    pub fn secret_of_patch(
+        &self,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<SecretSpec, ReconcileError> {
+        let patch = SecretPatch::from_json(body)?;
+        let spec = {
+            let slot = self.slot(app)?;
+            let d = slot.lock();
+            d.desired()
+                .get(name)
+                .ok_or_else(|| ReconcileError::not_found("secret", name))?
+                .patched(&patch)?
+        };
+        self.check_secret(app, &spec)?;
+        Ok(spec)
     }
 
     /// Flux applied `commit` of the app's platform repo (controller mode reads it back): each

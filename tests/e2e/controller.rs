@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::common;
 use common::fake_apiserver::FakeApiServer;
 use common::flux::apply_like_flux;
-use common::server::{checkout, Server};
+use common::server::{self as server, checkout, Server};
 use common::*;
 
 const OPERATOR_NS: &str = "sealwright-system";
@@ -604,4 +604,126 @@ fn fake_apiserver_flux_ready_at_the_commit_marks_the_registration_and_its_secret
     assert!(!ann.contains_key("sealwright.dev/applied"), "{ann:?}");
     assert_eq!(applied(&a), json!(false));
     a.stop();
+}
+
+#[test]
+fn fake_apiserver_two_replicas_the_leader_killed_during_a_burst_of_writes() {
+    let c = Cluster::new();
+    let mut a = c.replica("a");
+    let mut b = c.replica("b");
+    a.start(&[]);
+    b.start_standby(&[]);
+    c.register("shop", "acme", &[("dev", "shop-dev")]).unwrap();
+    c.wait_condition("shop", "Ready", "True");
+    assert!(
+        !b.is_ready(),
+        "the standby must not be ready while the other leads"
+    );
+    let lease = c
+        .api
+        .get("leases", OPERATOR_NS, "sealwright")
+        .expect("the Lease");
+    assert!(lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .ends_with(&a.pid().unwrap().to_string()));
+
+    // A client behind the Service: each write goes to the ready replica, and counts as
+    // acknowledged only on a 200 with its commit.
+    let put = |servers: &[&Server], i: usize| -> (String, String) {
+        let body = json!({"targetNamespaces": ["shop-dev"], "data": {"value": format!("burst-value-{i}")}}).to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "write {i} was never acknowledged"
+            );
+            for s in servers {
+                if !s.is_ready() {
+                    continue;
+                }
+                let path = format!("/v1/apps/shop/secrets/s{i}");
+                if let Ok(r) = http::try_request(
+                    &s.addr,
+                    "PUT",
+                    &path,
+                    Some(server::ADMIN),
+                    Some(body.as_bytes()),
+                ) {
+                    if r.status == 200 {
+                        let j = r.json();
+                        return (
+                            format!("s{i}"),
+                            j["commit"].as_str().expect("a commit").to_owned(),
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut acked = Vec::new();
+    for i in 0..6 {
+        acked.push(put(&[&a, &b], i));
+    }
+    a.kill();
+    let killed = Instant::now();
+    for i in 6..12 {
+        acked.push(put(&[&b], i));
+    }
+    wait_until(30, "the standby to lead", || b.is_ready());
+    let took = killed.elapsed();
+    eprintln!("failover: the standby led {took:?} after the leader was killed");
+    // The Lease runs 4 s; the standby tries every 4/3 s and takes it once it saw it unrenewed
+    // for a whole duration on its own clock.
+    assert!(
+        took < Duration::from_secs(8),
+        "the standby took {took:?} to lead"
+    );
+
+    // Every acknowledged write is in Git, once, in the commit it was acknowledged with.
+    let repo = c.repo("shop-platform");
+    for (name, commit) in &acked {
+        let path = format!("secrets/shop-dev/{name}.sops.yaml");
+        let ok = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&repo)
+            .args(["merge-base", "--is-ancestor", commit, "main"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{name}'s commit {commit} is not on main");
+        let touched = git_in(&repo, &["log", "--format=%H", "main", "--", &path]);
+        assert_eq!(
+            touched.lines().collect::<Vec<_>>(),
+            [commit.as_str()],
+            "{name} was committed more than once or elsewhere"
+        );
+    }
+    let applied = c.flux_check(&["shop"]);
+    for (i, (name, _)) in acked.iter().enumerate() {
+        let got = &applied[&("shop".to_string(), "shop-dev".to_string(), name.clone())]["value"];
+        assert_eq!(got, format!("burst-value-{i}").as_bytes());
+    }
+    // The API's writes are the managed Secrets too, annotated by whichever replica leads.
+    for (name, commit) in &acked {
+        let ann = c.wait_annotation("shop", name, "committed", |a| {
+            a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+        });
+        assert_eq!(&ann["sealwright.dev/commit"], commit);
+    }
+    let lease = c.api.get("leases", OPERATOR_NS, "sealwright").unwrap();
+    assert!(lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .ends_with(&b.pid().unwrap().to_string()));
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    b.stop();
+    // A clean stop gives the Lease up at once.
+    let lease = c.api.get("leases", OPERATOR_NS, "sealwright").unwrap();
+    assert!(
+        lease["spec"]
+            .get("holderIdentity")
+            .is_none_or(|h| h.is_null()),
+        "{lease}"
+    );
 }

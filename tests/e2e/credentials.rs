@@ -383,6 +383,7 @@ async fn the_deployment_token_scope_matrix_and_every_bad_token_is_refused() {
         http: Arc::new(HttpMetrics::default()),
         webhook_secret: None,
         refusals: Default::default(),
+        mirror: None,
     });
     let token = token_in(&decrypt_committed(
         dir,
