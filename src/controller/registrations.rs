@@ -43,7 +43,7 @@ pub async fn run(ctx: Arc<Context>) {
                 .name
                 .as_deref()
                 .and_then(|n| n.strip_suffix("-platform"))
-                .map(|app| kube::runtime::reflector::ObjectRef::new(app))
+                .map(kube::runtime::reflector::ObjectRef::new)
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {

@@ -1559,6 +1559,7 @@ fn watch(sh: &Arc<Shared>, kind: &Kind, ns: Option<&str>, q: Query) -> Response 
 }
 
 #[cfg(test)]
+#[allow(unused_imports)]
 mod tests {
     use super::*;
 
