@@ -513,6 +513,39 @@ fn fake_apiserver_a_reserved_or_foreign_namespace_is_refused_and_nothing_committ
             "{app} got a platform repo"
         );
     }
+
+    // The API server restarts with its watch history compacted: the controller's watches get
+    // 410 Expired, relist, and go on.
+    let lists = |c: &Cluster| {
+        c.api
+            .accesses()
+            .iter()
+            .filter(|a| a.resource == "appplatformregistrations" && a.verb == "list")
+            .count()
+    };
+    let before = lists(&c);
+    c.api.compact();
+    c.register("gx", "globex", &[("dev", "gx-dev")]).unwrap();
+    c.wait_condition("gx", "Ready", "True");
+    assert!(lists(&c) > before, "no relist after the 410");
+
+    // Deleting a registration unregisters its app: the Flux folder goes, the finalizer is
+    // released, the platform repo stays.
+    assert!(
+        git_in(&c.repo("flux"), &["ls-tree", "-r", "--name-only", "main"])
+            .contains("apps/gx-platform/")
+    );
+    c.api.delete("appplatformregistrations", "", "gx").unwrap();
+    c.api
+        .wait_for("appplatformregistrations", "", "gx", 60, "released", |o| {
+            o.is_none()
+        });
+    assert!(
+        !git_in(&c.repo("flux"), &["ls-tree", "-r", "--name-only", "main"])
+            .contains("apps/gx-platform/")
+    );
+    assert!(c.head("gx-platform").is_some(), "the platform repo stays");
+    assert_eq!(a.get("/v1/apps/gx").status, 404);
     a.stop();
 }
 
@@ -726,4 +759,49 @@ fn fake_apiserver_two_replicas_the_leader_killed_during_a_burst_of_writes() {
             .is_none_or(|h| h.is_null()),
         "{lease}"
     );
+}
+
+#[test]
+fn fake_apiserver_a_leader_that_cannot_renew_stops_writing_before_its_lease_expires() {
+    let c = Cluster::new();
+    let mut a = c.replica("a");
+    a.start(&[]);
+    c.register("shop", "acme", &[("dev", "shop-dev")]).unwrap();
+    c.wait_condition("shop", "Ready", "True");
+    // The API server stops answering for Leases: the leader cannot renew.
+    c.api.set_failing("leases", true);
+    let cut = Instant::now();
+    let mut last_ack = None;
+    let mut i = 0;
+    while cut.elapsed() < Duration::from_secs(6) {
+        let body =
+            json!({"targetNamespaces": ["shop-dev"], "data": {"v": format!("{i}")}}).to_string();
+        let path = format!("/v1/apps/shop/secrets/w{i}");
+        if let Ok(r) = http::try_request(
+            &a.addr,
+            "PUT",
+            &path,
+            Some(server::ADMIN),
+            Some(body.as_bytes()),
+        ) {
+            if r.status == 200 {
+                last_ack = Some(cut.elapsed());
+            }
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let last_ack = last_ack.expect("writes went through while the lease held");
+    // The Lease runs 4 s from its last renewal, which was before the cut: no write may be
+    // acknowledged after it could have expired.
+    assert!(
+        last_ack < Duration::from_secs(4),
+        "a write was acknowledged {last_ack:?} after renewals stopped"
+    );
+    wait_until(10, "the leader to exit", || {
+        std::net::TcpStream::connect(&a.addr).is_err()
+    });
+    assert!(a.logs().contains("lost the lease"), "{}", a.logs());
+    eprintln!("lease loss: last write acknowledged {last_ack:?} after renewals stopped (Lease 4 s, grace 1 s)");
+    a.kill();
 }

@@ -249,6 +249,8 @@ pub struct Store {
     uid: u64,
     /// Every request, `METHOD path?query`.
     pub requests: Vec<String>,
+    /// Resources whose requests are answered 503 (an API server that cannot be reached).
+    failing: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -318,6 +320,7 @@ impl FakeApiServer {
             compacted: 0,
             uid: 0,
             requests: Vec::new(),
+            failing: Default::default(),
         }));
         let (tx, _) = broadcast::channel(65_536);
         let (stop_tx, stop_rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -508,11 +511,32 @@ impl FakeApiServer {
             .collect()
     }
 
-    /// Forgets the watch history: a watch from an older version now gets 410 Expired.
+    /// Forgets the watch history and ends every open watch (as an API server restart with
+    /// compaction does): a client that watches again from its last version gets 410 Expired.
     pub fn compact(&self) {
         let mut st = self.store.lock().unwrap();
+        // As if writes happened since: every version a client holds is now older than the
+        // compaction, and a fresh list's version is not.
+        st.rv += 1;
         st.compacted = st.rv;
         st.history.clear();
+        let _ = self.tx.send(WatchEvent {
+            rv: u64::MAX,
+            plural: "",
+            namespace: String::new(),
+            type_: "CLOSE",
+            object: Json::Null,
+        });
+    }
+
+    /// Answers every request on `plural` with 503 from now on (`false`: normally again).
+    pub fn set_failing(&self, plural: &str, failing: bool) {
+        let mut st = self.store.lock().unwrap();
+        if failing {
+            st.failing.insert(plural.to_owned());
+        } else {
+            st.failing.remove(plural);
+        }
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -1343,6 +1367,71 @@ async fn serve(
     content_type: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    // Discovery: what `kube::discovery` asks (typed `Api<K>` never does).
+    match path {
+        "/api" => {
+            return Ok(ok_json(
+                200,
+                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            ))
+        }
+        "/apis" => {
+            let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for k in sh.kinds.iter().filter(|k| !k.group.is_empty()) {
+                groups.entry(k.group).or_default().push(k.version);
+            }
+            let groups: Vec<Json> = groups
+                .into_iter()
+                .map(|(g, vs)| {
+                    let versions: Vec<Json> = vs
+                        .iter()
+                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                        .collect();
+                    json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
+                })
+                .collect();
+            return Ok(ok_json(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            ));
+        }
+        _ => {}
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let group_version = match parts.as_slice() {
+        ["api", v] => Some(("", *v)),
+        ["apis", g, v] => Some((*g, *v)),
+        _ => None,
+    };
+    if let Some((g, v)) = group_version {
+        let resources: Vec<Json> = sh
+            .kinds
+            .iter()
+            .filter(|k| k.group == g && k.version == v)
+            .flat_map(|k| {
+                let main = json!({"name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced, "kind": k.kind,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]});
+                let status = k.status.then(|| json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}));
+                std::iter::once(main).chain(status)
+            })
+            .collect();
+        if resources.is_empty() {
+            return Err(err(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            ));
+        }
+        let gv = if g.is_empty() {
+            v.to_owned()
+        } else {
+            format!("{g}/{v}")
+        };
+        return Ok(ok_json(
+            200,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        ));
+    }
     if path == "/version" {
         return Ok(ok_json(
             200,
@@ -1358,6 +1447,13 @@ async fn serve(
     })?;
     let q = Query::parse(query)?;
     let kind = t.kind.clone();
+    if sh.store.lock().unwrap().failing.contains(kind.plural) {
+        return Err(err(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        ));
+    }
     if kind.namespaced && t.namespace.is_none() && t.name.is_some() {
         return Err(err(
             404,
@@ -1514,6 +1610,9 @@ fn watch(sh: &Arc<Shared>, kind: &Kind, ns: Option<&str>, q: Query) -> Response 
             .await;
             match next {
                 Ok(Ok(ev)) => {
+                    if ev.type_ == "CLOSE" {
+                        return;
+                    }
                     if ev.rv <= last {
                         continue;
                     }
