@@ -67,20 +67,54 @@ pub async fn stop_watch(ctx: &Context, app: &str) {
     }
 }
 
-/// Annotates `applied: "true"` on each managed Secret whose commit Flux has applied.
-pub async fn mark_applied(ctx: &Context, app: &str) -> Result<(), ControllerError> {
+/// Brings each managed Secret's status annotations in line with what the reconciler knows now:
+/// a pull request merged (`committed: "true"` with its commit), Flux having applied the commit
+/// (`applied: "true"`). A Secret whose content the reconciler does not hold yet (a change on its
+/// way) or that carries an error is left to its own reconcile.
+pub async fn sync_annotations(ctx: &Context, app: &str) -> Result<(), ControllerError> {
     let Ok(views) = ctx.reconciler.list_secrets(app) else {
         return Ok(());
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &platform_namespace(app));
-    for v in views.iter().filter(|v| v.applied) {
-        let Some(s) = api.get_opt(&v.name).await? else {
+    let lp = kube::api::ListParams::default().labels(&format!("{MANAGED_SECRET}=true"));
+    for s in api.list(&lp).await? {
+        let Some(v) = views.iter().find(|v| v.name == s.name_any()) else {
             continue;
         };
         let a = s.annotations();
-        let same_commit = a.get(COMMIT) == v.commit.as_ref();
-        if same_commit && a.get(APPLIED).map(String::as_str) != Some("true") {
-            annotate(&api, &s, json!({APPLIED: "true"})).await?;
+        if a.contains_key(ERROR) || s.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let held = spec_of(&ctx.reconciler, app, &s)
+            .is_ok_and(|spec| ctx.reconciler.holds_secret(app, &spec));
+        if !held {
+            continue;
+        }
+        let want = |k: &str| -> Option<String> {
+            match k {
+                COMMITTED => Some(if v.committed() { "true" } else { "false" }.to_owned()),
+                COMMIT => v.commit.clone().filter(|_| v.committed()),
+                PULL_REQUEST => v.pull_request.clone(),
+                _ => v.applied.then(|| "true".to_owned()),
+            }
+        };
+        // A commit recorded by the replica that made it stays: after a restart the reconciler
+        // knows only that the secret is at or before the branch tip.
+        let recorded = v.committed()
+            && a.get(COMMITTED).map(String::as_str) == Some("true")
+            && a.contains_key(COMMIT);
+        let mut patch = serde_json::Map::new();
+        for k in [COMMITTED, COMMIT, PULL_REQUEST, APPLIED] {
+            if k == COMMIT && recorded {
+                continue;
+            }
+            let w = want(k);
+            if a.get(k) != w.as_ref() {
+                patch.insert(k.to_owned(), w.map_or(serde_json::Value::Null, Into::into));
+            }
+        }
+        if !patch.is_empty() {
+            annotate(&api, &s, serde_json::Value::Object(patch)).await?;
         }
     }
     Ok(())
@@ -196,7 +230,11 @@ async fn remove_finalizer(api: &Api<Secret>, s: &Secret) -> Result<(), Controlle
 
 /// The Secret as the app's secret, checked by the API's rules. Errors name the Secret's own
 /// fields (the annotations, `data.KEY`, `type`).
-fn spec_of(w: &Watch, s: &Secret) -> Result<SecretSpec, (String, String)> {
+fn spec_of(
+    reconciler: &crate::reconcile::Reconciler,
+    app: &str,
+    s: &Secret,
+) -> Result<SecretSpec, (String, String)> {
     let a = s.annotations();
     let namespaces: Vec<String> = a
         .get(TARGET_NAMESPACES)
@@ -217,9 +255,8 @@ fn spec_of(w: &Watch, s: &Secret) -> Result<SecretSpec, (String, String)> {
     for (k, v) in s.string_data.iter().flatten() {
         data.insert(k.clone(), SecretValue::new(v.as_bytes().to_vec()));
     }
-    let app = w
-        .reconciler
-        .app(&w.app)
+    let app = reconciler
+        .app(app)
         .map_err(|e| ("metadata.namespace".to_owned(), e.to_string()))?;
     SecretSpec::from_parts(
         &s.name_any(),
@@ -246,7 +283,7 @@ fn secret_field(field: &str) -> String {
 }
 
 async fn apply(w: &Watch, api: &Api<Secret>, s: &Secret) -> Result<Action, ControllerError> {
-    let spec = match spec_of(w, s) {
+    let spec = match spec_of(&w.reconciler, &w.app, s) {
         Ok(spec) => spec,
         Err((field, reason)) => return bad_input(w, api, s, &format!("{field}: {reason}")).await,
     };

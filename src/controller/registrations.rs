@@ -202,9 +202,7 @@ async fn apply(ctx: &Context, apr: &AppPlatformRegistration) -> Result<Action, C
     ensure_namespace(ctx, &name).await?;
     managed::ensure_watch(ctx, &name);
     let fluxed = flux::readiness(ctx, &name).await;
-    if fluxed.applied.is_some() {
-        managed::mark_applied(ctx, &name).await?;
-    }
+    managed::sync_annotations(ctx, &name).await?;
     report(ctx, apr, &view, &fluxed).await?;
     Ok(if view.ready {
         Action::requeue(ctx.config.resync)

@@ -279,9 +279,11 @@ fn fake_apiserver_registration_managed_secrets_and_a_restart_on_an_empty_disk() 
         .get("secrets", OPERATOR_NS, "sealwright-operator-age-key")
         .is_some());
     assert!(!a.data.join("keys/shop.agekey").exists());
-    assert!(events_for(&c.api, "default", "shop")
-        .iter()
-        .any(|(t, r, _)| t == "Normal" && r == "Committed"));
+    wait_until(30, "a Committed event on the registration", || {
+        events_for(&c.api, "default", "shop")
+            .iter()
+            .any(|(t, r, _)| t == "Normal" && r == "Committed")
+    });
     c.flux_check(&["shop"]);
 
     // 2. A managed Secret: committed, annotated, decrypted by the cluster's key chain.
