@@ -70,6 +70,8 @@ pub struct AppSpec {
     pub tenant: String,
     pub environments: Vec<EnvSpec>,
     pub delivery: Delivery,
+    /// The platform repository, `owner/name` on the host; `None`: `<host owner>/<app>-platform`.
+    pub repo: Option<String>,
 }
 
 impl AppSpec {
@@ -79,12 +81,23 @@ impl AppSpec {
 
     /// The JSON form (the API's and the state repo's).
     pub fn to_json(&self) -> Json {
-        serde_json::json!({
+        let mut j = serde_json::json!({
             "name": self.name,
             "tenant": self.tenant,
             "environments": self.environments,
             "delivery": self.delivery.as_str(),
-        })
+        });
+        if let Some(r) = &self.repo {
+            j["repo"] = Json::from(r.as_str());
+        }
+        j
+    }
+
+    /// The platform repository's `owner/name`: `repo`, else `<owner>/<app>-platform`.
+    pub fn platform_repo(&self, owner: &str) -> String {
+        self.repo
+            .clone()
+            .unwrap_or_else(|| format!("{owner}/{}-platform", self.name))
     }
 
     /// Parses and checks a registration.
@@ -142,12 +155,17 @@ impl AppSpec {
                 ))
             }
         };
+        let repo = f.opt_str("repo")?;
+        if let Some(r) = &repo {
+            crate::host::RepoRef::parse(r).map_err(|e| invalid("repo", e.to_string()))?;
+        }
         f.finish()?;
         Ok(AppSpec {
             name,
             tenant,
             environments,
             delivery,
+            repo,
         })
     }
 }

@@ -429,6 +429,7 @@ mod tests {
             flux_url: FluxUrl::Template("https://git.example.invalid/{owner}/{name}.git".into()),
             access: Access::Local,
             state_remote: Arc::new(Remote::local(&state_path).unwrap()),
+            state_repo: None,
             author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
             max_backoff: std::time::Duration::from_secs(60),
             credentials: crate::tokens::CredentialSettings::default(),

@@ -266,6 +266,7 @@ pub(super) async fn assemble(
         flux_url,
         access,
         state_remote: Arc::new(state_remote),
+        state_repo: config.state_repo.clone(),
         author: Identity::new("sealwright", "sealwright@localhost")?,
         max_backoff: config.max_backoff,
         credentials,

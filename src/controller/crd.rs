@@ -128,6 +128,10 @@ pub fn app_spec(name: &str, spec: &AppPlatformRegistrationSpec) -> Result<AppSpe
             DeliveryMode::PullRequest => "pull-request",
         },
     });
+    let mut body = body;
+    if let Some(r) = &spec.repo {
+        body["repo"] = Json::from(r.as_str());
+    }
     AppSpec::from_json(&body).map_err(|e| Invalid {
         field: resource_field(&e.field),
         reason: e.reason,

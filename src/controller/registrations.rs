@@ -149,20 +149,6 @@ async fn apply(ctx: &Context, apr: &AppPlatformRegistration) -> Result<Action, C
         };
         return refused(ctx, apr, r).await;
     }
-    let default_repo = format!(
-        "{}/{}",
-        ctx.reconciler.settings().owner,
-        platform_namespace(&name)
-    );
-    if let Some(repo) = apr.spec.repo.as_ref().filter(|r| **r != default_repo) {
-        let r = Refusal {
-            reason: "InvalidSpec",
-            message: format!(
-                "spec.repo: {repo:?} is not {default_repo:?}; sealwright names each platform repo <host owner>/<app>-platform (leave spec.repo out, or set it to that)"
-            ),
-        };
-        return refused(ctx, apr, r).await;
-    }
     if let Some(r) = namespace_taken(ctx, &name).await? {
         return refused(ctx, apr, r).await;
     }

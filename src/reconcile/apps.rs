@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use crate::audit::Event;
 use crate::host::RepoRef;
-use crate::render;
 use crate::spec;
 use crate::spec::{AppSpec, Delivery};
 
@@ -35,6 +34,7 @@ impl Reconciler {
         // Claims are decided one at a time: two registrations never take one namespace.
         let claims = self.inner.claims.lock().await;
         self.check_boundary(actor, &spec)?;
+        self.check_repo(&spec)?;
         let slot = {
             let mut apps = self.apps();
             if let Some(existing) = apps.get(&spec.name) {
@@ -121,6 +121,18 @@ impl Reconciler {
         }
         let claims = self.inner.claims.lock().await;
         self.check_boundary(actor, &spec)?;
+        let owner = &self.inner.settings.owner;
+        if old.platform_repo(owner) != spec.platform_repo(owner) {
+            return Err(spec::invalid(
+                "repo",
+                format!(
+                    "cannot change from {} to {}: the platform repo holds the app's history; register a new app for a new repo",
+                    old.platform_repo(owner),
+                    spec.platform_repo(owner)
+                ),
+            )
+            .into());
+        }
         self.state_commit(
             vec![(
                 store::app_path(&spec.name),
@@ -188,13 +200,11 @@ impl Reconciler {
             .await;
         if archive {
             let s = &self.inner.settings;
-            let repo_ref =
-                RepoRef::new(&s.owner, &render::platform_repo_name(app)).map_err(|source| {
-                    ReconcileError::Host {
-                        repo: app.to_owned(),
-                        source,
-                    }
-                })?;
+            let full_name = slot.lock().spec.platform_repo(&s.owner);
+            let repo_ref = RepoRef::parse(&full_name).map_err(|source| ReconcileError::Host {
+                repo: app.to_owned(),
+                source,
+            })?;
             self.inner
                 .host
                 .archive_repo(&repo_ref)
@@ -254,6 +264,32 @@ impl Reconciler {
                 owner_app,
                 owner_tenant,
             });
+        }
+        Ok(())
+    }
+
+    /// A platform repo belongs to one app, and is never the Flux repo or the state repo: an app
+    /// writing into another's repo would reach its secrets.
+    pub(super) fn check_repo(&self, spec: &AppSpec) -> Result<(), ReconcileError> {
+        let s = &self.inner.settings;
+        let repo = spec.platform_repo(&s.owner);
+        if repo == s.flux_repo.to_string() {
+            return Err(spec::invalid("repo", format!("{repo} is the Flux repo")).into());
+        }
+        if s.state_repo.as_deref() == Some(repo.as_str()) {
+            return Err(spec::invalid("repo", format!("{repo} is sealwright's state repo")).into());
+        }
+        let apps = self.apps();
+        let other = apps.iter().find(|(name, slot)| {
+            **name != spec.name && {
+                let d = slot.lock();
+                !d.deleted && d.spec.platform_repo(&s.owner) == repo
+            }
+        });
+        if other.is_some() {
+            return Err(ReconcileError::Conflict(format!(
+                "repo: {repo} is the platform repo of another app; a platform repo belongs to one app"
+            )));
         }
         Ok(())
     }

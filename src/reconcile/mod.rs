@@ -492,12 +492,12 @@ impl Reconciler {
         let s = &self.inner.settings;
         let name = slot.name.clone();
         let ssh = matches!(s.flux_url, FluxUrl::HostSsh { .. });
-        let repo_name = render::platform_repo_name(&name);
+        let full_name = slot.lock().spec.platform_repo(&s.owner);
         let host_err = |source| ReconcileError::Host {
-            repo: format!("{}/{repo_name}", s.owner),
+            repo: full_name.clone(),
             source,
         };
-        let repo_ref = RepoRef::new(&s.owner, &repo_name).map_err(host_err)?;
+        let repo_ref = RepoRef::parse(&full_name).map_err(host_err)?;
         let hosted = self
             .inner
             .host
@@ -534,7 +534,9 @@ impl Reconciler {
         }
         let flux = match &s.flux_url {
             FluxUrl::Template(t) => PlatformRepo {
-                url: t.replace("{owner}", &s.owner).replace("{name}", &repo_name),
+                url: t
+                    .replace("{owner}", repo_ref.owner())
+                    .replace("{name}", repo_ref.name()),
                 branch: s.branch.clone(),
                 known_hosts: None,
             },

@@ -54,6 +54,8 @@ pub struct Settings {
     pub access: Access,
     /// The state repo (registrations, API keys).
     pub state_remote: Arc<Remote>,
+    /// Its `owner/name` when it lives on the host (no app may take it as its platform repo).
+    pub state_repo: Option<String>,
     /// Commits are authored by this identity (the actor goes in the message).
     pub author: Identity,
     /// The longest wait before a failed app is tried again.

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::render;
 use crate::spec::{AppSpec, SecretSpec};
 
 use super::store::Source;
@@ -18,7 +17,7 @@ impl Reconciler {
             source: d.source,
             ready: d.ready(),
             recipient: d.keys.as_ref().map(|k| k.age.recipient()),
-            repo: format!("{}/{}", s.owner, render::platform_repo_name(&slot.name)),
+            repo: d.spec.platform_repo(&s.owner),
             platform_repo: d.repo.as_ref().map(|r| r.clone_url.clone()),
             flux_repo: self
                 .inner

@@ -516,6 +516,58 @@ fn fake_apiserver_a_reserved_or_foreign_namespace_is_refused_and_nothing_committ
         );
     }
 
+    // spec.repo names the platform repo; a repo belongs to one app, and never the Flux repo.
+    let with_repo = |name: &str, ns: &str, repo: &str| {
+        c.api
+            .apply(&json!({
+                "apiVersion": "sealwright.dev/v1alpha1", "kind": "AppPlatformRegistration",
+                "metadata": {"name": name},
+                "spec": {"tenant": "globex", "environments": [{"name": "dev", "namespace": ns}], "repo": repo},
+            }))
+            .unwrap()
+    };
+    with_repo("blog", "gx-blog", "platform/blog-secrets");
+    c.wait_condition("blog", "Ready", "True");
+    let apr = c.api.get("appplatformregistrations", "", "blog").unwrap();
+    assert_eq!(apr["status"]["platformRepo"], "platform/blog-secrets");
+    assert!(c.head("blog-secrets").is_some() && c.head("blog-platform").is_none());
+    let gitrepo = git_in(
+        &c.repo("flux"),
+        &["show", "main:apps/blog-platform/gitrepository.yaml"],
+    );
+    assert!(gitrepo.contains("blog-secrets"), "{gitrepo}");
+    with_repo("copycat", "gx-copy", "platform/shop-platform");
+    let r = c.wait_condition("copycat", "Ready", "False");
+    assert_eq!(r["reason"], "Conflict", "{r}");
+    with_repo("fluxy", "gx-fluxy", "platform/flux");
+    let r = c.wait_condition("fluxy", "Ready", "False");
+    assert!(
+        r["message"].as_str().unwrap().starts_with("spec.repo:"),
+        "{r}"
+    );
+    with_repo("blog", "gx-blog", "platform/elsewhere");
+    c.api.wait_for(
+        "appplatformregistrations",
+        "",
+        "blog",
+        60,
+        "the repo change refused",
+        |o| {
+            o.and_then(|o| o["status"]["conditions"].as_array())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == "Ready"
+                            && c["status"] == "False"
+                            && c["message"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .starts_with("spec.repo: cannot change")
+                    })
+                })
+        },
+    );
+    assert!(c.head("elsewhere").is_none());
+
     // The API server restarts with its watch history compacted: the controller's watches get
     // 410 Expired, relist, and go on.
     let lists = |c: &Cluster| {

@@ -72,6 +72,7 @@ pub fn on_host(
         flux_url,
         access,
         state_remote: Arc::new(Remote::local(&state_path).unwrap()),
+        state_repo: None,
         author: Identity::new("sealwright", "sealwright@localhost").unwrap(),
         max_backoff: Duration::from_secs(60),
         credentials,
