@@ -520,6 +520,19 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn a_registration_names_its_platform_repo_or_gets_the_default() {
+        assert_eq!(app().platform_repo("platform"), "platform/shop-platform");
+        assert!(app().to_json().get("repo").is_none(), "no field when defaulted");
+        let mut j = app().to_json();
+        j["repo"] = json!("acme/shop-secrets");
+        let named = AppSpec::from_json(&j).unwrap();
+        assert_eq!(named.platform_repo("platform"), "acme/shop-secrets");
+        assert_eq!(AppSpec::from_json(&named.to_json()).unwrap(), named);
+        j["repo"] = json!("no-slash");
+        assert_eq!(err_of(AppSpec::from_json(&j)).0, "repo");
+    }
+
     fn err_of(r: Result<impl std::fmt::Debug, Invalid>) -> (String, String) {
         let e = r.expect_err("should be refused");
         (e.field, e.reason)
