@@ -523,7 +523,10 @@ mod tests {
     #[test]
     fn a_registration_names_its_platform_repo_or_gets_the_default() {
         assert_eq!(app().platform_repo("platform"), "platform/shop-platform");
-        assert!(app().to_json().get("repo").is_none(), "no field when defaulted");
+        assert!(
+            app().to_json().get("repo").is_none(),
+            "no field when defaulted"
+        );
         let mut j = app().to_json();
         j["repo"] = json!("acme/shop-secrets");
         let named = AppSpec::from_json(&j).unwrap();

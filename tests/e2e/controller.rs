@@ -436,9 +436,22 @@ fn fake_apiserver_registration_managed_secrets_and_a_restart_on_an_empty_disk() 
         "stray-secret-value",
         "kept-across-restarts",
     ] {
-        assert!(!logs.contains(v), "{v} in the logs");
-        for e in c.api.list("events", "") {
-            assert!(!e.to_string().contains(v), "{v} in an event");
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+        for form in [v, encoded.as_str()] {
+            assert!(!logs.contains(form), "{form} in the logs");
+            for e in c.api.list("events", "") {
+                assert!(!e.to_string().contains(form), "{form} in an event");
+            }
+            let status = c.api.get("appplatformregistrations", "", "shop").unwrap();
+            assert!(
+                !status.to_string().contains(form),
+                "{form} in the registration"
+            );
+        }
+        for s in c.api.list("secrets", "shop-platform") {
+            let ann = serde_json::to_string(&s["metadata"]["annotations"]).unwrap();
+            assert!(!ann.contains(v), "{v} in an annotation");
         }
     }
     a.stop();

@@ -67,8 +67,17 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>() -> Checker {
         prune_empty(&mut a);
         prune_empty(&mut b);
         if a != b {
+            // Name the fields, never their values (a Secret's data would be in them).
+            let (la, lb) = (leaf_values(&a, ""), leaf_values(&b, ""));
+            let mut fields: Vec<&String> = la
+                .keys()
+                .chain(lb.keys())
+                .filter(|k| la.get(*k) != lb.get(*k))
+                .collect();
+            fields.sort();
+            fields.dedup();
             return Err(format!(
-                "fields the type does not have or holds differently: sent {a}, the type reads {b}"
+                "fields the type does not have or holds differently: {fields:?}"
             ));
         }
         Ok(())
