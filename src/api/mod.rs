@@ -157,7 +157,21 @@ async fn request_context(State(state): State<ApiState>, mut req: Request, next: 
     let span =
         tracing::info_span!("http", request_id = %id, method = %method, path = %req.uri().path());
     let started = std::time::Instant::now();
-    let mut resp = {
+    // Until start-up is done (state loaded, first round), and on a controller-mode standby,
+    // the reconciler has nothing to answer from: say so rather than 404 what is not loaded.
+    let standing_by = !state.ready.load(Ordering::Acquire) && req.uri().path().starts_with("/v1/");
+    let mut resp = if standing_by {
+        let mut r = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting up, or standing by while another replica holds the lease",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("2"),
+        );
+        r
+    } else {
         use tracing::Instrument;
         next.run(req).instrument(span.clone()).await
     };
@@ -512,6 +526,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let starting = router_for(dir.path(), false, None);
         assert_eq!(status_of(&starting, "GET", "/readyz", &[]).await, 503);
+        assert_eq!(
+            status_of(
+                &starting,
+                "GET",
+                "/v1/apps",
+                &[("authorization", "Bearer admin-token")]
+            )
+            .await,
+            503,
+            "the API answers nothing before start-up is done"
+        );
         assert_eq!(status_of(&starting, "GET", "/healthz", &[]).await, 200);
         let dir = tempfile::tempdir().unwrap();
         let ready = router_for(dir.path(), true, None);
