@@ -148,6 +148,48 @@ impl<'r> Snapshot<'r> {
         self.commit
     }
 
+    /// For each group of paths, the newest commit (on the first-parent line from this snapshot,
+    /// at most `limit` commits back) that changed any of them. Groups not resolved within the
+    /// limit are left out. Used after a restart, to tell which commit last changed each secret.
+    pub fn last_changes(
+        &self,
+        groups: &[(String, Vec<String>)],
+        limit: usize,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(mut id) = self.commit else {
+            return out;
+        };
+        let entry = |tree: Option<&Tree<'_>>, path: &str| {
+            tree.and_then(|t| t.get_path(std::path::Path::new(path)).ok())
+                .map(|e| e.id())
+        };
+        for _ in 0..limit {
+            let Ok(commit) = self.repo.find_commit(id) else {
+                break;
+            };
+            let tree = commit.tree().ok();
+            let parent = commit.parent(0).ok();
+            let parent_tree = parent.as_ref().and_then(|p| p.tree().ok());
+            for (name, paths) in groups {
+                if out.contains_key(name) {
+                    continue;
+                }
+                if paths
+                    .iter()
+                    .any(|p| entry(tree.as_ref(), p) != entry(parent_tree.as_ref(), p))
+                {
+                    out.insert(name.clone(), id.to_string());
+                }
+            }
+            match parent {
+                Some(p) if out.len() < groups.len() => id = p.id(),
+                _ => break,
+            }
+        }
+        out
+    }
+
     /// Whether commit `descendant` is `ancestor` or comes after it (both 40 hex digits, both in
     /// this repository; an unknown commit contains nothing).
     pub fn contains(&self, descendant: &str, ancestor: &str) -> bool {
@@ -429,6 +471,50 @@ mod tests {
             .collect();
         let refs: Vec<&git2::Commit> = parents.iter().collect();
         repo.commit(None, &sig, &sig, "m", &tree, &refs).unwrap()
+    }
+
+    #[test]
+    fn the_last_change_of_each_group_is_found_on_the_first_parent_line() {
+        let (_d, repo) = repo();
+        let mut c = ChangeSet::new();
+        c.write("secrets/a/db.sops.yaml", "1")
+            .unwrap()
+            .write("secrets/b/db.sops.yaml", "1")
+            .unwrap();
+        c.write("secrets/a/api.sops.yaml", "1").unwrap();
+        let c1 = commit(&repo, None, &c);
+        let mut c = ChangeSet::new();
+        c.write("secrets/b/db.sops.yaml", "2").unwrap();
+        let c2 = commit(&repo, Some(c1), &c);
+        let mut c = ChangeSet::new();
+        c.write("README.md", "x").unwrap();
+        let c3 = commit(&repo, Some(c2), &c);
+        let snap = Snapshot::new(&repo, Some(c3)).unwrap();
+        let groups = vec![
+            (
+                "db".to_owned(),
+                vec![
+                    "secrets/a/db.sops.yaml".to_owned(),
+                    "secrets/b/db.sops.yaml".to_owned(),
+                ],
+            ),
+            ("api".to_owned(), vec!["secrets/a/api.sops.yaml".to_owned()]),
+            (
+                "gone".to_owned(),
+                vec!["secrets/a/gone.sops.yaml".to_owned()],
+            ),
+        ];
+        let found = snap.last_changes(&groups, 100);
+        assert_eq!(found.get("db"), Some(&c2.to_string()));
+        assert_eq!(found.get("api"), Some(&c1.to_string()));
+        assert!(!found.contains_key("gone"));
+        // A walk too short to reach a change tells nothing about it.
+        let short = snap.last_changes(&groups, 1);
+        assert!(short.is_empty(), "{short:?}");
+        assert!(snap.contains(&c3.to_string(), &c1.to_string()));
+        assert!(!Snapshot::new(&repo, Some(c1))
+            .unwrap()
+            .contains(&c1.to_string(), &c3.to_string()));
     }
 
     #[test]

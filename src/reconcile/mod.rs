@@ -460,6 +460,7 @@ impl Reconciler {
         if pull_requests {
             self.load_pending(slot, keys, repo).await?;
         }
+        let changed = self.last_changes(repo, &secrets).await;
         let mut d = slot.lock();
         d.secret_state = secrets
             .keys()
@@ -467,7 +468,9 @@ impl Reconciler {
                 (
                     n.clone(),
                     SecretState {
-                        commit: head.clone(),
+                        // The commit that last changed it; the tip when history is too long to
+                        // tell (it is at or after the real one).
+                        commit: changed.get(n).cloned().or_else(|| head.clone()),
                         applied: false,
                     },
                 )
@@ -628,6 +631,38 @@ impl Reconciler {
                 if holds_files { repo_name.to_owned() } else { format!("the Flux repo ({flux_dir}/)") }
             ),
         })
+    }
+
+    /// Which commit last changed each secret's files, read from the platform branch's history
+    /// (a bounded walk; a read that fails tells nothing, and the tip stands in).
+    async fn last_changes(
+        &self,
+        repo: &Arc<RepoHandle>,
+        secrets: &BTreeMap<String, SecretSpec>,
+    ) -> BTreeMap<String, String> {
+        if secrets.is_empty() {
+            return BTreeMap::new();
+        }
+        let groups: Vec<(String, Vec<String>)> = secrets
+            .values()
+            .map(|s| {
+                let paths = s
+                    .target_namespaces
+                    .iter()
+                    .map(|ns| render::secret_path(ns, &s.target_name))
+                    .collect();
+                (s.name.clone(), paths)
+            })
+            .collect();
+        self.inner
+            .engine
+            .read(
+                repo.remote.clone(),
+                &self.inner.settings.branch,
+                move |snap| Ok(snap.last_changes(&groups, 1_000)),
+            )
+            .await
+            .unwrap_or_default()
     }
 
     fn record_failure(&self, slot: &AppSlot, e: &ReconcileError) {
