@@ -399,3 +399,17 @@ async fn publish(w: &Watch, s: &Secret, type_: EventType, reason: &str, note: &s
         tracing::warn!(error = %e, "could not record an event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_managed_secrets_own_fields() {
+        assert_eq!(secret_field("targetNamespaces[1]"), TARGET_NAMESPACES);
+        assert_eq!(secret_field("targetName"), TARGET_NAME);
+        assert_eq!(secret_field("name"), "metadata.name");
+        assert_eq!(secret_field("data.password"), "data.password");
+        assert_eq!(secret_field("type"), "type");
+    }
+}

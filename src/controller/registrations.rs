@@ -498,3 +498,43 @@ async fn publish(
         tracing::warn!(error = %e, "could not record an event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciler_refusals_become_reasons_that_name_the_resources_field() {
+        let r = refusal(&ReconcileError::Forbidden {
+            field: "environments[1].namespace".into(),
+            reason: "not a namespace tenant \"globex\" may claim".into(),
+        })
+        .unwrap();
+        assert_eq!(r.reason, "OutsideTenant");
+        assert!(r.message.starts_with("spec.environments[1].namespace: "));
+        let r = refusal(&ReconcileError::Invalid(crate::spec::Invalid {
+            field: "name".into(),
+            reason: "too long".into(),
+        }))
+        .unwrap();
+        assert_eq!(
+            (r.reason, r.message.as_str()),
+            ("InvalidSpec", "metadata.name: too long")
+        );
+        let r = refusal(&ReconcileError::Taken {
+            field: "environments[0].namespace".into(),
+            namespace: "shop-dev".into(),
+            owner_app: "shop".into(),
+            owner_tenant: "acme".into(),
+        })
+        .unwrap();
+        assert_eq!(r.reason, "NamespaceTaken");
+        assert!(
+            !r.message.contains("acme"),
+            "another tenant's name is not shown: {}",
+            r.message
+        );
+        // Failures that are not refusals are retried, not reported as the spec's fault.
+        assert!(refusal(&ReconcileError::Internal("x".into())).is_none());
+    }
+}
