@@ -21,7 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as Finalizing};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -388,16 +388,15 @@ async fn annotate(
 }
 
 async fn publish(w: &Watch, s: &Secret, type_: EventType, reason: &str, note: &str) {
-    let ev = Event {
+    super::publish(
+        &w.recorder,
+        &s.object_ref(&()),
         type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Commit".into(),
-        secondary: None,
-    };
-    if let Err(e) = w.recorder.publish(&ev, &s.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not record an event");
-    }
+        reason,
+        "Commit",
+        note,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -53,6 +53,28 @@ pub mod names {
     pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "sealwright");
 }
 
+/// Records a Kubernetes Event on `reference` (a note of at most 1,000 characters, never a
+/// value). A failure to record is logged, not fatal: the status says the same.
+pub(crate) async fn publish(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::warn!(error = %e, "could not record an event");
+    }
+}
+
 /// The platform namespace of `app`, where its managed Secrets live.
 pub fn platform_namespace(app: &str) -> String {
     format!("{app}-platform")

@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as Finalizing};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -487,16 +487,15 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let ev = Event {
+    super::publish(
+        &ctx.recorder,
+        &apr.object_ref(&()),
         type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &apr.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not record an event");
-    }
+        reason,
+        "Reconcile",
+        note,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -273,6 +273,17 @@ impl Reconciler {
     pub(super) fn check_repo(&self, spec: &AppSpec) -> Result<(), ReconcileError> {
         let s = &self.inner.settings;
         let repo = spec.platform_repo(&s.owner);
+        if !repo.starts_with(&format!("{}/", s.owner)) {
+            // Only the repositories sealwright manages: a tenant may not point it at another.
+            return Err(spec::invalid(
+                "repo",
+                format!(
+                    "{repo} is not under {}, the host owner sealwright manages",
+                    s.owner
+                ),
+            )
+            .into());
+        }
         if repo == s.flux_repo.to_string() {
             return Err(spec::invalid("repo", format!("{repo} is the Flux repo")).into());
         }

@@ -604,6 +604,14 @@ impl Reconciler {
             });
         }
         let history = holds_files || in_flux;
+        let named = self.slot(app).is_ok_and(|s| s.lock().spec.repo.is_some());
+        if named && head.is_some() && !history {
+            // A repository a registration named holds someone else's commits: sealwright does
+            // not move in on them.
+            return Err(ReconcileError::Conflict(format!(
+                "repo: {repo_name} already holds commits that are not sealwright's; name an empty repository (or leave repo out)"
+            )));
+        }
         let for_keys = app.to_owned();
         let keys = tokio::task::spawn_blocking(move || -> Result<Option<AppKeys>, KeyError> {
             let age = match store.get(&for_keys)? {

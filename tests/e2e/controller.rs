@@ -552,6 +552,13 @@ fn fake_apiserver_a_reserved_or_foreign_namespace_is_refused_and_nothing_committ
     with_repo("copycat", "gx-copy", "platform/shop-platform");
     let r = c.wait_condition("copycat", "Ready", "False");
     assert_eq!(r["reason"], "Conflict", "{r}");
+    with_repo("outsider", "gx-out", "other-org/secrets");
+    let r = c.wait_condition("outsider", "Ready", "False");
+    assert!(
+        r["message"].as_str().unwrap().starts_with("spec.repo:"),
+        "{r}"
+    );
+    assert!(!c.host.join("other-org").exists());
     with_repo("fluxy", "gx-fluxy", "platform/flux");
     let r = c.wait_condition("fluxy", "Ready", "False");
     assert!(
