@@ -23,6 +23,8 @@ pub mod keys;
 pub mod model;
 pub mod names;
 pub mod plain;
+pub mod random;
+pub mod recipe;
 pub mod reconcile;
 pub mod render;
 pub mod spec;
