@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod external;
+pub mod fields;
 pub mod fsutil;
 pub mod gate;
 pub mod git;

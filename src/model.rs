@@ -81,6 +81,8 @@ pub struct ManagedSecret {
     pub type_: String,
     /// Data keys and values, in the order given.
     pub data: Vec<(String, SecretValue)>,
+    /// The secret's recipe (JSON, no value), kept as the `sealwright.dev/spec` annotation.
+    pub spec: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -487,6 +489,7 @@ mod tests {
                     environments: vec![],
                     type_: "Opaque".into(),
                     data: vec![("password".into(), SecretValue::new(b"hunter2".to_vec()))],
+                    spec: None,
                 }],
             }],
         }

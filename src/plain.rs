@@ -50,7 +50,7 @@ pub fn json_of(bytes: &[u8]) -> Result<Json, Invalid> {
     }
 }
 
-fn json_value(v: &Value) -> Json {
+pub fn json_value(v: &Value) -> Json {
     match v {
         Value::Null | Value::Comment(_) => Json::Null,
         Value::Bool(b) => Json::Bool(*b),

@@ -8,34 +8,16 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::model::SecretValue;
-use crate::names::{validate_data_key, validate_label, NameError};
+use crate::recipe::{Policy, Recipe, RecipePatch};
+pub use crate::fields::Invalid;
+pub(crate) use crate::fields::{invalid, kind, Fields};
+use crate::names::{validate_data_key, validate_label};
 
 /// Kubernetes refuses a Secret over 1 MiB; say so at the edge rather than at apply time.
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
 
 /// The longest app name: `<app>-platform-deploy-key` must still be a 63-character label.
 pub const MAX_APP_NAME: usize = 63 - "-platform-deploy-key".len();
-
-/// A field that breaks a rule, and why. Rendered as `field: reason`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct Invalid {
-    pub field: String,
-    pub reason: String,
-}
-
-pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
-    Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
-impl From<NameError> for Invalid {
-    fn from(e: NameError) -> Invalid {
-        invalid(e.field, format!("{:?} {}", e.value, e.problem))
-    }
-}
 
 /// How an app's secret changes reach its platform repo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -191,7 +173,10 @@ pub struct SecretSpec {
     /// Sorted, unique, each one a namespace of the app.
     pub target_namespaces: Vec<String>,
     pub type_: String,
+    /// Every value: set by hand, generated and derived alike.
     pub data: BTreeMap<String, SecretValue>,
+    /// How the generated and derived values are made, and the rules values pass.
+    pub recipe: Recipe,
 }
 
 impl SecretSpec {
@@ -200,6 +185,7 @@ impl SecretSpec {
         self.target_name == other.target_name
             && self.target_namespaces == other.target_namespaces
             && self.type_ == other.type_
+            && self.recipe == other.recipe
             && self.data.len() == other.data.len()
             && self
                 .data
@@ -208,9 +194,21 @@ impl SecretSpec {
                 .all(|((k1, v1), (k2, v2))| k1 == k2 && v1.expose() == v2.expose())
     }
 
-    /// Parses the body of `PUT /v1/apps/{app}/secrets/{name}`:
-    /// `{targetNamespaces, targetName?, type?, data: {key: value}}`, checked against the app.
+    /// [`SecretSpec::from_request`] with no server policy (no preset, no forbidden key).
     pub fn from_json(name: &str, v: &Json, app: &AppSpec) -> Result<SecretSpec, Invalid> {
+        SecretSpec::from_request(name, v, app, &Policy::default())
+    }
+
+    /// Parses the body of `PUT /v1/apps/{app}/secrets/{name}`: `{targetNamespaces,
+    /// targetName?, type?, data?: {key: value}, preset?, generate?, derive?, validate?}`,
+    /// checked against the app. A preset's type, values and rules come first; the body's win.
+    /// Values the rules make are not here yet: the reconciler completes the secret.
+    pub fn from_request(
+        name: &str,
+        v: &Json,
+        app: &AppSpec,
+        policy: &Policy,
+    ) -> Result<SecretSpec, Invalid> {
         validate_label("name", name)?;
         let mut f = Fields::of("", v)?;
         let ns_v = f
@@ -233,19 +231,37 @@ impl SecretSpec {
             namespaces.push(ns.clone());
         }
         let target_name = f.opt_str("targetName")?;
-        let type_ = f.opt_str("type")?;
-        let data_v = f
-            .get("data")
-            .ok_or_else(|| invalid("data", "is required"))?;
-        let data = data_map(data_v, false)?
-            .into_iter()
-            .map(|(k, v)| {
-                v.map(|v| (k, v))
-                    .ok_or_else(|| invalid("data", "is required"))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let mut type_ = f.opt_str("type")?;
+        let preset = f.opt_str("preset")?;
+        let mut data = match f.get("data") {
+            None => BTreeMap::new(),
+            Some(data_v) => data_map(data_v, false)?
+                .into_iter()
+                .map(|(k, v)| {
+                    v.map(|v| (k, v))
+                        .ok_or_else(|| invalid("data", "is required"))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?,
+        };
+        let mut recipe = Recipe::from_fields(&mut f)?;
         f.finish()?;
-        SecretSpec::from_parts(name, target_name, &namespaces, type_, data, app)
+        if let Some(p) = preset {
+            let preset = policy.preset(&p)?;
+            type_ = type_.or_else(|| preset.type_.clone());
+            for (k, v) in &preset.data {
+                data.entry(k.clone())
+                    .or_insert_with(|| SecretValue::new(v.as_bytes().to_vec()));
+            }
+            recipe = preset.recipe.clone().overlay(recipe);
+            recipe.preset = Some(p);
+            recipe.check()?;
+        }
+        for k in data.keys() {
+            if recipe.derive.contains_key(k) {
+                return Err(derived_set(k));
+            }
+        }
+        SecretSpec::from_parts(name, target_name, &namespaces, type_, data, recipe, app)
     }
 
     /// A secret from its parts (a managed Secret's annotations and data, or an API body),
@@ -256,6 +272,7 @@ impl SecretSpec {
         target_namespaces: &[String],
         type_: Option<String>,
         data: BTreeMap<String, SecretValue>,
+        recipe: Recipe,
         app: &AppSpec,
     ) -> Result<SecretSpec, Invalid> {
         validate_label("name", name)?;
@@ -293,14 +310,34 @@ impl SecretSpec {
             target_namespaces: namespaces.into_iter().collect(),
             type_,
             data,
+            recipe,
         };
         spec.check_data()?;
         Ok(spec)
     }
 
-    /// Applies `PATCH` data (`null` removes a key) and checks the result.
+    /// Applies `PATCH` data (`null` removes a key) and rules, and checks the result.
     pub fn patched(&self, patch: &SecretPatch) -> Result<SecretSpec, Invalid> {
         let mut next = self.clone();
+        next.recipe = self.recipe.patched(&patch.recipe)?;
+        let generated = next.recipe.generated_keys();
+        for (k, v) in &patch.data {
+            if next.recipe.derive.contains_key(k) && v.is_some() {
+                return Err(derived_set(k));
+            }
+            if let (None, Some(rule)) = (v, generated.get(k)) {
+                return Err(invalid(
+                    format!("data.{k}"),
+                    format!("is generated (generate.{rule}): rotate it, or drop its rule with \"generate\": {{\"{rule}\": null}}"),
+                ));
+            }
+        }
+        // A dropped derive rule drops its value: nothing else would keep it in line.
+        for (k, t) in &patch.recipe.derive {
+            if t.is_none() && self.recipe.derive.contains_key(k) {
+                next.data.remove(k);
+            }
+        }
         for (k, v) in &patch.data {
             match v {
                 Some(v) => {
@@ -311,7 +348,7 @@ impl SecretSpec {
                 }
             }
         }
-        if next.data.is_empty() {
+        if next.data.is_empty() && !next.recipe.fills_keys() {
             return Err(invalid(
                 "data",
                 "the patch would remove every key; delete the secret instead",
@@ -322,9 +359,13 @@ impl SecretSpec {
     }
 
     fn check_data(&self) -> Result<(), Invalid> {
-        if self.data.is_empty() {
-            return Err(invalid("data", "needs at least one key"));
+        if self.data.is_empty() && !self.recipe.fills_keys() {
+            return Err(invalid(
+                "data",
+                "needs at least one key (set, generated or derived)",
+            ));
         }
+        let generated = self.recipe.generated_keys();
         let required: &[&str] = match self.type_.as_str() {
             "kubernetes.io/tls" => &["tls.crt", "tls.key"],
             "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
@@ -334,7 +375,10 @@ impl SecretSpec {
             _ => &[],
         };
         for key in required {
-            if !self.data.contains_key(*key) {
+            if !self.data.contains_key(*key)
+                && !generated.contains_key(*key)
+                && !self.recipe.derive.contains_key(*key)
+            {
                 return Err(invalid(
                     "data",
                     format!("a Secret of type {} needs the key {key:?}", self.type_),
@@ -356,21 +400,37 @@ impl SecretSpec {
     }
 }
 
-/// The body of `PATCH /v1/apps/{app}/secrets/{name}`: `{data: {key: value | null}}`.
+fn derived_set(key: &str) -> Invalid {
+    invalid(
+        format!("data.{key}"),
+        format!("is derived (derive.{key}); it cannot be set"),
+    )
+}
+
+/// The body of `PATCH /v1/apps/{app}/secrets/{name}`: `{data?: {key: value | null},
+/// generate?, derive?, validate?: {key: rule | null}}`.
 #[derive(Debug)]
 pub struct SecretPatch {
     pub data: BTreeMap<String, Option<SecretValue>>,
+    pub recipe: RecipePatch,
 }
 
 impl SecretPatch {
     pub fn from_json(v: &Json) -> Result<SecretPatch, Invalid> {
         let mut f = Fields::of("", v)?;
-        let data_v = f
-            .get("data")
-            .ok_or_else(|| invalid("data", "is required"))?;
-        let data = data_map(data_v, true)?;
+        let data = match f.get("data") {
+            None => BTreeMap::new(),
+            Some(data_v) => data_map(data_v, true)?,
+        };
+        let recipe = RecipePatch::from_fields(&mut f)?;
         f.finish()?;
-        Ok(SecretPatch { data })
+        if data.is_empty() && recipe.is_empty() {
+            return Err(invalid(
+                "data",
+                "is required (or generate, derive, validate): the patch changes nothing",
+            ));
+        }
+        Ok(SecretPatch { data, recipe })
     }
 }
 
@@ -398,9 +458,6 @@ fn data_map(v: &Json, nulls: bool) -> Result<BTreeMap<String, Option<SecretValue
             format!("must be an object, not {}", kind(v)),
         ));
     };
-    if map.is_empty() {
-        return Err(invalid("data", "needs at least one key"));
-    }
     let mut out = BTreeMap::new();
     for (k, v) in map {
         let field = format!("data.{k}");
@@ -426,84 +483,6 @@ fn data_map(v: &Json, nulls: bool) -> Result<BTreeMap<String, Option<SecretValue
         }
     }
     Ok(out)
-}
-
-pub(crate) fn kind(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "an object",
-    }
-}
-
-/// An object being read: remembers which keys were asked for, so leftovers are errors.
-pub(crate) struct Fields<'a> {
-    path: String,
-    map: &'a serde_json::Map<String, Json>,
-    used: Vec<&'static str>,
-}
-
-impl<'a> Fields<'a> {
-    pub(crate) fn of(path: &str, v: &'a Json) -> Result<Fields<'a>, Invalid> {
-        match v {
-            Json::Object(map) => Ok(Fields {
-                path: path.to_owned(),
-                map,
-                used: Vec::new(),
-            }),
-            other => Err(invalid(
-                if path.is_empty() { "body" } else { path },
-                format!("must be an object, not {}", kind(other)),
-            )),
-        }
-    }
-
-    fn field(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'a Json> {
-        self.used.push(key);
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    pub(crate) fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, Invalid> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(invalid(
-                self.field(key),
-                format!("must be a string, not {}", kind(other)),
-            )),
-        }
-    }
-
-    pub(crate) fn str(&mut self, key: &'static str) -> Result<String, Invalid> {
-        match self.opt_str(key)? {
-            Some(s) if !s.is_empty() => Ok(s),
-            Some(_) => Err(invalid(self.field(key), "must not be empty")),
-            None => Err(invalid(self.field(key), "is required")),
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<(), Invalid> {
-        for k in self.map.keys() {
-            if !self.used.contains(&k.as_str()) {
-                return Err(invalid(
-                    self.field(k),
-                    format!("unknown field (expected one of: {})", self.used.join(", ")),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

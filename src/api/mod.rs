@@ -84,6 +84,11 @@ pub fn router(state: ApiState) -> Router {
                 .patch(patch_secret)
                 .delete(delete_secret),
         )
+        .route(
+            "/v1/apps/{app}/secrets/{name}/rotate",
+            post(secrets::rotate_secret),
+        )
+        .route("/v1/presets", get(secrets::list_presets))
         .route("/v1/apps/{app}/external-secrets", get(external::list_app))
         .route(
             "/v1/apps/{app}/external-secrets/{provider}",
@@ -449,6 +454,8 @@ mod tests {
             credentials: crate::tokens::CredentialSettings::default(),
             clock: Arc::new(crate::clock::SystemClock),
             boundary: crate::boundary::Boundary::default(),
+            policy: crate::recipe::Policy::default(),
+            entropy: crate::random::Entropy::seeded(19),
         };
         let reconciler = Reconciler::new(
             settings,

@@ -82,7 +82,7 @@ pub(super) async fn put_secret(
     app_in_scope(&state, &p, &app)?;
     let ack = match mirror_of(&state, &app) {
         Some(m) => {
-            let spec = state.reconciler.secret_of_put(&app, &name, &v)?;
+            let spec = state.reconciler.secret_of_put(&app, &name, &v).await?;
             mirrored(m.put(&app, &spec).await)?;
             state.reconciler.put_secret_spec(&actor, &app, spec).await?
         }
@@ -103,7 +103,7 @@ pub(super) async fn patch_secret(
     app_in_scope(&state, &p, &app)?;
     let ack = match mirror_of(&state, &app) {
         Some(m) => {
-            let spec = state.reconciler.secret_of_patch(&app, &name, &v)?;
+            let spec = state.reconciler.secret_of_patch(&app, &name, &v).await?;
             mirrored(m.put(&app, &spec).await)?;
             state.reconciler.put_secret_spec(&actor, &app, spec).await?
         }
@@ -115,6 +115,44 @@ pub(super) async fn patch_secret(
         }
     };
     ok(StatusCode::OK, views::ack(&ack))
+}
+
+pub(super) async fn rotate_secret(
+    State(state): State<ApiState>,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    Path((app, name)): Path<(String, String)>,
+    JsonBody(v): JsonBody,
+) -> ApiResult {
+    app_in_scope(&state, &p, &app)?;
+    let ack = match mirror_of(&state, &app) {
+        Some(m) => {
+            let spec = state.reconciler.secret_of_rotate(&app, &name, &v).await?;
+            mirrored(m.put(&app, &spec).await)?;
+            state.reconciler.put_secret_spec(&actor, &app, spec).await?
+        }
+        None => {
+            state
+                .reconciler
+                .rotate_secret(&actor, &app, &name, &v)
+                .await?
+        }
+    };
+    ok(StatusCode::OK, views::ack(&ack))
+}
+
+/// The server's presets: named starting points a write can take with `"preset": NAME`.
+pub(super) async fn list_presets(State(state): State<ApiState>, _caller: Caller) -> ApiResult {
+    let presets: Vec<Value> = state
+        .reconciler
+        .policy()
+        .presets
+        .iter()
+        .map(|(name, p)| p.to_json(name))
+        .collect();
+    ok(StatusCode::OK, json!({"presets": presets}))
 }
 
 pub(super) async fn delete_secret(

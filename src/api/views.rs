@@ -64,7 +64,7 @@ fn app_full(v: &AppView) -> Json {
 
 /// A managed secret: names and places, never values.
 pub fn secret(v: &SecretView) -> Json {
-    json!({
+    let mut j = json!({
         "name": v.name,
         "targetName": v.target_name,
         "namespaces": v.namespaces,
@@ -76,7 +76,16 @@ pub fn secret(v: &SecretView) -> Json {
         "pullRequest": v.pull_request,
         "pendingChange": v.pending,
         "files": v.namespaces.iter().map(|ns| render::secret_path(ns, &v.target_name)).collect::<Vec<_>>(),
-    })
+        "keyKinds": v.key_kinds,
+    });
+    if let Json::Object(rules) = v.recipe.to_json() {
+        for (k, r) in rules {
+            if k != "previous" {
+                j[k] = r;
+            }
+        }
+    }
+    j
 }
 
 /// Providers with their keys and each key's origin; `provider` narrows to one.

@@ -272,6 +272,8 @@ pub(super) async fn assemble(
         credentials,
         clock: Arc::new(crate::clock::SystemClock),
         boundary: config.boundary.clone(),
+        policy: config.policy.clone(),
+        entropy: crate::random::Entropy::os(),
     };
     let mut engine = GitEngine::new(
         data_dir.join("cache"),

@@ -362,6 +362,7 @@ fn secret(path: &str, v: &Value) -> Result<ManagedSecret, ModelError> {
         environments,
         type_,
         data,
+        spec: None,
     })
 }
 

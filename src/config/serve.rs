@@ -76,6 +76,8 @@ pub struct ServeConfig {
     /// The tenant boundary and the limits (`namespace`, `reserved_namespaces`, `tenants`,
     /// `secret_types`, `limits`; see [`boundary`]).
     pub boundary: Boundary,
+    /// `forbidden_keys` (global and per tenant) and `presets` (see [`policy`]).
+    pub policy: crate::recipe::Policy,
     /// `owner/name` of the state repo on the host; `None`: a bare repo in the data dir.
     pub state_repo: Option<String>,
     /// The `controller` section: run in a Kubernetes cluster (see [`controller`]).
@@ -161,7 +163,8 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         .and_then(Value::as_str)
         .unwrap_or(crate::boundary::DEFAULT_OWN_NAMESPACE)
         .to_owned();
-    let boundary = boundary(&mut top, &cluster.flux_namespace)?;
+    let (boundary, tenant_forbidden) = boundary(&mut top, &cluster.flux_namespace)?;
+    let policy = policy(&mut top, tenant_forbidden)?;
     let state_repo = top.opt_str("state_repo")?;
     if let Some(r) = &state_repo {
         crate::host::RepoRef::parse(r).map_err(|e| bad("state_repo", e.to_string()))?;
@@ -199,9 +202,81 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         credentials,
         api_url_explicit,
         boundary,
+        policy,
         state_repo,
         controller,
     })
+}
+
+type ForbiddenKeys = std::collections::BTreeMap<String, String>;
+
+/// Keys no write may store, and the named starting points a write may take:
+///
+/// ```yaml
+/// forbidden_keys:                     # key: why (a tenant's own list adds to this one)
+///   RAILS_MASTER_KEY: "it decrypts every credential of the app; keep it out of Git"
+/// tenants:
+///   acme: {namespaces: ["acme-*"], forbidden_keys: {AWS_SECRET_ACCESS_KEY: "use workload identity"}}
+/// presets:                            # `"preset": "postgres"` in a write
+///   postgres:
+///     description: new database credentials
+///     data: {port: "5432"}
+///     generate: {password: {kind: alphanumeric, length: 32}}
+///     derive: {DATABASE_URL: "postgres://{{ username | urlencode }}:{{ password | urlencode }}@{{ host }}:{{ port }}/{{ database }}"}
+/// ```
+fn policy(
+    top: &mut Fields<'_>,
+    forbidden_by_tenant: std::collections::BTreeMap<String, ForbiddenKeys>,
+) -> Result<crate::recipe::Policy, ModelError> {
+    let forbidden = match top.get("forbidden_keys") {
+        None => ForbiddenKeys::new(),
+        Some(v) => forbidden_keys("forbidden_keys", v)?,
+    };
+    let mut presets = std::collections::BTreeMap::new();
+    match top.get("presets") {
+        None => {}
+        Some(Value::Map(m)) => {
+            for (name, v) in m.pairs() {
+                let field = format!("presets.{name}");
+                crate::names::validate_label(&field, name)?;
+                let p = crate::recipe::Preset::from_json(&field, &crate::plain::json_value(v))
+                    .map_err(|e| bad(e.field, e.reason))?;
+                presets.insert(name.to_owned(), p);
+            }
+        }
+        Some(other) => {
+            return Err(bad(
+                "presets",
+                format!("must be a mapping of name to preset, not {}", kind(other)),
+            ))
+        }
+    }
+    Ok(crate::recipe::Policy {
+        forbidden,
+        forbidden_by_tenant,
+        presets,
+    })
+}
+
+fn forbidden_keys(field: &str, v: &Value) -> Result<ForbiddenKeys, ModelError> {
+    let Value::Map(m) = v else {
+        return Err(bad(
+            field,
+            format!("must be a mapping of key to the reason it is forbidden, not {}", kind(v)),
+        ));
+    };
+    let mut out = ForbiddenKeys::new();
+    for (k, reason) in m.pairs() {
+        let at = format!("{field}.{k}");
+        crate::names::validate_data_key(field, k)?;
+        match reason {
+            Value::Str(r) if !r.trim().is_empty() => {
+                out.insert(k.to_owned(), r.clone());
+            }
+            _ => return Err(bad(at, "needs a reason (a string), which writes are refused with")),
+        }
+    }
+    Ok(out)
 }
 
 /// The `controller` section:
@@ -290,7 +365,10 @@ fn parse_duration(field: &str, text: &str) -> Result<Duration, ModelError> {
 /// secret_types: [Opaque, kubernetes.io/tls]   # the allowlist (default: see boundary.rs)
 /// limits: {keys_per_secret: 1000, value_bytes: 1048576, body_bytes: 1114112, secrets_per_app: 2000}
 /// ```
-fn boundary(top: &mut Fields<'_>, flux_namespace: &str) -> Result<Boundary, ModelError> {
+fn boundary(
+    top: &mut Fields<'_>,
+    flux_namespace: &str,
+) -> Result<(Boundary, std::collections::BTreeMap<String, ForbiddenKeys>), ModelError> {
     let own = top
         .opt_str("namespace")?
         .unwrap_or_else(|| crate::boundary::DEFAULT_OWN_NAMESPACE.into());
@@ -305,6 +383,7 @@ fn boundary(top: &mut Fields<'_>, flux_namespace: &str) -> Result<Boundary, Mode
         reserved.push(ns.clone());
     }
     let mut tenants = std::collections::BTreeMap::new();
+    let mut tenant_forbidden = std::collections::BTreeMap::new();
     if let Some(t) = top.get("tenants") {
         let Value::Map(m) = t else {
             return Err(bad(
@@ -324,6 +403,12 @@ fn boundary(top: &mut Fields<'_>, flux_namespace: &str) -> Result<Boundary, Mode
                 };
                 crate::boundary::validate_pattern(p).map_err(|e| bad(&field, e))?;
                 patterns.push(p.clone());
+            }
+            if let Some(v) = g.get("forbidden_keys") {
+                tenant_forbidden.insert(
+                    id.to_owned(),
+                    forbidden_keys(&format!("{at}.forbidden_keys"), v)?,
+                );
             }
             g.finish()?;
             if patterns.is_empty() {
@@ -363,13 +448,9 @@ fn boundary(top: &mut Fields<'_>, flux_namespace: &str) -> Result<Boundary, Mode
         None => Limits::default(),
         Some(v) => limits(v)?,
     };
-    Ok(Boundary::new(
-        flux_namespace,
-        &own,
-        &reserved,
-        tenants,
-        secret_types,
-        limits,
+    Ok((
+        Boundary::new(flux_namespace, &own, &reserved, tenants, secret_types, limits),
+        tenant_forbidden,
     ))
 }
 

@@ -258,12 +258,23 @@ fn spec_of(
     let app = reconciler
         .app(app)
         .map_err(|e| ("metadata.namespace".to_owned(), e.to_string()))?;
+    // The recipe in the same form as the committed file's annotation.
+    let recipe = match a.get(crate::recipe::ANNOTATION) {
+        None => crate::recipe::Recipe::default(),
+        Some(text) => crate::recipe::Recipe::from_annotation(text).map_err(|e| {
+            (
+                crate::recipe::ANNOTATION.to_owned(),
+                format!("{}: {}", e.field, e.reason),
+            )
+        })?,
+    };
     SecretSpec::from_parts(
         &s.name_any(),
         target_name,
         &namespaces,
         s.type_.clone(),
         data,
+        recipe,
         &app.spec,
     )
     .map_err(|e| (secret_field(&e.field), e.reason))

@@ -65,6 +65,10 @@ impl SecretMirror {
             } else {
                 a.insert(TARGET_NAME.into(), spec.target_name.clone());
             }
+            match spec.recipe.annotation() {
+                Some(r) => a.insert(crate::recipe::ANNOTATION.into(), r),
+                None => a.remove(crate::recipe::ANNOTATION),
+            };
             s.type_ = Some(spec.type_.clone());
             s.data = Some(data.clone());
             s.string_data = None;

@@ -17,7 +17,7 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use sha2::Digest;
 
 use crate::model::SecretValue;
-use crate::spec::{invalid, Invalid};
+use crate::fields::{invalid, Invalid};
 
 /// The longest template a rule may hold.
 pub const MAX_TEMPLATE: usize = 4096;

@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 
 use crate::model::SecretValue;
 use crate::random::EntropyRng;
-use crate::spec::{invalid, kind, Fields, Invalid};
+use crate::fields::{invalid, kind, Fields, Invalid};
 
 /// The longest random string or token a rule may ask for.
 pub const MAX_LENGTH: u64 = 4096;

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value as Json};
 
-use crate::spec::{invalid, kind, Fields, Invalid};
+use crate::fields::{invalid, kind, Fields, Invalid};
 
 pub use generate::Generate;
 pub use validate::Check;
@@ -76,9 +76,18 @@ impl Recipe {
             }
         }
         for key in &self.previous {
-            out.insert(format!("{key}{PREVIOUS_SUFFIX}"), key.clone());
+            if let Some(rule) = self.generate.get(key) {
+                for k in rule.fills(key) {
+                    out.insert(format!("{k}{PREVIOUS_SUFFIX}"), key.clone());
+                }
+            }
         }
         out
+    }
+
+    /// Whether the rules give the secret any key (generated or derived).
+    pub fn fills_keys(&self) -> bool {
+        !self.generate.is_empty() || !self.derive.is_empty()
     }
 
     pub fn kind_of(&self, key: &str) -> KeyKind {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::spec::{invalid, kind, Fields, Invalid};
+use crate::fields::{invalid, kind, Fields, Invalid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PemKind {

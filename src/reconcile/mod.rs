@@ -21,6 +21,7 @@ mod external;
 mod flux;
 mod holders;
 pub mod plan;
+mod recipes;
 mod review;
 mod round;
 mod secrets;
@@ -45,6 +46,7 @@ use crate::render::{self, AppKeys};
 
 pub use crate::spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 use batch::Batcher;
+pub use recipes::Rotation;
 pub use credentials::{
     DeploymentCaller, RecoveredCredential, RefreshReport, CHUNK as CREDENTIAL_CHUNK,
 };
@@ -192,8 +194,16 @@ impl AppSlot {
 }
 
 enum SecretOpKind {
-    Put(SecretSpec),
-    Patch(String, SecretPatch),
+    /// The secret as written, and the values made for its generated keys.
+    Put(SecretSpec, recipes::Fresh),
+    Patch(String, SecretPatch, recipes::Fresh),
+    /// New values for these generated keys (rule keys) of a secret.
+    Rotate {
+        name: String,
+        keys: Vec<String>,
+        keep_previous: bool,
+        fresh: recipes::Fresh,
+    },
     Delete(String),
     /// Make the repo match the desired state (start-up, periodic rounds, registration).
     Sync,
@@ -201,6 +211,8 @@ enum SecretOpKind {
 
 struct SecretOp {
     kind: SecretOpKind,
+    /// What the round did to generated keys, for the audit log.
+    notes: recipes::KeyNotes,
     actor: Actor,
     reply: oneshot::Sender<Result<WriteAck, ReconcileError>>,
 }

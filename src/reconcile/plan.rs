@@ -65,6 +65,7 @@ pub fn model_app<'a>(
                 environments: envs,
                 type_: s.type_.clone(),
                 data: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                spec: s.recipe.annotation(),
             })
         })
         .collect();
@@ -273,13 +274,14 @@ pub fn recover_secrets(
             continue;
         }
         match secret_of(app, ns, &doc) {
-            Ok((name, target, type_, data)) => {
+            Ok((name, target, type_, data, recipe)) => {
                 let spec = by_name.entry(name.clone()).or_insert_with(|| SecretSpec {
                     name,
                     target_name: target,
                     target_namespaces: Vec::new(),
                     type_,
                     data,
+                    recipe,
                 });
                 spec.target_namespaces.push(ns.to_owned());
             }
@@ -311,7 +313,13 @@ fn credential_of(ns: &str, doc: &Map) -> Option<super::RecoveredCredential> {
     })
 }
 
-type Recovered = (String, String, String, BTreeMap<String, SecretValue>);
+type Recovered = (
+    String,
+    String,
+    String,
+    BTreeMap<String, SecretValue>,
+    crate::recipe::Recipe,
+);
 
 /// Whether a decrypted platform file is a deployment's credentials Secret.
 pub fn is_credentials(doc: &Map) -> bool {
@@ -364,7 +372,12 @@ fn secret_of(app: &AppSpec, ns: &str, doc: &Map) -> Result<Recovered, String> {
     if data.is_empty() {
         return Err("no data".into());
     }
-    Ok((name, target, type_, data))
+    let recipe = match text(&["metadata", "annotations", crate::recipe::ANNOTATION]) {
+        None => crate::recipe::Recipe::default(),
+        Some(a) => crate::recipe::Recipe::from_annotation(a)
+            .map_err(|e| format!("its {} annotation: {e}", crate::recipe::ANNOTATION))?,
+    };
+    Ok((name, target, type_, data, recipe))
 }
 
 #[cfg(test)]

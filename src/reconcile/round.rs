@@ -15,7 +15,7 @@ use crate::spec::{AppSpec, Delivery, SecretSpec};
 
 use super::plan::OwnedChange;
 use super::{
-    credentials, external, plan, Actor, AppSlot, FluxScope, ReconcileError, Reconciler, RepoHandle,
+    credentials, external, plan, recipes, Actor, AppSlot, FluxScope, ReconcileError, Reconciler, RepoHandle,
     SecretOp, SecretOpKind, SecretState, WriteAck,
 };
 
@@ -32,6 +32,7 @@ impl Reconciler {
         slot.batch.submit(
             SecretOp {
                 kind,
+                notes: Default::default(),
                 actor: actor.clone(),
                 reply: tx,
             },
@@ -347,7 +348,20 @@ impl Reconciler {
                         ev.namespaces = c.namespaces.clone();
                         ev.commit = new_commit.clone();
                         ev.pull_request = ack.pull_request.clone();
-                        self.inner.events.record(ev);
+                        self.inner.events.record(ev.clone());
+                        // Which generated keys moved, by name only.
+                        for (action, keys) in [
+                            ("secret.generated", &op.notes.generated),
+                            ("secret.rotated", &op.notes.rotated),
+                            ("secret.generated-key-replaced", &op.notes.replaced),
+                        ] {
+                            if !keys.is_empty() {
+                                let mut e = ev.clone();
+                                e.action = action.into();
+                                e.keys = keys.clone();
+                                self.inner.events.record(e);
+                            }
+                        }
                     }
                 }
             }
@@ -495,20 +509,48 @@ pub(super) fn apply_ops(
 ) -> (BTreeMap<String, SecretSpec>, Accepted, BTreeSet<String>) {
     let mut candidate = base.clone();
     let mut accepted = Vec::new();
-    for op in ops {
+    for mut op in ops {
+        // Apps with no recipe pay nothing: no copy to go back to, no derivation.
+        let ruled = match &op.kind {
+            SecretOpKind::Put(s, _) => !s.recipe.is_empty(),
+            SecretOpKind::Patch(_, p, _) => !p.recipe.is_empty(),
+            _ => false,
+        };
+        let before = recipes::involved(&candidate, ruled).then(|| candidate.clone());
+        let mut notes = recipes::KeyNotes::default();
         let outcome = match &op.kind {
-            SecretOpKind::Put(s) => {
-                candidate.insert(s.name.clone(), s.clone());
-                Ok(Some(s.name.clone()))
+            SecretOpKind::Put(s, fresh) => {
+                let mut next = s.clone();
+                recipes::complete(&mut next, candidate.get(&s.name), fresh, &mut notes)
+                    .map(|()| {
+                        candidate.insert(s.name.clone(), next);
+                        Some(s.name.clone())
+                    })
+                    .map_err(ReconcileError::from)
             }
-            SecretOpKind::Patch(name, patch) => match candidate.get(name) {
+            SecretOpKind::Patch(name, patch, fresh) => match candidate.get(name) {
                 None => Err(ReconcileError::not_found("secret", name)),
                 Some(s) => s
                     .patched(patch)
+                    .and_then(|mut next| {
+                        recipes::complete(&mut next, Some(s), fresh, &mut notes)?;
+                        Ok(next)
+                    })
                     .map(|next| {
                         candidate.insert(name.clone(), next);
                         Some(name.clone())
                     })
+                    .map_err(ReconcileError::from),
+            },
+            SecretOpKind::Rotate {
+                name,
+                keys,
+                keep_previous,
+                fresh,
+            } => match candidate.get_mut(name) {
+                None => Err(ReconcileError::not_found("secret", name)),
+                Some(s) => recipes::rotate(s, keys, *keep_previous, fresh, &mut notes)
+                    .map(|()| Some(name.clone()))
                     .map_err(ReconcileError::from),
             },
             SecretOpKind::Delete(name) => match candidate.remove(name) {
@@ -517,9 +559,23 @@ pub(super) fn apply_ops(
             },
             SecretOpKind::Sync => Ok(None),
         };
+        // Derived keys follow the op, and the rules it touched must still hold; a failure
+        // takes the op back out whole.
+        let outcome = match (outcome, &before) {
+            (Ok(Some(name)), Some(_)) => recipes::settle(&mut candidate, &name)
+                .map(|()| Some(name))
+                .map_err(ReconcileError::from),
+            (other, _) => other,
+        };
         match outcome {
-            Ok(touched) => accepted.push((op, touched)),
+            Ok(touched) => {
+                op.notes = notes;
+                accepted.push((op, touched));
+            }
             Err(e) => {
+                if let Some(before) = before {
+                    candidate = before;
+                }
                 let _ = op.reply.send(Err(e));
             }
         }

@@ -10,9 +10,14 @@ use crate::spec;
 use crate::spec::{SecretPatch, SecretSpec};
 
 use super::views::{secret_views, SecretView};
-use super::{Actor, AppSlot, ReconcileError, Reconciler, SecretOpKind, WriteAck};
+use super::{Actor, AppSlot, ReconcileError, Reconciler, Rotation, SecretOpKind, WriteAck};
 
 impl Reconciler {
+    /// The server's forbidden keys and presets.
+    pub fn policy(&self) -> &crate::recipe::Policy {
+        &self.inner.settings.policy
+    }
+
     pub fn list_secrets(&self, app: &str) -> Result<Vec<SecretView>, ReconcileError> {
         let slot = self.slot(app)?;
         let d = slot.lock();
@@ -58,12 +63,19 @@ impl Reconciler {
         name: &str,
         body: &Json,
     ) -> Result<WriteAck, ReconcileError> {
-        let spec = {
-            let slot = self.slot(app)?;
-            let d = slot.lock();
-            SecretSpec::from_json(name, body, &d.spec)?
-        };
+        let spec = self.parse_put(app, name, body)?;
         self.put_secret_spec(actor, app, spec).await
+    }
+
+    fn parse_put(&self, app: &str, name: &str, body: &Json) -> Result<SecretSpec, ReconcileError> {
+        let slot = self.slot(app)?;
+        let d = slot.lock();
+        Ok(SecretSpec::from_request(
+            name,
+            body,
+            &d.spec,
+            &self.inner.settings.policy,
+        )?)
     }
 
     /// [`Reconciler::put_secret`] for a secret already parsed (a managed Secret in controller
@@ -74,9 +86,10 @@ impl Reconciler {
         app: &str,
         spec: SecretSpec,
     ) -> Result<WriteAck, ReconcileError> {
-        self.check_secret(app, &spec)?;
+        let prepared = self.prepare_put(app, &spec).await?;
         let slot = self.slot(app)?;
-        self.submit(&slot, actor, SecretOpKind::Put(spec)).await
+        self.submit(&slot, actor, SecretOpKind::Put(spec, prepared.fresh))
+            .await
     }
 
     /// Every check a write of `spec` must pass (the limits, the Secret type allowlist, the
@@ -107,40 +120,63 @@ impl Reconciler {
         self.check_targets(app, spec)
     }
 
-    /// A `PUT` body as the secret it asks for, checked ([`Reconciler::check_secret`]).
-    pub fn secret_of_put(
+    /// A `PUT` body as the whole secret it makes (generated and derived values included),
+    /// checked ([`Reconciler::check_secret`], the rules, the forbidden keys).
+    pub async fn secret_of_put(
         &self,
         app: &str,
         name: &str,
         body: &Json,
     ) -> Result<SecretSpec, ReconcileError> {
-        let spec = {
-            let slot = self.slot(app)?;
-            let d = slot.lock();
-            SecretSpec::from_json(name, body, &d.spec)?
-        };
-        self.check_secret(app, &spec)?;
-        Ok(spec)
+        let spec = self.parse_put(app, name, body)?;
+        Ok(self.prepare_put(app, &spec).await?.completed)
     }
 
     /// A `PATCH` body applied to the secret as it stands, checked: the whole secret after it.
-    pub fn secret_of_patch(
+    pub async fn secret_of_patch(
         &self,
         app: &str,
         name: &str,
         body: &Json,
     ) -> Result<SecretSpec, ReconcileError> {
         let patch = SecretPatch::from_json(body)?;
-        let spec = {
-            let slot = self.slot(app)?;
-            let d = slot.lock();
-            d.desired()
-                .get(name)
-                .ok_or_else(|| ReconcileError::not_found("secret", name))?
-                .patched(&patch)?
-        };
-        self.check_secret(app, &spec)?;
-        Ok(spec)
+        Ok(self.prepare_patch(app, name, &patch).await?.completed)
+    }
+
+    /// A rotation (`{"keys"?, "keepPrevious"?}`) as the whole secret it makes.
+    pub async fn secret_of_rotate(
+        &self,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<SecretSpec, ReconcileError> {
+        let rotation = Rotation::from_json(body)?;
+        Ok(self.prepare_rotate(app, name, &rotation).await?.1.completed)
+    }
+
+    /// `POST .../rotate`: new values for generated keys, in one commit with the keys derived
+    /// from them.
+    pub async fn rotate_secret(
+        &self,
+        actor: &Actor,
+        app: &str,
+        name: &str,
+        body: &Json,
+    ) -> Result<WriteAck, ReconcileError> {
+        let rotation = Rotation::from_json(body)?;
+        let (keys, prepared) = self.prepare_rotate(app, name, &rotation).await?;
+        let slot = self.slot(app)?;
+        self.submit(
+            &slot,
+            actor,
+            SecretOpKind::Rotate {
+                name: name.to_owned(),
+                keys,
+                keep_previous: rotation.keep_previous,
+                fresh: prepared.fresh,
+            },
+        )
+        .await
     }
 
     /// Flux applied `commit` of the app's platform repo (controller mode reads it back): each
@@ -189,10 +225,27 @@ impl Reconciler {
     /// write of it would change nothing.
     pub fn holds_secret(&self, app: &str, spec: &SecretSpec) -> bool {
         self.slot(app).is_ok_and(|slot| {
-            slot.lock()
-                .desired()
-                .get(&spec.name)
-                .is_some_and(|s| s.same_as(spec))
+            let d = slot.lock();
+            let Some(held) = d.desired().get(&spec.name) else {
+                return false;
+            };
+            if spec.recipe.is_empty() && held.recipe.is_empty() {
+                return held.same_as(spec);
+            }
+            // As the round would complete it: kept generated values, re-derived keys.
+            let mut candidate = d.desired().clone();
+            let mut next = spec.clone();
+            let completed = super::recipes::complete(
+                &mut next,
+                Some(held),
+                &Default::default(),
+                &mut Default::default(),
+            )
+            .and_then(|()| {
+                candidate.insert(spec.name.clone(), next);
+                super::recipes::settle(&mut candidate, &spec.name)
+            });
+            completed.is_ok() && candidate[&spec.name].same_as(held)
         })
     }
 
@@ -206,16 +259,13 @@ impl Reconciler {
     ) -> Result<WriteAck, ReconcileError> {
         let slot = self.slot(app)?;
         let patch = SecretPatch::from_json(body)?;
-        {
-            let d = slot.lock();
-            let s = d
-                .desired()
-                .get(name)
-                .ok_or_else(|| ReconcileError::not_found("secret", name))?;
-            self.check_limits(&s.patched(&patch)?)?;
-        }
-        self.submit(&slot, actor, SecretOpKind::Patch(name.to_owned(), patch))
-            .await
+        let prepared = self.prepare_patch(app, name, &patch).await?;
+        self.submit(
+            &slot,
+            actor,
+            SecretOpKind::Patch(name.to_owned(), patch, prepared.fresh),
+        )
+        .await
     }
 
     pub async fn delete_secret(

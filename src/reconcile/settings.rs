@@ -66,6 +66,10 @@ pub struct Settings {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The tenant boundary (reserved namespaces, tenants' patterns, Secret types) and limits.
     pub boundary: crate::boundary::Boundary,
+    /// Keys no write may store, and the presets writes may name.
+    pub policy: crate::recipe::Policy,
+    /// Where generated values come from (the OS; a seeded stream in tests).
+    pub entropy: crate::random::Entropy,
 }
 
 /// `git@host:owner/name.git` (GitHub's ssh_url) → `ssh://git@host/owner/name.git`, which Flux takes.

@@ -106,6 +106,10 @@ pub struct SecretView {
     pub namespaces: Vec<String>,
     pub type_: String,
     pub keys: Vec<String>,
+    /// Per key: `set`, `generated` or `derived`.
+    pub key_kinds: BTreeMap<String, &'static str>,
+    /// The rules (`preset`, `generate`, `derive`, `validate`), no value.
+    pub recipe: crate::recipe::Recipe,
     /// The commit that last changed it on the branch Flux follows.
     pub commit: Option<String>,
     /// The open pull request that changes it, and how: `create`, `update` or `delete`.
@@ -129,6 +133,12 @@ pub(super) fn secret_view(d: &AppData, s: &SecretSpec) -> SecretView {
         namespaces: s.target_namespaces.clone(),
         type_: s.type_.clone(),
         keys: s.data.keys().cloned().collect(),
+        key_kinds: s
+            .data
+            .keys()
+            .map(|k| (k.clone(), s.recipe.kind_of(k).as_str()))
+            .collect(),
+        recipe: s.recipe.clone(),
         commit: d.secret_state.get(&s.name).and_then(|st| st.commit.clone()),
         pull_request: None,
         pending: None,

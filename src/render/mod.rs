@@ -736,6 +736,7 @@ fn secret_ctx(s: &crate::model::ManagedSecret) -> J {
         ("target_name", J::from(s.target_name.as_str())),
         ("type", J::from(s.type_.as_str())),
         ("environments", J::from_serialize(&s.environments)),
+        ("spec", J::from(s.spec.clone())),
     ]))
 }
 
@@ -772,6 +773,7 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
         environments: vec!["prod".into()],
         type_: "Opaque".into(),
         data: vec![("password".into(), SecretValue::new(b"x".to_vec()))],
+        spec: Some(r#"{"generate":{"password":{"kind":"alphanumeric","length":32}}}"#.into()),
     };
     let app = App {
         credentials: Vec::new(),
@@ -1011,6 +1013,7 @@ mod tests {
                                 SecretValue::new(b"hunter2-xyzzy".to_vec()),
                             ),
                         ],
+                        spec: None,
                     }],
                 },
                 App {

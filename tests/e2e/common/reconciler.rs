@@ -78,6 +78,8 @@ pub fn on_host(
         credentials,
         clock,
         boundary: sealwright::boundary::Boundary::default(),
+        policy: sealwright::recipe::Policy::default(),
+        entropy: sealwright::random::Entropy::seeded(19),
     };
     Reconciler::new(
         settings,
