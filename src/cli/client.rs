@@ -159,6 +159,11 @@ pub enum SecretCommand {
         type_: Option<String>,
         #[command(flatten)]
         values: Values,
+        #[command(flatten)]
+        rules: Rules,
+        /// Start from this server preset (`GET /v1/presets`); the flags win over it.
+        #[arg(long)]
+        preset: Option<String>,
     },
     /// Set keys of a secret (--remove KEY removes one).
     Patch {
@@ -166,9 +171,22 @@ pub enum SecretCommand {
         name: String,
         #[command(flatten)]
         values: Values,
+        #[command(flatten)]
+        rules: Rules,
         /// A key to remove (repeat).
         #[arg(long = "remove", value_name = "KEY")]
         remove: Vec<String>,
+    },
+    /// New values for generated keys (all of them unless --key); derived keys follow.
+    Rotate {
+        app: String,
+        name: String,
+        /// A generated key to rotate (repeat; default: every generated key).
+        #[arg(long = "key", value_name = "KEY")]
+        keys: Vec<String>,
+        /// Keep each old value as `<key>.previous` until the next rotation.
+        #[arg(long)]
+        keep_previous: bool,
     },
     /// Delete a secret from every namespace.
     Delete { app: String, name: String },
@@ -194,6 +212,117 @@ pub struct Values {
     /// KEY=VALUE on the command line (visible in the process list: throwaway values only).
     #[arg(long = "data", value_name = "KEY=VALUE")]
     pub data: Vec<String>,
+}
+
+/// How keys get their values besides `--data`: generated once, derived, and checked.
+#[derive(Args, Clone, Default)]
+pub struct Rules {
+    /// KEY=RULE: generate the key once and keep it. RULE is `alphanumeric:N`, `hex:N`,
+    /// `base64:BYTES`, `uuid`, `token:PREFIX:N`, `rsa:BITS[:pkcs1|pkcs8]`, `ed25519`,
+    /// `ecdsa-p256`, `self-signed-tls:COMMON_NAME[:DAYS]` (under tls.crt), or a JSON object.
+    #[arg(long = "generate", value_name = "KEY=RULE")]
+    pub generate: Vec<String>,
+    /// KEY=TEMPLATE: a minijinja template over the secret's keys and `secrets.NAME.KEY`.
+    #[arg(long = "derive", value_name = "KEY=TEMPLATE")]
+    pub derive: Vec<String>,
+    /// KEY=RULE: refuse values that fail it. RULE is `pem:KIND`, `url:SCHEME`,
+    /// `pattern:REGEX`, `min-length:N`, `json`, `base64`, or a JSON object.
+    #[arg(long = "validate", value_name = "KEY=RULE")]
+    pub validate: Vec<String>,
+    /// A key whose rule goes (repeat; `secret patch` only).
+    #[arg(long = "drop-rule", value_name = "KEY")]
+    pub drop_rule: Vec<String>,
+}
+
+impl Rules {
+    /// The body fields (`generate`, `derive`, `validate`) the flags ask for.
+    fn fields(&self) -> anyhow::Result<Map<String, Value>> {
+        let mut out = Map::new();
+        let split = |arg: &str, what: &str| -> anyhow::Result<(String, String)> {
+            arg.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow!("--{what} {arg:?}: expected KEY=…"))
+        };
+        let mut generate = Map::new();
+        for a in &self.generate {
+            let (k, r) = split(a, "generate")?;
+            generate.insert(k.clone(), generate_rule(&r).with_context(|| format!("--generate {k}"))?);
+        }
+        let mut derive = Map::new();
+        for a in &self.derive {
+            let (k, t) = split(a, "derive")?;
+            derive.insert(k, Value::String(t));
+        }
+        let mut validate = Map::new();
+        for a in &self.validate {
+            let (k, r) = split(a, "validate")?;
+            validate.insert(k.clone(), validate_rule(&r).with_context(|| format!("--validate {k}"))?);
+        }
+        for k in &self.drop_rule {
+            generate.insert(k.clone(), Value::Null);
+            derive.insert(k.clone(), Value::Null);
+            validate.insert(k.clone(), Value::Null);
+        }
+        for (field, m) in [("generate", generate), ("derive", derive), ("validate", validate)] {
+            if !m.is_empty() {
+                out.insert(field.into(), Value::Object(m));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn number(what: &str, s: Option<&str>) -> anyhow::Result<u64> {
+    let s = s.ok_or_else(|| anyhow!("needs {what} (like alphanumeric:32)"))?;
+    s.parse()
+        .map_err(|_| anyhow!("{what} {s:?} is not a whole number"))
+}
+
+/// `kind:arg…` (or a JSON object) → a generate rule as the API takes it.
+fn generate_rule(r: &str) -> anyhow::Result<Value> {
+    if r.trim_start().starts_with('{') {
+        return serde_json::from_str(r).context("not a JSON object");
+    }
+    let mut parts = r.splitn(3, ':');
+    let kind = parts.next().unwrap_or_default();
+    let (a, b) = (parts.next(), parts.next());
+    Ok(match kind {
+        "alphanumeric" | "hex" => json!({"kind": kind, "length": number("a length", a)?}),
+        "base64" => json!({"kind": kind, "bytes": number("a byte count", a)?}),
+        "uuid" | "ed25519" | "ecdsa-p256" => json!({"kind": kind}),
+        "token" => json!({"kind": kind, "prefix": a.unwrap_or(""), "length": number("a length", b)?}),
+        "rsa" => json!({"kind": kind, "bits": number("the bits", a)?, "format": b.unwrap_or("pkcs1")}),
+        "self-signed-tls" => {
+            let cn = a.filter(|c| !c.is_empty()).ok_or_else(|| anyhow!("needs a common name (self-signed-tls:app.example.com)"))?;
+            let mut j = json!({"kind": kind, "commonName": cn, "dnsNames": [cn]});
+            if let Some(d) = b {
+                j["days"] = json!(number("the days", Some(d))?);
+            }
+            j
+        }
+        other => bail!("{other:?} is not a rule (alphanumeric, hex, base64, uuid, token, rsa, ed25519, ecdsa-p256, self-signed-tls)"),
+    })
+}
+
+/// `kind:arg` (or a JSON object) → a validate rule as the API takes it.
+fn validate_rule(r: &str) -> anyhow::Result<Value> {
+    if r.trim_start().starts_with('{') {
+        return serde_json::from_str(r).context("not a JSON object");
+    }
+    let (kind, arg) = match r.split_once(':') {
+        Some((k, a)) => (k, Some(a)),
+        None => (r, None),
+    };
+    let arg = |what: &str| arg.ok_or_else(|| anyhow!("{kind} needs {what} ({kind}:…)"));
+    Ok(match kind {
+        "pem" => json!({"pem": arg("a kind")?}),
+        "url" => json!({"url": {"scheme": arg("a scheme")?}}),
+        "pattern" => json!({"pattern": arg("a regular expression")?}),
+        "min-length" => json!({"minLength": number("a length", Some(arg("a length")?))?}),
+        "json" => json!({"json": true}),
+        "base64" => json!({"base64": true}),
+        other => bail!("{other:?} is not a rule (pem, url, pattern, min-length, json, base64)"),
+    })
 }
 
 impl Values {
@@ -323,8 +452,19 @@ fn secret(s: &Server, cmd: SecretCommand) -> anyhow::Result<()> {
             target_name,
             type_,
             values,
+            rules,
+            preset,
         } => {
+            if !rules.drop_rule.is_empty() {
+                bail!("--drop-rule is for `secret patch`: a put replaces every rule anyway");
+            }
             let mut body = json!({"targetNamespaces": namespaces, "data": values.collect()?});
+            for (k, v) in rules.fields()? {
+                body[k] = v;
+            }
+            if let Some(p) = preset {
+                body["preset"] = json!(p);
+            }
             if let Some(t) = target_name {
                 body["targetName"] = json!(t);
             }
@@ -342,20 +482,42 @@ fn secret(s: &Server, cmd: SecretCommand) -> anyhow::Result<()> {
             app,
             name,
             values,
+            rules,
             remove,
         } => {
             let mut data = values.collect()?;
             for k in remove {
                 data.insert(k, Value::Null);
             }
-            if data.is_empty() {
-                bail!("nothing to change: give --from-file, --from-env, --data or --remove");
+            let mut body = rules.fields()?;
+            if data.is_empty() && body.is_empty() {
+                bail!("nothing to change: give --from-file, --from-env, --data, --remove or a rule");
+            }
+            if !data.is_empty() {
+                body.insert("data".into(), Value::Object(data));
             }
             call(
                 s,
                 "PATCH",
                 &format!("/v1/apps/{app}/secrets/{name}"),
-                Some(&json!({"data": data})),
+                Some(&Value::Object(body)),
+            )?
+        }
+        SecretCommand::Rotate {
+            app,
+            name,
+            keys,
+            keep_previous,
+        } => {
+            let mut body = json!({"keepPrevious": keep_previous});
+            if !keys.is_empty() {
+                body["keys"] = json!(keys);
+            }
+            call(
+                s,
+                "POST",
+                &format!("/v1/apps/{app}/secrets/{name}/rotate"),
+                Some(&body),
             )?
         }
         SecretCommand::Delete { app, name } => {
@@ -527,6 +689,48 @@ fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_rules_become_the_api_s_objects() {
+        assert_eq!(
+            generate_rule("alphanumeric:32").unwrap(),
+            json!({"kind": "alphanumeric", "length": 32})
+        );
+        assert_eq!(
+            generate_rule("token:sk_:40").unwrap(),
+            json!({"kind": "token", "prefix": "sk_", "length": 40})
+        );
+        assert_eq!(
+            generate_rule("rsa:2048:pkcs8").unwrap()["format"],
+            json!("pkcs8")
+        );
+        assert_eq!(
+            generate_rule(r#"{"kind": "uuid", "idPrefix": "x-"}"#).unwrap()["idPrefix"],
+            json!("x-")
+        );
+        assert!(generate_rule("alphanumeric:many").is_err());
+        assert!(generate_rule("bcrypt:12").is_err());
+        assert_eq!(
+            validate_rule("pem:certificate").unwrap(),
+            json!({"pem": "certificate"})
+        );
+        assert_eq!(
+            validate_rule("min-length:16").unwrap(),
+            json!({"minLength": 16})
+        );
+        assert_eq!(validate_rule("pattern:^a:b$").unwrap()["pattern"], json!("^a:b$"));
+        assert!(validate_rule("pem").is_err());
+        let rules = Rules {
+            generate: vec!["password=hex:64".into()],
+            derive: vec!["URL=https://{{ user }}:{{ password }}@h/".into()],
+            validate: vec![],
+            drop_rule: vec!["old".into()],
+        };
+        let f = rules.fields().unwrap();
+        assert_eq!(f["generate"]["password"]["length"], json!(64));
+        assert_eq!(f["derive"]["URL"], json!("https://{{ user }}:{{ password }}@h/"));
+        assert_eq!(f["validate"]["old"], Value::Null);
+    }
 
     #[test]
     fn values_come_from_files_env_and_arguments() {

@@ -449,6 +449,35 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
     }
 
+    proptest::proptest! {
+        /// Any user and password, `@:/?#%` and unicode included, come back out of a derived
+        /// connection string parsed by a standard URL parser.
+        #[test]
+        fn a_derived_url_round_trips_any_credentials(
+            user in r"[\PC@:/?#%\[\] ]{1,24}",
+            password in r"\PC{0,32}",
+        ) {
+            let mut inputs = BTreeMap::new();
+            inputs.insert(
+                "db".to_string(),
+                input(
+                    &[("URL", "postgres://{{ user | urlencode }}:{{ password | urlencode }}@db.internal:5432/app")],
+                    &[("user", &user), ("password", &password)],
+                ),
+            );
+            let out = derive_all(inputs).unwrap();
+            let url = url::Url::parse(&text(&out, "db", "URL")).unwrap();
+            // The parser keeps userinfo percent-encoded; decoding it gives the original back.
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s).decode_utf8().unwrap().into_owned()
+            };
+            proptest::prop_assert_eq!(decode(url.username()), user);
+            proptest::prop_assert_eq!(decode(url.password().unwrap_or("")), password);
+            proptest::prop_assert_eq!(url.host_str(), Some("db.internal"));
+            proptest::prop_assert_eq!(url.path(), "/app");
+        }
+    }
+
     #[test]
     fn only_unreserved_characters_survive_encoding() {
         assert_eq!(percent_encode("aZ09-._~ /@:"), "aZ09-._~%20%2F%40%3A");

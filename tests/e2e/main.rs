@@ -18,6 +18,7 @@ mod git_logs;
 mod git_race;
 mod keys_cli;
 mod layers;
+mod recipes;
 mod review_race;
 mod serve_crash;
 mod serve_e2e;
