@@ -68,6 +68,7 @@ fn fleet(cluster_recipient: String) -> DesiredState {
                         ("password".into(), SecretValue::new(b"0123456789abcdef0123456789abcdef".to_vec())),
                         ("url".into(), SecretValue::new(b"postgres://db.example.invalid:5432/app".to_vec())),
                     ],
+                    spec: None,
                 })
                 .collect(),
         })

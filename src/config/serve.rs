@@ -714,6 +714,32 @@ mod tests {
     }
 
     #[test]
+    fn forbidden_keys_and_presets_are_read_and_their_errors_name_the_field() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/generated-secrets.yaml");
+        let c = ServeConfig::load(Path::new(example)).unwrap();
+        assert!(c.policy.forbidden("acme", "RAILS_MASTER_KEY").is_some());
+        let pg = c.policy.preset("postgres").unwrap();
+        assert_eq!(pg.data["port"], "5432");
+        assert!(pg.recipe.derive.contains_key("DATABASE_URL"));
+        let c = load(
+            "cluster: {name: q}\ntenants: {acme: {namespaces: [acme-*], forbidden_keys: {AWS_KEY: use OIDC}}}\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy.forbidden("acme", "AWS_KEY"), Some("use OIDC"));
+        assert_eq!(c.policy.forbidden("other", "AWS_KEY"), None);
+        for (text, field) in [
+            ("forbidden_keys: {K: ''}", "forbidden_keys.K:"),
+            ("forbidden_keys: [K]", "forbidden_keys:"),
+            ("presets: {pg: {generate: {password: {kind: hex}}}}", "presets.pg.generate.password.length:"),
+            ("presets: {pg: {derive: {url: '{{ a '}}}", "presets.pg.derive.url:"),
+            ("presets: {Bad: {data: {a: b}}}", "presets.Bad:"),
+        ] {
+            let e = load(&format!("cluster: {{name: q}}\n{text}\n")).unwrap_err();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn credentials_per_cluster_and_from_the_environment() {
         let mut c = load(
             "cluster: {name: q}\ndeployment_credentials: {apiUrl: 'https://sw.example', refreshInterval: 10m, tokenDuration: 40m, clusters: {eu-1: {algorithm: EdDSA}, us-1: {tokenDuration: 2h}}}\n",
