@@ -258,21 +258,34 @@ fn spec_of(
     let app = reconciler
         .app(app)
         .map_err(|e| ("metadata.namespace".to_owned(), e.to_string()))?;
-    // The recipe in the same form as the committed file's annotation.
-    let recipe = match a.get(crate::recipe::ANNOTATION) {
-        None => crate::recipe::Recipe::default(),
-        Some(text) => crate::recipe::Recipe::from_annotation(text).map_err(|e| {
-            (
-                crate::recipe::ANNOTATION.to_owned(),
-                format!("{}: {}", e.field, e.reason),
-            )
-        })?,
+    // The recipe in the same form as the committed file's annotation. A preset it names is
+    // expanded like an API write's (again, harmlessly, for one the API mirrored here).
+    let bad_recipe = |e: crate::spec::Invalid| {
+        (
+            crate::recipe::ANNOTATION.to_owned(),
+            format!("{}: {}", e.field, e.reason),
+        )
     };
+    let mut recipe = match a.get(crate::recipe::ANNOTATION) {
+        None => crate::recipe::Recipe::default(),
+        Some(text) => crate::recipe::Recipe::from_annotation(text).map_err(bad_recipe)?,
+    };
+    let mut type_ = s.type_.clone();
+    if let Some(name) = recipe.preset.clone() {
+        let preset = reconciler.policy().preset(&name).map_err(bad_recipe)?;
+        type_ = type_.or_else(|| preset.type_.clone());
+        for (k, v) in &preset.data {
+            data.entry(k.clone())
+                .or_insert_with(|| SecretValue::new(v.as_bytes().to_vec()));
+        }
+        recipe = preset.recipe.clone().overlay(recipe);
+        recipe.check().map_err(bad_recipe)?;
+    }
     SecretSpec::from_parts(
         &s.name_any(),
         target_name,
         &namespaces,
-        s.type_.clone(),
+        type_,
         data,
         recipe,
         &app.spec,

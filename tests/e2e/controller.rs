@@ -458,6 +458,71 @@ fn fake_apiserver_registration_managed_secrets_and_a_restart_on_an_empty_disk() 
 }
 
 #[test]
+fn fake_apiserver_a_managed_secret_with_a_recipe_generates_once_and_keeps_the_value() {
+    let c = Cluster::new();
+    let mut a = c.replica("a");
+    a.start(&[]);
+    c.register("shop", "acme", &[("prod", "shop-prod")]).unwrap();
+    c.wait_condition("shop", "Ready", "True");
+    // Only rules: the password is generated, the URL derived from it.
+    let mut s = c.managed_secret("shop", "db", "shop-prod", &[("username", "app")]);
+    s["metadata"]["annotations"]["sealwright.dev/spec"] = json!(json!({
+        "generate": {"password": {"kind": "alphanumeric", "length": 32}},
+        "derive": {"DATABASE_URL": "postgres://{{ username }}:{{ password | urlencode }}@db/app"},
+        "validate": {"DATABASE_URL": {"url": {"scheme": "postgres", "userinfo": true}}}
+    })
+    .to_string());
+    c.api.create(&s).unwrap();
+    let ann = c.wait_annotation("shop", "db", "committed", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+    });
+    assert!(!ann.contains_key("sealwright.dev/error"), "{ann:?}");
+    let first = c.flux_check(&["shop"]);
+    let db = |applied: &common::flux::Applied, k: &str| {
+        String::from_utf8(
+            applied[&("shop".to_string(), "shop-prod".to_string(), "db".to_string())][k].clone(),
+        )
+        .unwrap()
+    };
+    let password = db(&first, "password");
+    assert_eq!(password.len(), 32);
+    assert_eq!(
+        db(&first, "DATABASE_URL"),
+        format!("postgres://app:{password}@db/app")
+    );
+    // An unrelated change: a new commit, the generated value kept.
+    let commit = ann["sealwright.dev/commit"].clone();
+    c.api
+        .merge(
+            "secrets",
+            "shop-platform",
+            "db",
+            json!({"data": {"username": "YWRtaW4="}}), // "admin"
+        )
+        .unwrap();
+    c.wait_annotation("shop", "db", "a new commit", |a| {
+        a.get("sealwright.dev/committed").map(String::as_str) == Some("true")
+            && a.get("sealwright.dev/commit") != Some(&commit)
+    });
+    let second = c.flux_check(&["shop"]);
+    assert_eq!(db(&second, "password"), password);
+    assert_eq!(
+        db(&second, "DATABASE_URL"),
+        format!("postgres://admin:{password}@db/app")
+    );
+    // A bad rule is the managed Secret's error, naming the annotation.
+    let mut bad = c.managed_secret("shop", "bad", "shop-prod", &[("k", "v")]);
+    bad["metadata"]["annotations"]["sealwright.dev/spec"] =
+        json!(r#"{"derive": {"u": "{{ nope }}"}}"#);
+    c.api.create(&bad).unwrap();
+    let ann = c.wait_annotation("shop", "bad", "an error", |a| {
+        a.contains_key("sealwright.dev/error")
+    });
+    assert!(ann["sealwright.dev/error"].contains("derive.u"), "{ann:?}");
+    a.stop();
+}
+
+#[test]
 fn fake_apiserver_a_reserved_or_foreign_namespace_is_refused_and_nothing_committed() {
     let c = Cluster::new();
     let mut a = c.replica("a");
