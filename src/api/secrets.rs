@@ -124,9 +124,11 @@ pub(super) async fn rotate_secret(
         actor,
     }: Caller,
     Path((app, name)): Path<(String, String)>,
-    JsonBody(v): JsonBody,
+    body: axum::body::Body,
 ) -> ApiResult {
     app_in_scope(&state, &p, &app)?;
+    // No body rotates every generated key, like `{}`.
+    let v = json_body_or(&state, body, Some(json!({}))).await?;
     let ack = match mirror_of(&state, &app) {
         Some(m) => {
             let spec = state.reconciler.secret_of_rotate(&app, &name, &v).await?;

@@ -399,7 +399,15 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         &["log", "-1", "--name-only", "--format=%s"],
     );
     assert!(log.contains("crewai-prod/db.sops.yaml") && log.contains("crewai-prod/worker.sops.yaml"), "{log}");
-    r.ok("POST", "/v1/apps/crewai/secrets/db/rotate", json!({}));
+    // No body at all: every generated key of the secret, without an overlap.
+    let plain = common::http::request(
+        &r.server.addr,
+        "POST",
+        "/v1/apps/crewai/secrets/db/rotate",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(plain.status, 200, "{}", plain.text());
     let again = r.reveal("db");
     assert!(!again.contains_key("password.previous"), "{:?}", again.keys());
     assert_ne!(again["password"], rotated["password"]);
