@@ -30,7 +30,7 @@ fn stats(mut v: Vec<Duration>) -> String {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     format!(
-        "median {:.1} ms (min {:.1}, max {:.1}, n={})",
+        "median {:.3} ms (min {:.3}, max {:.3}, n={})",
         ms(v[v.len() / 2]),
         ms(v[0]),
         ms(*v.last().unwrap()),
@@ -52,8 +52,8 @@ fn main() {
         ("rsa 3072", json!({"kind": "rsa", "bits": 3072})),
         ("rsa 4096", json!({"kind": "rsa", "bits": 4096})),
     ] {
-        let g = Generate::from_json("bench", &rule).unwrap();
         let key = if label.starts_with("self") { "tls.crt" } else { "k" };
+        let g = Generate::from_json(&format!("generate.{key}"), &rule).unwrap();
         let n = if label.starts_with("rsa") { runs } else { runs * 20 };
         let times: Vec<Duration> = (0..n)
             .map(|_| {
