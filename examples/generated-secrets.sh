@@ -90,7 +90,7 @@ decrypt=("$sw" sops decrypt)
 command -v sops > /dev/null && decrypt=(sops -d)
 [ -x "$here/.tools/bin/sops" ] && decrypt=("$here/.tools/bin/sops" -d)
 SOPS_AGE_KEY_FILE="$data/shop-from-cluster.agekey" "${decrypt[@]}" "$data/db.sops.yaml" | grep -A8 '^data:' \
-  | sed 's/^\(  [A-Za-z_.]*\): .*/\1: <base64 value>/'
+  | sed 's/^\( *[A-Za-z_.]*\): .*/\1: <base64 value>/'
 echo
 echo "== GET /v1/events (secret.generated, secret.rotated: key names only)"
 curl -fsS -H "$auth" "$api/v1/events" | tr '{' '\n' | grep -E 'secret\.(generated|rotated)'

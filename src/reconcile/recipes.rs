@@ -191,7 +191,7 @@ pub(super) fn complete(
         let source = if keeps(next, key, base) {
             base.map(|b| &b.data)
         } else if fills.iter().all(|k| fresh.contains_key(k)) {
-            notes.generated.push(key.clone());
+            notes.generated.extend(fills.iter().cloned());
             Some(fresh)
         } else {
             None
@@ -270,7 +270,7 @@ pub(super) fn rotate(
         } else {
             s.recipe.previous.remove(key);
         }
-        notes.rotated.push(key.clone());
+        notes.rotated.extend(fills);
     }
     Ok(())
 }
