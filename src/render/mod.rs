@@ -13,6 +13,7 @@
 //!
 //! Every file comes from a template (see [`templates`]); secret values never go through one.
 
+pub mod checksums;
 pub mod seal;
 pub mod templates;
 
@@ -131,10 +132,11 @@ pub fn owned_in_platform_repo(path: &str) -> bool {
         Some(parts) => {
             parts.len() == 2
                 && crate::names::validate_label("namespace", parts[0]).is_ok()
-                && parts[1].strip_suffix(".sops.yaml").is_some_and(|n| {
-                    crate::names::validate_label("name", n).is_ok()
-                        || crate::external::is_secret_name(n)
-                })
+                && (parts[1] == checksums::FILE
+                    || parts[1].strip_suffix(".sops.yaml").is_some_and(|n| {
+                        crate::names::validate_label("name", n).is_ok()
+                            || crate::external::is_secret_name(n)
+                    }))
         }
         None => false,
     }
@@ -363,6 +365,53 @@ pub fn render_platform(
                 kept,
             )?;
         }
+    }
+    // Per namespace, a checksum of every Secret written there (pods restart on a change).
+    let ck = checksums::ChecksumKey::of(key);
+    let mut sums: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    for secret in &app.secrets {
+        let sum = ck.of_secret(&secret.type_, secret.data.iter().map(|(k, v)| (k.as_str(), v)));
+        for ns in app.target_namespaces(secret) {
+            sums.entry(ns)
+                .or_default()
+                .insert(checksums::variable(&secret.target_name), sum.clone());
+        }
+    }
+    for cred in &app.credentials {
+        sums.entry(&cred.namespace).or_default().insert(
+            checksums::variable(&cred.secret_name()),
+            ck.of_secret("Opaque", cred.data.iter().map(|(k, v)| (k.as_str(), v))),
+        );
+    }
+    if let Some(ext) = &app.external {
+        let var = checksums::variable(&external_name);
+        for env in &app.environments {
+            let sum = match &ext.data {
+                Some(data) => Some(ck.of_secret("Opaque", data.iter().map(|(k, v)| (k.as_str(), v)))),
+                // Unreadable now: its file stays, and so does its checksum.
+                None => prev
+                    .get(&format!("secrets/{}/{}", env.namespace, checksums::FILE))
+                    .and_then(|b| checksums::previous(b, &var)),
+            };
+            if let Some(sum) = sum {
+                sums.entry(&env.namespace).or_default().insert(var.clone(), sum);
+            }
+        }
+    }
+    for (ns, entries) in sums {
+        let items: Vec<J> = entries
+            .into_iter()
+            .map(|(key, value)| J::from_serialize(BTreeMap::from([("key", key), ("value", value)])))
+            .collect();
+        let text = templates.render(
+            "platform-checksums.yaml.j2",
+            &ctx(
+                &cluster_ctx,
+                Some(&app_ctx),
+                &[("namespace", J::from(ns)), ("checksums", J::from(items))],
+            ),
+        )?;
+        tree.insert(format!("secrets/{ns}/{}", checksums::FILE), text.into_bytes());
     }
     // A Secret file this round would delete is deleted only if the app key opens it: one that
     // does not decrypt may be the only copy of a secret under a key sealwright lost, so it stays
@@ -808,6 +857,23 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
             ctx(&c, Some(&a), &[("files", files.clone())]),
         ),
         (
+            "platform-checksums.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[
+                    ("namespace", J::from("sample-prod")),
+                    (
+                        "checksums",
+                        J::from(vec![J::from_serialize(BTreeMap::from([
+                            ("key", "SECRET_DB_CHECKSUM"),
+                            ("value", "00112233445566778899aabbccddeeff"),
+                        ]))]),
+                    ),
+                ],
+            ),
+        ),
+        (
             "secret.yaml.j2",
             ctx(
                 &c,
@@ -1109,8 +1175,19 @@ mod tests {
             [
                 ".sops.yaml",
                 "secrets/kustomization.yaml",
-                "secrets/shop-prod/db.sops.yaml"
+                "secrets/shop-prod/db.sops.yaml",
+                "secrets/shop-prod/sealwright-checksums.yaml"
             ]
+        );
+        // The checksums: plain, one per Secret, unchanged when the Secret is.
+        let sums = text(&out.platform["shop-platform"], "secrets/shop-prod/sealwright-checksums.yaml");
+        assert!(sums.contains("reconcile.fluxcd.io/watch: Enabled"), "{sums}");
+        assert!(sums.contains("\"SECRET_DB_CHECKSUM\": \""), "{sums}");
+        assert!(!sums.contains("hunter2"), "{sums}");
+        let again = render(&st, &k, &out, &t, now).unwrap();
+        assert_eq!(
+            again.platform["shop-platform"]["secrets/shop-prod/sealwright-checksums.yaml"],
+            out.platform["shop-platform"]["secrets/shop-prod/sealwright-checksums.yaml"]
         );
         assert!(flux
             .iter()

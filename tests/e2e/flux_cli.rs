@@ -40,7 +40,7 @@ fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing()
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o).trim(),
-        "26 files under out: 26 created, 0 updated, 0 removed, 0 unchanged"
+        "30 files under out: 30 created, 0 updated, 0 removed, 0 unchanged"
     );
     assert!(stderr(&o).contains("generated a local cluster key keys/_cluster.agekey"));
     for f in [
@@ -80,7 +80,7 @@ fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing()
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o).trim(),
-        "26 files under out: 0 created, 0 updated, 0 removed, 26 unchanged"
+        "30 files under out: 0 created, 0 updated, 0 removed, 30 unchanged"
     );
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     assert_eq!(
@@ -121,11 +121,11 @@ fn changes_touch_only_what_changed_and_leave_others_files_alone() {
     std::fs::write(&config, edited).unwrap();
     let o = render(dir.path(), &config, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // The two database files, the shop secrets list and the shop RBAC change; the sandbox
-    // secret goes.
+    // The two database files, their namespaces' checksums, the shop secrets list and the shop
+    // RBAC change; the sandbox secret goes.
     assert_eq!(
         stdout(&o).trim(),
-        "25 files under out: 0 created, 4 updated, 1 removed, 21 unchanged"
+        "29 files under out: 0 created, 6 updated, 1 removed, 23 unchanged"
     );
     assert!(!dir
         .path()

@@ -350,6 +350,18 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
     let file = r.file("crewai");
     assert!(file.contains("sealwright.dev/spec:"), "{file}");
     let generated = cipher_lines(&file);
+    let sums = |r: &Run| {
+        let text = git_in(
+            &r.server.repo("platform/crewai-platform"),
+            &["show", "main:secrets/crewai-prod/sealwright-checksums.yaml"],
+        );
+        text.lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(k, _)| k.contains("_CHECKSUM"))
+            .map(|(k, v)| (k.trim_matches('"').to_owned(), v.trim_matches('"').to_owned()))
+            .collect::<BTreeMap<String, String>>()
+    };
+    let sums_before = sums(&r);
     assert!(generated.contains_key("OIDC_PRIVATE_KEY") && generated.len() >= 12, "{generated:?}");
     for value in v.values().filter(|x| x.len() > 8 && !x.starts_with("https://")) {
         assert!(!file.contains(value.lines().nth(1).unwrap_or(value)), "a value in the clear");
@@ -364,6 +376,11 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         );
     }
     let after = cipher_lines(&r.file("crewai"));
+    // Pods that name a Secret's checksum restart when it changes, and only then.
+    let sums_after = sums(&r);
+    assert_ne!(sums_after["SECRET_CREWAI_CHECKSUM"], sums_before["SECRET_CREWAI_CHECKSUM"]);
+    assert_eq!(sums_after["SECRET_CREWAI_TLS_CHECKSUM"], sums_before["SECRET_CREWAI_TLS_CHECKSUM"]);
+    assert_eq!(sums_after["SECRET_DB_CHECKSUM"], sums_before["SECRET_DB_CHECKSUM"]);
     for (k, line) in &generated {
         assert_eq!(after.get(k), Some(line), "{k} changed");
     }

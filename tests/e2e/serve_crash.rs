@@ -136,7 +136,10 @@ fn sigkill_during_writes_never_loses_an_acknowledged_write() {
         let files = git_in(&repo, &["ls-tree", "-r", "--name-only", "main"]);
         let secret_files: Vec<&str> = files
             .lines()
-            .filter(|f| f.starts_with("secrets/") && f.ends_with(".sops.yaml"))
+            .filter(|f| {
+                f.starts_with("secrets/")
+                    && (f.ends_with(".sops.yaml") || f.ends_with("/sealwright-checksums.yaml"))
+            })
             .collect();
         let kustomization = git_in(&repo, &["show", "main:secrets/kustomization.yaml"]);
         for f in &secret_files {

@@ -68,6 +68,28 @@ pub fn sops_with(cwd: &Path, key_file: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `SECRET_<NAME>_CHECKSUM` for a Secret's name, as the checksums ConfigMap keys it.
+pub fn checksum_variable(name: &str) -> String {
+    format!("SECRET_{}_CHECKSUM", name.to_ascii_uppercase().replace(['-', '.'], "_"))
+}
+
+/// The checksums ConfigMap of a namespace in a checked-out platform repo: variable → checksum.
+pub fn checksums(platform: &Path, ns: &str) -> BTreeMap<String, String> {
+    let path = platform.join("secrets").join(ns).join("sealwright-checksums.yaml");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return BTreeMap::new();
+    };
+    let doc = &docs(&bytes)[0];
+    doc.get("data")
+        .and_then(|d| d.as_map())
+        .map(|m| {
+            m.pairs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A Secret as the cluster ends up with it: (app, namespace, name) → key → value.
 pub type Applied = BTreeMap<(String, String, String), BTreeMap<String, Vec<u8>>>;
 
@@ -125,7 +147,29 @@ pub fn apply_like_flux(
         if !secrets.join("kustomization.yaml").exists() {
             continue;
         }
-        for res in docs(&kustomize(&secrets)) {
+        let built = docs(&kustomize(&secrets));
+        // The checksums ConfigMap of each namespace: plain, watched by Flux, one key per Secret.
+        for res in built.iter().filter(|d| s(d, &["kind"]) == Some("ConfigMap")) {
+            let ns = s(res, &["metadata", "namespace"]).unwrap();
+            assert_eq!(s(res, &["metadata", "name"]), Some("sealwright-checksums"));
+            assert!(!res.contains_key("sops"), "{app} {ns}: the checksums are not encrypted");
+            assert_eq!(
+                s(res, &["metadata", "labels", "reconcile.fluxcd.io/watch"]),
+                Some("Enabled")
+            );
+            let sums = res.get("data").and_then(|d| d.as_map()).expect("checksums");
+            for secret in built.iter().filter(|d| {
+                s(d, &["kind"]) == Some("Secret") && s(d, &["metadata", "namespace"]) == Some(ns)
+            }) {
+                let var = checksum_variable(s(secret, &["metadata", "name"]).unwrap());
+                let sum = sums.get(&var).and_then(|v| v.as_str());
+                assert!(
+                    sum.is_some_and(|x| x.len() == 32 && x.bytes().all(|b| b.is_ascii_hexdigit())),
+                    "{app} {ns}: no checksum {var}"
+                );
+            }
+        }
+        for res in built.into_iter().filter(|d| s(d, &["kind"]) == Some("Secret")) {
             let ns = s(&res, &["metadata", "namespace"]).unwrap().to_string();
             let name = s(&res, &["metadata", "name"]).unwrap().to_string();
             let file = secrets.join(&ns).join(format!("{name}.sops.yaml"));
