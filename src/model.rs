@@ -67,6 +67,18 @@ impl PlatformRepo {
 pub struct Environment {
     pub name: String,
     pub namespace: String,
+    /// `postBuild.substitute` variables of its Kustomization (plain configuration).
+    pub variables: BTreeMap<String, String>,
+    /// Where its workload manifests live; `None`: the app team writes `environments/` itself.
+    pub source: Option<EnvSource>,
+}
+
+/// An environment's workload manifests: a Git repository, its branch and the path in it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EnvSource {
+    pub url: String,
+    pub branch: String,
+    pub path: String,
 }
 
 /// One Kubernetes Secret, delivered into the namespaces of some of the app's environments.
@@ -477,10 +489,14 @@ mod tests {
                     Environment {
                         name: "staging".into(),
                         namespace: "shop-staging".into(),
+                        variables: Default::default(),
+                        source: None,
                     },
                     Environment {
                         name: "prod".into(),
                         namespace: "shop-prod".into(),
+                        variables: Default::default(),
+                        source: None,
                     },
                 ],
                 secrets: vec![ManagedSecret {

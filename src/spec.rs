@@ -43,6 +43,71 @@ impl Delivery {
 pub struct EnvSpec {
     pub name: String,
     pub namespace: String,
+    /// Plain configuration for the environment's Kustomization (`postBuild.substitute`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// The workload manifests sealwright applies for it; `None`: the app team's files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::model::EnvSource>,
+}
+
+/// Variables sealwright sets itself in every environment Kustomization.
+pub const RESERVED_VARIABLES: &[&str] = &["APP", "ENVIRONMENT", "NAMESPACE"];
+
+/// `variables: {NAME: value}`: names as Flux's substitution takes them, values plain strings.
+fn env_variables(path: &str, v: Option<&Json>) -> Result<BTreeMap<String, String>, Invalid> {
+    let field = format!("{path}.variables");
+    let Some(v) = v else {
+        return Ok(BTreeMap::new());
+    };
+    let Json::Object(m) = v else {
+        return Err(invalid(field, format!("must be an object of name to value, not {}", kind(v))));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in m {
+        let at = format!("{field}.{k}");
+        let ok = k.len() <= 253
+            && k.chars().next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+            && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(invalid(at, "is not a variable name (letters, digits and _, not starting with a digit)"));
+        }
+        if RESERVED_VARIABLES.contains(&k.as_str()) || k.starts_with("SECRET_") {
+            return Err(invalid(at, "is set by sealwright (APP, ENVIRONMENT, NAMESPACE, SECRET_*)"));
+        }
+        let Json::String(s) = v else {
+            return Err(invalid(at, format!("must be a string, not {}", kind(v))));
+        };
+        out.insert(k.clone(), s.clone());
+    }
+    Ok(out)
+}
+
+/// `source: {url, branch?, path?}`: an `https://` or `ssh://` repository, `main` and `./` by
+/// default, the path inside it relative and without `..`.
+fn env_source(path: &str, v: Option<&Json>) -> Result<Option<crate::model::EnvSource>, Invalid> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let field = format!("{path}.source");
+    let mut f = Fields::of(&field, v)?;
+    let url = f.str("url")?;
+    if !(url.starts_with("https://") || url.starts_with("ssh://")) || url.contains(char::is_whitespace) {
+        return Err(invalid(format!("{field}.url"), "must be an https:// or ssh:// URL"));
+    }
+    let branch = f.opt_str("branch")?.unwrap_or_else(|| "main".into());
+    crate::names::validate_branch(&format!("{field}.branch"), &branch)?;
+    let p = f.opt_str("path")?.unwrap_or_else(|| "./".into());
+    let rel = p.strip_prefix("./").unwrap_or(&p);
+    if p.starts_with('/') || rel.split('/').any(|s| s == "..") || p.contains(char::is_whitespace) {
+        return Err(invalid(format!("{field}.path"), "must be a path inside the repository (no leading /, no ..)"));
+    }
+    f.finish()?;
+    Ok(Some(crate::model::EnvSource {
+        url,
+        branch,
+        path: format!("./{}", rel.trim_end_matches('/')),
+    }))
 }
 
 /// A platform registration: `{name, tenant, environments: [{name, namespace}], delivery?}`.
@@ -109,6 +174,8 @@ impl AppSpec {
             let env = EnvSpec {
                 name: g.str("name")?,
                 namespace: g.str("namespace")?,
+                variables: env_variables(&path, g.get("variables"))?,
+                source: env_source(&path, g.get("source"))?,
             };
             g.finish()?;
             validate_label(&format!("{path}.name"), &env.name)?;

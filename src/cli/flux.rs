@@ -114,14 +114,14 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<()> {
     let flux_dir = a.out.join("flux");
     let platform_dir = a.out.join("platform");
     let mut previous = Rendered {
-        flux: read_tree(&flux_dir, &|p| {
+        flux: read_tree(&flux_dir, &|p, _| {
             render::owned_in_flux_repo(&state.cluster.name, p)
         })?,
         platform: BTreeMap::new(),
     };
     for app in &state.apps {
         let name = render::platform_repo_name(&app.name);
-        let tree = read_tree(&platform_dir.join(&name), &render::owned_in_platform_repo)?;
+        let tree = read_tree(&platform_dir.join(&name), &render::owned_platform_file)?;
         previous.platform.insert(name, tree);
     }
     let rendered = render::render(&state, &keys, &previous, &templates, DateTime::now_utc())?;
@@ -152,7 +152,7 @@ struct Counts {
 }
 
 /// The files under `root` that `owned` selects, by path relative to `root` (`/`-separated).
-fn read_tree(root: &Path, owned: &dyn Fn(&str) -> bool) -> anyhow::Result<Tree> {
+fn read_tree(root: &Path, owned: &dyn Fn(&str, &[u8]) -> bool) -> anyhow::Result<Tree> {
     let mut tree = Tree::new();
     if !root.exists() {
         return Ok(tree);
@@ -171,9 +171,8 @@ fn read_tree(root: &Path, owned: &dyn Fn(&str) -> bool) -> anyhow::Result<Tree> 
                     .to_str()
                     .ok_or_else(|| anyhow!("{}: not UTF-8", path.display()))?
                     .to_string();
-                if owned(&rel) {
-                    let bytes =
-                        std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+                let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+                if owned(&rel, &bytes) {
                     tree.insert(rel, bytes);
                 }
             }

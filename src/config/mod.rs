@@ -293,6 +293,8 @@ fn app(path: &str, v: &Value) -> Result<App, ModelError> {
         environments.push(Environment {
             name: g.str("name")?,
             namespace: g.str("namespace")?,
+            variables: Default::default(),
+            source: None,
         });
         g.finish()?;
     }

@@ -7,6 +7,8 @@
 //! twice, the tenant boundary) is checked by the same code as the API's, and the error becomes
 //! `Ready=False` with a reason naming the field.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -78,6 +80,23 @@ pub struct Environment {
     pub name: String,
     #[schemars(length(min = 1, max = 63), regex(pattern = LABEL))]
     pub namespace: String,
+    /// Plain configuration substituted into the environment's Kustomization (not secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// The workload manifests sealwright applies for this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<EnvironmentSource>,
+}
+
+/// A Git repository, its branch and the path of the manifests in it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentSource {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// `commit` or `pull-request`.
@@ -121,7 +140,16 @@ pub fn app_spec(name: &str, spec: &AppPlatformRegistrationSpec) -> Result<AppSpe
         "name": name,
         "tenant": spec.tenant,
         "environments": spec.environments.iter()
-            .map(|e| serde_json::json!({"name": e.name, "namespace": e.namespace}))
+            .map(|e| {
+                let mut j = serde_json::json!({"name": e.name, "namespace": e.namespace});
+                if !e.variables.is_empty() {
+                    j["variables"] = serde_json::json!(e.variables);
+                }
+                if let Some(s) = &e.source {
+                    j["source"] = serde_json::json!(s);
+                }
+                j
+            })
             .collect::<Vec<_>>(),
         "delivery": match spec.delivery {
             DeliveryMode::Commit => "commit",
@@ -200,6 +228,8 @@ mod tests {
                 .map(|(i, n)| Environment {
                     name: format!("e{i}"),
                     namespace: (*n).into(),
+                    variables: BTreeMap::new(),
+                    source: None,
                 })
                 .collect(),
             delivery: DeliveryMode::Commit,

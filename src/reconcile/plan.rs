@@ -46,6 +46,8 @@ pub fn model_app<'a>(
         .map(|e| Environment {
             name: e.name.clone(),
             namespace: e.namespace.clone(),
+            variables: e.variables.clone(),
+            source: e.source.clone(),
         })
         .collect();
     let secrets = secrets

@@ -278,7 +278,16 @@ impl Reconciler {
             if let Some(b) = snap.read(".sops.yaml")? {
                 current.insert(".sops.yaml".into(), b);
             }
-            current.retain(|p, _| render::owned_in_platform_repo(p));
+            // environments/ holds the app team's files beside ours: only marked ones are ours.
+            let mut team = BTreeSet::new();
+            for (p, b) in snap.files_under("environments/")? {
+                if render::owned_platform_file(&p, &b) {
+                    current.insert(p, b);
+                } else {
+                    team.insert(p);
+                }
+            }
+            current.retain(|p, b| render::owned_platform_file(p, b));
             let trust = trusted
                 .as_ref()
                 .filter(|(head, _)| snap.commit_id().as_deref() == Some(head.as_str()));
@@ -300,6 +309,14 @@ impl Reconciler {
                 DateTime::now_utc(),
                 &keep,
             )?;
+            // A file of the app team's where sealwright would write one: theirs is never
+            // overwritten, and the app fails until one of the two moves.
+            if let Some(p) = rendered.keys().find(|p| team.contains(*p)) {
+                return Err(format!(
+                    "{p} is the app team's (it does not start with \"# Managed by sealwright\"): rename it, or remove the environment's source from the registration"
+                )
+                .into());
+            }
             let changes = plan::plan(&current, &rendered)?;
             // A first commit sets the repo up; later ones with no secret change restore
             // drifted files.

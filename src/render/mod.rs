@@ -118,12 +118,29 @@ pub fn owned_in_flux_repo(cluster: &str, path: &str) -> bool {
     }
 }
 
-/// Whether sealwright owns `path` in a platform repo: `.sops.yaml`,
-/// `secrets/kustomization.yaml` and `secrets/<namespace>/<name>.sops.yaml`. The rest (the app
-/// team's `<env>.yaml` and anything else) is left alone.
+/// The first line of every file sealwright writes under `environments/`, where the app team
+/// writes files too: what carries it is sealwright's, what does not is never touched.
+pub const MANAGED_MARKER: &[u8] = b"# Managed by sealwright";
+
+/// `environments/README.md`: keeps the folder (and so the Flux Kustomization's path) in being.
+pub const ENVIRONMENTS_README: &str = "# Managed by sealwright: the environments of this app\n\n\
+Flux applies every YAML file in this folder, as a ServiceAccount that can act only in the app's\n\
+namespaces. Files that start with the line above are sealwright's (one per environment with a\n\
+`source` in the registration) and are rewritten from the registration; the others are yours and\n\
+sealwright never edits them.\n";
+
+/// Whether `path` is one sealwright may own in a platform repo: `.sops.yaml`,
+/// `secrets/kustomization.yaml`, `secrets/<namespace>/<name>.sops.yaml`, the checksums, and
+/// under `environments/` the README and `<env>.yaml` (those only when they carry
+/// [`MANAGED_MARKER`]: see [`owned_platform_file`]). The rest is left alone.
 pub fn owned_in_platform_repo(path: &str) -> bool {
     if path == ".sops.yaml" || path == "secrets/kustomization.yaml" {
         return true;
+    }
+    if let Some(f) = path.strip_prefix("environments/") {
+        return f == "README.md"
+            || f.strip_suffix(".yaml")
+                .is_some_and(|e| crate::names::validate_label("environment", e).is_ok());
     }
     match path
         .strip_prefix("secrets/")
@@ -140,6 +157,12 @@ pub fn owned_in_platform_repo(path: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// Whether the file at `path`, holding `bytes`, is sealwright's in a platform repo.
+pub fn owned_platform_file(path: &str, bytes: &[u8]) -> bool {
+    owned_in_platform_repo(path)
+        && (!path.starts_with("environments/") || bytes.starts_with(MANAGED_MARKER))
 }
 
 /// Renders everything. `previous` is what the repositories hold now (only the files this
@@ -440,6 +463,30 @@ pub fn render_platform(
         ),
     )?;
     tree.insert("secrets/kustomization.yaml".into(), kust.into_bytes());
+    // The environments: a README that keeps the folder, and one file per sourced environment.
+    tree.insert(
+        "environments/README.md".into(),
+        ENVIRONMENTS_README.as_bytes().to_vec(),
+    );
+    for env in &app.environments {
+        let Some(source) = &env.source else { continue };
+        let variables: Vec<J> = env
+            .variables
+            .iter()
+            .map(|(k, v)| J::from_serialize(BTreeMap::from([("key", k), ("value", v)])))
+            .collect();
+        let env_ctx = J::from_serialize(BTreeMap::from([
+            ("name", J::from(env.name.as_str())),
+            ("namespace", J::from(env.namespace.as_str())),
+            ("source", J::from_serialize(source)),
+            ("variables", J::from(variables)),
+        ]));
+        let text = templates.render(
+            "platform-environment.yaml.j2",
+            &ctx(&cluster_ctx, Some(&app_ctx), &[("env", env_ctx)]),
+        )?;
+        tree.insert(format!("environments/{}.yaml", env.name), text.into_bytes());
+    }
     Ok(tree)
 }
 
@@ -836,6 +883,8 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
         environments: vec![Environment {
             name: "prod".into(),
             namespace: "sample-prod".into(),
+            variables: Default::default(),
+            source: None,
         }],
         secrets: vec![secret.clone()],
     };
@@ -855,6 +904,35 @@ fn sample_contexts() -> Vec<(&'static str, J)> {
         (
             "platform-secrets-kustomization.yaml.j2",
             ctx(&c, Some(&a), &[("files", files.clone())]),
+        ),
+        (
+            "platform-environment.yaml.j2",
+            ctx(
+                &c,
+                Some(&a),
+                &[(
+                    "env",
+                    J::from_serialize(BTreeMap::from([
+                        ("name", J::from("prod")),
+                        ("namespace", J::from("sample-prod")),
+                        (
+                            "source",
+                            J::from_serialize(crate::model::EnvSource {
+                                url: "https://git.example/sample/app.git".into(),
+                                branch: "main".into(),
+                                path: "./deploy/prod".into(),
+                            }),
+                        ),
+                        (
+                            "variables",
+                            J::from(vec![J::from_serialize(BTreeMap::from([
+                                ("key", "LOG_LEVEL"),
+                                ("value", "info"),
+                            ]))]),
+                        ),
+                    ])),
+                )],
+            ),
         ),
         (
             "platform-checksums.yaml.j2",
@@ -1061,10 +1139,14 @@ mod tests {
                         Environment {
                             name: "staging".into(),
                             namespace: "shop-staging".into(),
+                            variables: Default::default(),
+                            source: None,
                         },
                         Environment {
                             name: "prod".into(),
                             namespace: "shop-prod".into(),
+                            variables: Default::default(),
+                            source: None,
                         },
                     ],
                     secrets: vec![ManagedSecret {
@@ -1094,6 +1176,8 @@ mod tests {
                     environments: vec![Environment {
                         name: "prod".into(),
                         namespace: "blog".into(),
+                        variables: Default::default(),
+                        source: None,
                     }],
                     secrets: vec![],
                 },
@@ -1174,6 +1258,7 @@ mod tests {
             shop,
             [
                 ".sops.yaml",
+                "environments/README.md",
                 "secrets/kustomization.yaml",
                 "secrets/shop-prod/db.sops.yaml",
                 "secrets/shop-prod/sealwright-checksums.yaml"

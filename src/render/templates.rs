@@ -31,6 +31,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/platform-checksums.yaml.j2"),
     ),
     (
+        "platform-environment.yaml.j2",
+        include_str!("../../templates/platform-environment.yaml.j2"),
+    ),
+    (
         "credentials-secret.yaml.j2",
         include_str!("../../templates/credentials-secret.yaml.j2"),
     ),

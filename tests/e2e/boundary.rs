@@ -437,13 +437,20 @@ fn rbac_stays_inside(flux: &Path, flux_ns: &str, apps: &BTreeMap<&str, Vec<&str>
                             let name = common::flux::s(sub, &["name"]).unwrap();
                             assert!(
                                 name == format!("{app}-platform")
+                                    || name == format!("{app}-environments")
+                                    || name == format!("{app}-deployer")
                                     || name == format!("system:serviceaccounts:{ns}"),
                                 "{app}: {kind} in {ns} binds {name}"
                             );
                         }
                     }
                 }
-                "ServiceAccount" => assert_eq!(ns, flux_ns),
+                // The sync's and the environments' in Flux's namespace, a deployer in each of
+                // the app's.
+                "ServiceAccount" => assert!(
+                    ns == flux_ns || namespaces.contains(&ns.as_str()),
+                    "{app}: ServiceAccount in {ns}"
+                ),
                 "Namespace" => {}
                 other => panic!("{app}: rbac.yaml holds a {other}"),
             }
@@ -451,9 +458,11 @@ fn rbac_stays_inside(flux: &Path, flux_ns: &str, apps: &BTreeMap<&str, Vec<&str>
         assert!(grants >= 2 * namespaces.len(), "{app}: {grants} grants");
         let sync = std::fs::read(dir.join("sync.yaml")).unwrap();
         for d in docs(&sync) {
-            assert_eq!(
-                common::flux::s(&d, &["spec", "serviceAccountName"]),
-                Some(format!("{app}-platform").as_str())
+            let sa = common::flux::s(&d, &["spec", "serviceAccountName"]);
+            assert!(
+                sa == Some(format!("{app}-platform").as_str())
+                    || sa == Some(format!("{app}-environments").as_str()),
+                "{app}: {sa:?}"
             );
             assert!(common::flux::s(&d, &["spec", "targetNamespace"]).is_none());
         }

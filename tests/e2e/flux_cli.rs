@@ -40,7 +40,7 @@ fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing()
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o).trim(),
-        "30 files under out: 30 created, 0 updated, 0 removed, 0 unchanged"
+        "32 files under out: 32 created, 0 updated, 0 removed, 0 unchanged"
     );
     assert!(stderr(&o).contains("generated a local cluster key keys/_cluster.agekey"));
     for f in [
@@ -80,7 +80,7 @@ fn first_run_generates_keys_and_a_local_cluster_key_then_reruns_change_nothing()
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o).trim(),
-        "30 files under out: 0 created, 0 updated, 0 removed, 30 unchanged"
+        "32 files under out: 0 created, 0 updated, 0 removed, 32 unchanged"
     );
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     assert_eq!(
@@ -125,7 +125,7 @@ fn changes_touch_only_what_changed_and_leave_others_files_alone() {
     // RBAC change; the sandbox secret goes.
     assert_eq!(
         stdout(&o).trim(),
-        "29 files under out: 0 created, 6 updated, 1 removed, 23 unchanged"
+        "31 files under out: 0 created, 6 updated, 1 removed, 25 unchanged"
     );
     assert!(!dir
         .path()

@@ -125,8 +125,8 @@ fn every_flux_object_validates_against_the_flux_crd_schemas() {
             *validated.entry(kind.to_string()).or_default() += 1;
         }
     }
-    // apps.yaml + one sync.yaml per app; one GitRepository per app.
-    assert_eq!(validated.get("Kustomization"), Some(&3), "{validated:?}");
+    // apps.yaml + two per app's sync.yaml (secrets, environments); one GitRepository per app.
+    assert_eq!(validated.get("Kustomization"), Some(&5), "{validated:?}");
     assert_eq!(validated.get("GitRepository"), Some(&2), "{validated:?}");
 }
 
@@ -190,11 +190,20 @@ fn every_rendered_directory_builds_with_kubectl_kustomize() {
     let count = |k: &str| all.iter().filter(|d| s(d, &["kind"]) == Some(k)).count();
     assert_eq!(count("Secret"), 4, "an age key and a deploy key per app");
     assert_eq!(count("GitRepository"), 2);
-    assert_eq!(count("Kustomization"), 2);
-    assert_eq!(count("ServiceAccount"), 2, "one per app, for its sync");
+    assert_eq!(count("Kustomization"), 4, "per app: its secrets and its environments");
+    assert_eq!(
+        count("ServiceAccount"),
+        8,
+        "per app one for the secrets and one for environments/, a deployer per namespace"
+    );
     assert_eq!(count("Namespace"), 4, "every environment namespace");
     assert_eq!(count("Role"), 8, "apply + read in each namespace");
-    assert_eq!(count("RoleBinding"), 8);
+    assert_eq!(
+        count("RoleBinding"),
+        16,
+        "apply, read, environments and deployer in each namespace"
+    );
+    assert_eq!(count("ClusterRoleBinding"), 0);
 }
 
 #[test]
