@@ -54,6 +54,8 @@ fn fleet(cluster_recipient: String) -> DesiredState {
                 .map(|e| Environment {
                     name: e.to_string(),
                     namespace: format!("app{i:03}-{e}"),
+                    variables: Default::default(),
+                    source: None,
                 })
                 .collect(),
             secrets: ["db", "api", "smtp"]
