@@ -111,6 +111,11 @@ pub fn render(http: &HttpMetrics, r: &Reconciler, refused: u64) -> String {
             "Secret operations committed in group commits.",
             &m.writes_batched,
         ),
+        (
+            "sealwright_drift_detected_total",
+            "Platform rounds that found files of sealwright's changed behind its back.",
+            &m.drift_detected,
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -53,6 +53,15 @@ fn app_full(v: &AppView) -> Json {
     j["lastCommit"] = json!(v.last_commit);
     j["secrets"] = json!(v.secrets);
     j["pullRequest"] = json!(v.pull_request);
+    j["drift"] = match &v.drift {
+        None => Json::Null,
+        Some(d) => json!({
+            "files": d.files,
+            "commits": d.commits,
+            "authors": d.authors,
+            "restoredIn": d.restored_in,
+        }),
+    };
     j["errors"] = Json::Array(
         v.errors
             .iter()

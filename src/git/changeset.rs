@@ -123,6 +123,15 @@ fn check_path(path: &str) -> Result<(), GitError> {
     Ok(())
 }
 
+/// A commit someone other than sealwright made, and the files of sealwright's it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignCommit {
+    pub id: String,
+    /// `name <email>` as the commit records it.
+    pub author: String,
+    pub paths: Vec<String>,
+}
+
 /// A read-only view of one commit's tree (or of a branch that does not exist yet: no commit, no files).
 pub struct Snapshot<'r> {
     repo: &'r Repository,
@@ -188,6 +197,57 @@ impl<'r> Snapshot<'r> {
             }
         }
         out
+    }
+
+    /// The commits after `since` on the first-parent line to this snapshot (newest first, at
+    /// most `limit`) not authored by `author_email`, each with the paths it changed that `owned`
+    /// accepts; commits that changed none are left out. `None` when `since` is not an ancestor
+    /// within the limit (history was rewritten): nothing can be said about who changed what.
+    pub fn foreign_changes(
+        &self,
+        since: &str,
+        author_email: &str,
+        owned: &dyn Fn(&str) -> bool,
+        limit: usize,
+    ) -> Option<Vec<ForeignCommit>> {
+        let since = Oid::from_str(since).ok()?;
+        let mut id = self.commit?;
+        let mut out = Vec::new();
+        for _ in 0..limit {
+            if id == since {
+                return Some(out);
+            }
+            let commit = self.repo.find_commit(id).ok()?;
+            let parent = commit.parent(0).ok();
+            let author = commit.author();
+            if author.email().ok() != Some(author_email) {
+                let tree = commit.tree().ok();
+                let parent_tree = parent.as_ref().and_then(|p| p.tree().ok());
+                let diff = self
+                    .repo
+                    .diff_tree_to_tree(parent_tree.as_ref(), tree.as_ref(), None)
+                    .ok()?;
+                let paths: Vec<String> = diff
+                    .deltas()
+                    .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()))
+                    .filter_map(|p| p.to_str().map(str::to_owned))
+                    .filter(|p| owned(p))
+                    .collect();
+                if !paths.is_empty() {
+                    out.push(ForeignCommit {
+                        id: id.to_string(),
+                        author: format!(
+                            "{} <{}>",
+                            author.name().unwrap_or("?"),
+                            author.email().unwrap_or("?")
+                        ),
+                        paths,
+                    });
+                }
+            }
+            id = parent?.id();
+        }
+        None
     }
 
     /// Whether commit `descendant` is `ancestor` or comes after it (both 40 hex digits, both in

@@ -30,7 +30,7 @@ use git2::{AutotagOption, Direction, ErrorCode, FetchOptions, Oid, PushOptions, 
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-pub use changeset::{ChangeSet, Snapshot};
+pub use changeset::{ChangeSet, ForeignCommit, Snapshot};
 pub use message::{
     change_ids_in, ChangeId, CommitMessage, Identity, SecretChange, SecretChangeKind,
     CHANGE_ID_TRAILER,

@@ -95,6 +95,16 @@ struct RepoHandle {
     flux: PlatformRepo,
 }
 
+/// Files of sealwright's someone else changed: which, in which commits, by whom, and the
+/// commit that restored them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftStatus {
+    pub files: Vec<String>,
+    pub commits: Vec<String>,
+    pub authors: Vec<String>,
+    pub restored_in: Option<String>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct SecretState {
     commit: Option<String>,
@@ -128,6 +138,8 @@ struct AppData {
     /// What the last round made of the external secrets.
     external_outcome: Option<ExternalOutcome>,
     errors: Vec<StatusError>,
+    /// The last drift a round found (and wrote back), for the status.
+    drift: Option<DriftStatus>,
     failures: u32,
     retry_at: Option<Instant>,
     deleted: bool,
@@ -181,6 +193,7 @@ impl AppSlot {
                 external: None,
                 external_outcome: None,
                 errors: Vec::new(),
+                drift: None,
                 failures: 0,
                 retry_at: None,
                 deleted: false,
@@ -243,6 +256,8 @@ pub struct Metrics {
     pub rounds: AtomicU64,
     pub round_failures: AtomicU64,
     pub writes_batched: AtomicU64,
+    /// Rounds that found files of sealwright's changed behind its back.
+    pub drift_detected: AtomicU64,
 }
 
 struct Inner {

@@ -162,7 +162,8 @@ impl Reconciler {
         let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
         extras.fill(&mut model);
         let title = message.preferred().subject().to_owned();
-        let planner = self.platform_planner(model, keys.clone(), None, message, false);
+        let planner =
+            self.platform_planner(model, keys.clone(), None, message, false, Default::default());
         let applied = self
             .inner
             .engine
@@ -367,6 +368,7 @@ impl Reconciler {
                 slot.name
             ))),
             true,
+            Default::default(),
         );
         let applied = self
             .inner

@@ -78,12 +78,14 @@ impl Reconciler {
             }
         }
         let render = round.render(&slot.name, &repo);
+        let found = Arc::new(std::sync::Mutex::new(None));
         let planner = self.platform_planner(
             render.model,
             keys,
             render.trusted,
             render.message,
             render.restore,
+            found.clone(),
         );
         let result = self
             .inner
@@ -95,6 +97,10 @@ impl Reconciler {
                 planner,
             )
             .await;
+        let drift = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(d), Ok(applied)) = (drift, &result) {
+            self.drift_restored(slot, &d, applied.commit());
+        }
         self.settle_round(slot, &repo, round, result).await;
     }
 
@@ -262,6 +268,7 @@ impl Reconciler {
     /// reused unread only for the secrets in `trusted` and only when the tip is the commit named
     /// there (the one sealwright rendered last); everything else is re-rendered noise-free. A
     /// first commit with no secret change (`restore`) is the repo's set-up commit.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn platform_planner(
         &self,
         model: crate::model::App,
@@ -269,10 +276,12 @@ impl Reconciler {
         trusted: Option<(String, BTreeSet<String>)>,
         message: RoundMessage,
         restore: bool,
+        found: Arc<std::sync::Mutex<Option<Drift>>>,
     ) -> impl FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, crate::git::PlanError> + Send + 'static
     {
         let cluster = self.inner.settings.cluster.clone();
         let templates = self.inner.settings.templates.clone();
+        let author_email = self.inner.settings.author.email().to_owned();
         move |snap: &Snapshot<'_>| {
             let mut current = snap.files_under("secrets/")?;
             if let Some(b) = snap.read(".sops.yaml")? {
@@ -318,9 +327,37 @@ impl Reconciler {
                 .into());
             }
             let changes = plan::plan(&current, &rendered)?;
+            // Drift: files of sealwright's that a commit not its own changed since its last
+            // render, and that this plan writes back.
+            let drift = trusted.as_ref().and_then(|(clean, _)| {
+                if snap.commit_id().as_deref() == Some(clean.as_str()) {
+                    return None;
+                }
+                let ours = |p: &str| {
+                    render::owned_in_platform_repo(p)
+                        && (!p.starts_with("environments/") || rendered.contains_key(p))
+                };
+                let commits = snap.foreign_changes(clean, &author_email, &ours, 500)?;
+                let files: BTreeSet<String> = commits
+                    .iter()
+                    .flat_map(|c| c.paths.iter().cloned())
+                    .filter(|p| current.get(p) != rendered.get(p))
+                    .collect();
+                (!files.is_empty()).then(|| Drift {
+                    commits: commits
+                        .into_iter()
+                        .filter(|c| c.paths.iter().any(|p| files.contains(p)))
+                        .collect(),
+                    files: files.into_iter().collect(),
+                })
+            });
+            *found.lock().unwrap_or_else(|p| p.into_inner()) = drift.clone();
             // A first commit sets the repo up; later ones with no secret change restore
             // drifted files.
-            let message = match snap.commit_id() {
+            let message = match (snap.commit_id(), &drift) {
+                (Some(_), Some(d)) if restore => d.message(&model.name),
+                (Some(_), Some(d)) => d.lines(message.for_changes(&changes)),
+                (id, _) => match id {
                 None if restore => {
                     let setup = CommitMessage::new(&format!(
                         "{}: set up the platform repo (.sops.yaml, secrets/)",
@@ -332,6 +369,7 @@ impl Reconciler {
                     }
                 }
                 _ => message.for_changes(&changes),
+                },
             };
             Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
         }
@@ -383,6 +421,43 @@ impl Reconciler {
                 }
             }
             let _ = op.reply.send(Ok(ack.clone()));
+        }
+    }
+
+    /// Drift a round found and wrote back: one `drift.detected` event per drifting commit (who,
+    /// which files, never what), the count in `/metrics`, and the app's status.
+    fn drift_restored(&self, slot: &AppSlot, d: &Drift, restored_in: Option<&str>) {
+        self.inner
+            .metrics
+            .drift_detected
+            .fetch_add(1, Ordering::Relaxed);
+        let tenant = {
+            let mut dl = slot.lock();
+            dl.drift = Some(super::DriftStatus {
+                files: d.files.clone(),
+                commits: d.commits.iter().map(|c| c.id.clone()).collect(),
+                authors: d.commits.iter().map(|c| c.author.clone()).collect(),
+                restored_in: restored_in.map(str::to_owned),
+            });
+            dl.spec.tenant.clone()
+        };
+        tracing::warn!(app = %slot.name, files = ?d.files, "drift restored");
+        for c in &d.commits {
+            let mut ev = Actor::new("reconciler").event("drift.detected");
+            ev.app = Some(slot.name.clone());
+            ev.tenant = Some(tenant.clone());
+            ev.commit = Some(c.id.clone());
+            let files: Vec<&String> = c.paths.iter().filter(|p| d.files.contains(p)).collect();
+            if let [one] = files.as_slice() {
+                ev.secret = secret_of_path(one);
+            }
+            ev.detail = Some(format!(
+                "by {}: {}; restored{}",
+                c.author,
+                files.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                restored_in.map(|r| format!(" in {}", &r[..12.min(r.len())])).unwrap_or_default()
+            ));
+            self.inner.events.record(ev);
         }
     }
 
@@ -469,12 +544,57 @@ impl Round {
     }
 }
 
+/// Files of sealwright's changed behind its back since its last render, and the commits that
+/// changed them (who, which files; never what).
+#[derive(Clone, Debug)]
+pub(super) struct Drift {
+    pub(super) files: Vec<String>,
+    pub(super) commits: Vec<crate::git::ForeignCommit>,
+}
+
+impl Drift {
+    fn list(&self) -> String {
+        match self.files.as_slice() {
+            [one] => one.clone(),
+            [a, b] => format!("{a}, {b}"),
+            [a, rest @ ..] => format!("{a} and {} more", rest.len()),
+            [] => String::new(),
+        }
+    }
+
+    /// A commit that only restores drift: its title says so and names the drifting commits.
+    fn message(&self, app: &str) -> CommitMessage {
+        self.lines(CommitMessage::new(&format!(
+            "{app}: restore drift in {}",
+            self.list()
+        )))
+    }
+
+    /// The lines naming what drifted and where it came from.
+    fn lines(&self, mut m: CommitMessage) -> CommitMessage {
+        m = m.line(&format!("restores drift: {}", self.files.join(", ")));
+        for c in &self.commits {
+            m = m.line(&format!("drift from {} by {}", &c.id[..12], c.author));
+        }
+        m
+    }
+}
+
 /// What a round that writes renders (`Round::render`, for `platform_planner`).
 struct Render {
     model: crate::model::App,
     message: RoundMessage,
     trusted: Option<(String, BTreeSet<String>)>,
     restore: bool,
+}
+
+/// The secret file's target name (`secrets/<ns>/<name>.sops.yaml` → `name`).
+fn secret_of_path(path: &str) -> Option<String> {
+    path.strip_prefix("secrets/")?
+        .split_once('/')?
+        .1
+        .strip_suffix(".sops.yaml")
+        .map(str::to_owned)
 }
 
 /// How an unchanged credential is named among the trusted names of a platform round (secret

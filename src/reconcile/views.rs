@@ -29,6 +29,7 @@ impl Reconciler {
             errors: d.errors.clone(),
             secrets: d.secrets.len(),
             pull_request: d.pending.as_ref().map(|p| p.url.clone()),
+            drift: d.drift.clone(),
         }
     }
 }
@@ -83,6 +84,8 @@ pub struct AppView {
     pub secrets: usize,
     /// The open pull request waiting for review (pull-request delivery).
     pub pull_request: Option<String>,
+    /// The last drift found in its platform repo.
+    pub drift: Option<super::DriftStatus>,
 }
 
 impl AppView {
