@@ -119,6 +119,43 @@ pub struct AppSpec {
     pub delivery: Delivery,
     /// The platform repository, `owner/name` on the host; `None`: `<host owner>/<app>-platform`.
     pub repo: Option<String>,
+    /// What a round does with drift in the platform repo.
+    pub drift_policy: DriftPolicy,
+}
+
+/// What happens to files of sealwright's that someone else changed in the platform repo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftPolicy {
+    /// sealwright's records win: the files are written back.
+    #[default]
+    Restore,
+    /// The repo wins: the secrets are read back from it (a deletion deletes the secret).
+    Adopt,
+    /// Nothing is written until an admin resolves it.
+    Report,
+}
+
+impl DriftPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftPolicy::Restore => "restore",
+            DriftPolicy::Adopt => "adopt",
+            DriftPolicy::Report => "report",
+        }
+    }
+
+    pub fn parse(field: &str, s: &str) -> Result<DriftPolicy, Invalid> {
+        match s {
+            "restore" => Ok(DriftPolicy::Restore),
+            "adopt" => Ok(DriftPolicy::Adopt),
+            "report" => Ok(DriftPolicy::Report),
+            other => Err(invalid(
+                field,
+                format!("{other:?} is not a drift policy (restore, adopt or report)"),
+            )),
+        }
+    }
 }
 
 impl AppSpec {
@@ -136,6 +173,9 @@ impl AppSpec {
         });
         if let Some(r) = &self.repo {
             j["repo"] = Json::from(r.as_str());
+        }
+        if self.drift_policy != DriftPolicy::Restore {
+            j["driftPolicy"] = Json::from(self.drift_policy.as_str());
         }
         j
     }
@@ -208,6 +248,10 @@ impl AppSpec {
         if let Some(r) = &repo {
             crate::host::RepoRef::parse(r).map_err(|e| invalid("repo", e.to_string()))?;
         }
+        let drift_policy = match f.opt_str("driftPolicy")? {
+            None => DriftPolicy::Restore,
+            Some(p) => DriftPolicy::parse("driftPolicy", &p)?,
+        };
         f.finish()?;
         Ok(AppSpec {
             name,
@@ -215,6 +259,7 @@ impl AppSpec {
             environments,
             delivery,
             repo,
+            drift_policy,
         })
     }
 }

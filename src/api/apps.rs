@@ -126,6 +126,24 @@ pub(super) struct DeleteAppQuery {
     archive: Option<String>,
 }
 
+/// `POST /v1/apps/{app}/drift/resolve {"action": "restore" | "adopt"}`: admin only.
+pub(super) async fn resolve_drift(
+    State(state): State<ApiState>,
+    Caller {
+        principal: p,
+        actor,
+    }: Caller,
+    Path(app): Path<String>,
+    JsonBody(v): JsonBody,
+) -> ApiResult {
+    app_in_scope(&state, &p, &app)?;
+    if !p.is_admin() {
+        return Err(ApiError::forbidden("resolving drift needs an admin token"));
+    }
+    let ack = state.reconciler.resolve_drift(&actor, &app, &v).await?;
+    ok(StatusCode::OK, views::ack(&ack))
+}
+
 pub(super) async fn delete_app(
     State(state): State<ApiState>,
     Caller {

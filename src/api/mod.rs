@@ -89,6 +89,7 @@ pub fn router(state: ApiState) -> Router {
             post(secrets::rotate_secret),
         )
         .route("/v1/presets", get(secrets::list_presets))
+        .route("/v1/apps/{app}/drift/resolve", post(resolve_drift))
         .route("/v1/apps/{app}/external-secrets", get(external::list_app))
         .route(
             "/v1/apps/{app}/external-secrets/{provider}",

@@ -33,6 +33,7 @@ mod tests {
             ),
             ("/v1/apps/{app}/secrets/{name}/rotate", &["post"]),
             ("/v1/presets", &["get"]),
+            ("/v1/apps/{app}/drift/resolve", &["post"]),
             ("/v1/events", &["get"]),
             ("/v1/tenants/{tenant}/api-keys", &["get", "post"]),
             ("/v1/tenants/{tenant}/api-keys/{id}", &["delete"]),
@@ -59,6 +60,6 @@ mod tests {
                 assert!(p.get(*m).is_some(), "{m} {path} missing");
             }
         }
-        assert_eq!(paths.len(), 24, "a documented route that the router lacks");
+        assert_eq!(paths.len(), 25, "a documented route that the router lacks");
     }
 }

@@ -60,6 +60,7 @@ fn app_full(v: &AppView) -> Json {
             "commits": d.commits,
             "authors": d.authors,
             "restoredIn": d.restored_in,
+            "state": d.state,
         }),
     };
     j["errors"] = Json::Array(

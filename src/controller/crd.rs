@@ -65,6 +65,10 @@ pub struct AppPlatformRegistrationSpec {
     /// How secret changes reach the platform repo: `commit` (default) or `pull-request`.
     #[serde(default)]
     pub delivery: DeliveryMode,
+    /// What happens to files of sealwright's changed by hand in the platform repo: `restore`
+    /// (default), `adopt` or `report`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_policy: Option<DriftPolicyMode>,
     /// The platform repository, `owner/name` on the Git host. Defaults to
     /// `<host owner>/<app>-platform`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +101,15 @@ pub struct EnvironmentSource {
     pub branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+}
+
+/// `restore`, `adopt` or `report`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftPolicyMode {
+    Restore,
+    Adopt,
+    Report,
 }
 
 /// `commit` or `pull-request`.
@@ -136,7 +149,7 @@ pub struct AppPlatformRegistrationStatus {
 /// The registration as the reconciler's spec, checked by the API's own rules. Field names in
 /// the error are the resource's: `metadata.name`, `spec.environments[0].namespace`.
 pub fn app_spec(name: &str, spec: &AppPlatformRegistrationSpec) -> Result<AppSpec, Invalid> {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "name": name,
         "tenant": spec.tenant,
         "environments": spec.environments.iter()
@@ -156,6 +169,13 @@ pub fn app_spec(name: &str, spec: &AppPlatformRegistrationSpec) -> Result<AppSpe
             DeliveryMode::PullRequest => "pull-request",
         },
     });
+    if let Some(p) = spec.drift_policy {
+        body["driftPolicy"] = serde_json::json!(match p {
+            DriftPolicyMode::Restore => "restore",
+            DriftPolicyMode::Adopt => "adopt",
+            DriftPolicyMode::Report => "report",
+        });
+    }
     let mut body = body;
     if let Some(r) = &spec.repo {
         body["repo"] = Json::from(r.as_str());
@@ -233,6 +253,7 @@ mod tests {
                 })
                 .collect(),
             delivery: DeliveryMode::Commit,
+            drift_policy: None,
             repo: None,
         }
     }

@@ -157,6 +157,44 @@ impl Reconciler {
             .await
     }
 
+    /// `POST /v1/apps/{app}/drift/resolve`: an admin's answer to drift held under
+    /// `driftPolicy: report`: `restore` writes sealwright's records back, `adopt` reads the
+    /// secrets back from the repo. Answers once the resulting round is done.
+    pub async fn resolve_drift(
+        &self,
+        actor: &Actor,
+        app: &str,
+        body: &serde_json::Value,
+    ) -> Result<super::WriteAck, ReconcileError> {
+        let mut f = crate::fields::Fields::of("", body)?;
+        let action = f.str("action")?;
+        f.finish()?;
+        let policy = match crate::spec::DriftPolicy::parse("action", &action)? {
+            crate::spec::DriftPolicy::Report => {
+                return Err(spec::invalid("action", "must be restore or adopt").into())
+            }
+            p => p,
+        };
+        let slot = self.slot(app)?;
+        let tenant = {
+            let mut d = slot.lock();
+            if d.drift.as_ref().is_none_or(|s| s.state != "held") {
+                return Err(ReconcileError::Conflict(format!(
+                    "app {app:?} has no drift waiting to be resolved"
+                )));
+            }
+            d.drift_resolution = Some(policy);
+            d.retry_at = None;
+            d.spec.tenant.clone()
+        };
+        let mut ev = actor.event("drift.resolved");
+        ev.app = Some(app.to_owned());
+        ev.tenant = Some(tenant);
+        ev.detail = Some(format!("action: {}", policy.as_str()));
+        self.inner.events.record(ev);
+        self.submit(&slot, actor, super::SecretOpKind::Sync).await
+    }
+
     /// Unregisters an app: its Flux folder goes (Flux prunes what it applied), its platform repo
     /// stays unless `archive`. Its keys stay in the key store.
     pub async fn delete_app(

@@ -103,6 +103,8 @@ pub struct DriftStatus {
     pub commits: Vec<String>,
     pub authors: Vec<String>,
     pub restored_in: Option<String>,
+    /// `restored`, `held` (waiting for an admin) or `adopted`.
+    pub state: &'static str,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -138,8 +140,10 @@ struct AppData {
     /// What the last round made of the external secrets.
     external_outcome: Option<ExternalOutcome>,
     errors: Vec<StatusError>,
-    /// The last drift a round found (and wrote back), for the status.
+    /// The last drift a round found, for the status.
     drift: Option<DriftStatus>,
+    /// An admin's resolution of held drift, for the next platform round.
+    drift_resolution: Option<crate::spec::DriftPolicy>,
     failures: u32,
     retry_at: Option<Instant>,
     deleted: bool,
@@ -194,6 +198,7 @@ impl AppSlot {
                 external_outcome: None,
                 errors: Vec::new(),
                 drift: None,
+                drift_resolution: None,
                 failures: 0,
                 retry_at: None,
                 deleted: false,

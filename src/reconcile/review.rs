@@ -163,7 +163,15 @@ impl Reconciler {
         extras.fill(&mut model);
         let title = message.preferred().subject().to_owned();
         let planner =
-            self.platform_planner(model, keys.clone(), None, message, false, Default::default());
+            self.platform_planner(
+            model,
+            keys.clone(),
+            None,
+            message,
+            false,
+            Default::default(),
+            Default::default(),
+        );
         let applied = self
             .inner
             .engine
@@ -368,6 +376,7 @@ impl Reconciler {
                 slot.name
             ))),
             true,
+            Default::default(),
             Default::default(),
         );
         let applied = self

@@ -79,13 +79,19 @@ impl Reconciler {
         }
         let render = round.render(&slot.name, &repo);
         let found = Arc::new(std::sync::Mutex::new(None));
+        // An admin's resolution applies to this round; the registration's policy otherwise.
+        let policy = {
+            let mut d = slot.lock();
+            d.drift_resolution.take().unwrap_or(d.spec.drift_policy)
+        };
         let planner = self.platform_planner(
             render.model,
-            keys,
+            keys.clone(),
             render.trusted,
             render.message,
             render.restore,
             found.clone(),
+            policy,
         );
         let result = self
             .inner
@@ -98,8 +104,24 @@ impl Reconciler {
             )
             .await;
         let drift = found.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let (Some(d), Ok(applied)) = (drift, &result) {
-            self.drift_restored(slot, &d, applied.commit());
+        match (drift, &result) {
+            (Some(d), Ok(applied)) => self.drift_restored(slot, &d, applied.commit()),
+            (Some(d), Err(_)) if policy == crate::spec::DriftPolicy::Report => {
+                let e = self.drift_held(slot, &d);
+                for (op, _) in round.accepted {
+                    let _ = op.reply.send(Err(e.again()));
+                }
+                return;
+            }
+            (Some(d), Err(_)) if policy == crate::spec::DriftPolicy::Adopt => {
+                let ops: Vec<SecretOp> = round.accepted.into_iter().map(|(op, _)| op).collect();
+                if let Err(e) = self.adopt_drift(slot, &d, &keys, &repo).await {
+                    return self.fail_ops(slot, &repo.full_name, &e, ops);
+                }
+                // The same writes, over the secrets as the repo now holds them.
+                return Box::pin(self.platform_round(slot, ops)).await;
+            }
+            _ => {}
         }
         self.settle_round(slot, &repo, round, result).await;
     }
@@ -277,6 +299,7 @@ impl Reconciler {
         message: RoundMessage,
         restore: bool,
         found: Arc<std::sync::Mutex<Option<Drift>>>,
+        policy: crate::spec::DriftPolicy,
     ) -> impl FnMut(&Snapshot<'_>) -> Result<Option<Proposal>, crate::git::PlanError> + Send + 'static
     {
         let cluster = self.inner.settings.cluster.clone();
@@ -352,6 +375,15 @@ impl Reconciler {
                 })
             });
             *found.lock().unwrap_or_else(|p| p.into_inner()) = drift.clone();
+            if let (Some(d), false) = (&drift, policy == crate::spec::DriftPolicy::Restore) {
+                // Held (report) or to be read back (adopt): nothing of this plan is written.
+                return Err(format!(
+                    "drift in the platform repo ({}), driftPolicy {}",
+                    d.files.join(", "),
+                    policy.as_str()
+                )
+                .into());
+            }
             // A first commit sets the repo up; later ones with no secret change restore
             // drifted files.
             let message = match (snap.commit_id(), &drift) {
@@ -424,24 +456,90 @@ impl Reconciler {
         }
     }
 
-    /// Drift a round found and wrote back: one `drift.detected` event per drifting commit (who,
-    /// which files, never what), the count in `/metrics`, and the app's status.
+    /// Drift a round found and wrote back.
     fn drift_restored(&self, slot: &AppSlot, d: &Drift, restored_in: Option<&str>) {
+        tracing::warn!(app = %slot.name, files = ?d.files, "drift restored");
+        self.drift_seen(slot, d, "restored", restored_in);
+    }
+
+    /// Drift held under `driftPolicy: report`: nothing is written until an admin resolves it,
+    /// and every write is told so (409).
+    fn drift_held(&self, slot: &AppSlot, d: &Drift) -> ReconcileError {
+        tracing::warn!(app = %slot.name, files = ?d.files, "drift held for an admin");
+        self.drift_seen(slot, d, "held", None);
+        let e = ReconcileError::Conflict(format!(
+            "the platform repo has drift ({}); driftPolicy is report: an admin resolves it with POST /v1/apps/{}/drift/resolve {{\"action\": \"restore\" | \"adopt\"}}",
+            d.files.join(", "),
+            slot.name
+        ));
+        self.record_failure(slot, &e);
+        e
+    }
+
+    /// Drift taken as the new truth (`driftPolicy: adopt`, or an admin's resolution): the
+    /// secrets are read back from the repo as it is; each adoption is an event.
+    pub(super) async fn adopt_drift(
+        &self,
+        slot: &Arc<AppSlot>,
+        d: &Drift,
+        keys: &Arc<AppKeys>,
+        repo: &Arc<RepoHandle>,
+    ) -> Result<(), ReconcileError> {
+        let before: BTreeSet<String> = slot.lock().secrets.keys().cloned().collect();
+        {
+            let mut dl = slot.lock();
+            dl.loaded = false;
+            dl.clean_head = None;
+        }
+        self.load_committed(slot, keys, repo).await?;
+        let after: BTreeSet<String> = slot.lock().secrets.keys().cloned().collect();
+        self.drift_seen(slot, d, "adopted", None);
+        let tenant = slot.lock().spec.tenant.clone();
+        for gone in before.difference(&after) {
+            let mut ev = Actor::new("reconciler").event("drift.adopted");
+            ev.app = Some(slot.name.clone());
+            ev.tenant = Some(tenant.clone());
+            ev.secret = Some(gone.clone());
+            ev.detail = Some("deleted in the platform repo: the secret is gone".into());
+            self.inner.events.record(ev);
+        }
+        for f in &d.files {
+            let Some(name) = secret_of_path(f) else { continue };
+            if after.contains(&name) {
+                let mut ev = Actor::new("reconciler").event("drift.adopted");
+                ev.app = Some(slot.name.clone());
+                ev.tenant = Some(tenant.clone());
+                ev.secret = Some(name);
+                ev.detail = Some(format!("{f}: read back from the platform repo"));
+                self.inner.events.record(ev);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drift seen by a round: one `drift.detected` event per drifting commit not seen before
+    /// (who, which files, never what), the count in `/metrics`, and the app's status.
+    fn drift_seen(&self, slot: &AppSlot, d: &Drift, state: &'static str, restored_in: Option<&str>) {
+        let commits: Vec<String> = d.commits.iter().map(|c| c.id.clone()).collect();
+        let (tenant, new) = {
+            let mut dl = slot.lock();
+            let new = dl.drift.as_ref().is_none_or(|s| s.commits != commits);
+            dl.drift = Some(super::DriftStatus {
+                files: d.files.clone(),
+                commits: commits.clone(),
+                authors: d.commits.iter().map(|c| c.author.clone()).collect(),
+                restored_in: restored_in.map(str::to_owned),
+                state,
+            });
+            (dl.spec.tenant.clone(), new)
+        };
+        if !new {
+            return;
+        }
         self.inner
             .metrics
             .drift_detected
             .fetch_add(1, Ordering::Relaxed);
-        let tenant = {
-            let mut dl = slot.lock();
-            dl.drift = Some(super::DriftStatus {
-                files: d.files.clone(),
-                commits: d.commits.iter().map(|c| c.id.clone()).collect(),
-                authors: d.commits.iter().map(|c| c.author.clone()).collect(),
-                restored_in: restored_in.map(str::to_owned),
-            });
-            dl.spec.tenant.clone()
-        };
-        tracing::warn!(app = %slot.name, files = ?d.files, "drift restored");
         for c in &d.commits {
             let mut ev = Actor::new("reconciler").event("drift.detected");
             ev.app = Some(slot.name.clone());
@@ -452,7 +550,7 @@ impl Reconciler {
                 ev.secret = secret_of_path(one);
             }
             ev.detail = Some(format!(
-                "by {}: {}; restored{}",
+                "by {}: {}; {state}{}",
                 c.author,
                 files.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
                 restored_in.map(|r| format!(" in {}", &r[..12.min(r.len())])).unwrap_or_default()

@@ -141,3 +141,100 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
         assert!(!text.contains("drift-pw-1f2e3d"));
     }
 }
+
+#[test]
+fn report_holds_drift_for_an_admin_and_adopt_takes_the_repo_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::new(&tmp.path().join("srv"), CONFIG);
+    server.start(&[]);
+    let ok = |method: &str, path: &str, body: serde_json::Value| {
+        let r = server.send(method, path, &body);
+        assert!(r.status == 200 || r.status == 201, "{method} {path}: {} {}", r.status, r.text());
+        r.json()
+    };
+    for (app, policy) in [("held", "report"), ("taken", "adopt")] {
+        ok(
+            "POST",
+            "/v1/apps",
+            json!({"name": app, "tenant": "acme", "driftPolicy": policy,
+                   "environments": [{"name": "prod", "namespace": format!("{app}-prod")}]}),
+        );
+        for s in ["database", "cache"] {
+            ok(
+                "PUT",
+                &format!("/v1/apps/{app}/secrets/{s}"),
+                json!({"targetNamespaces": [format!("{app}-prod")], "data": {"value": format!("{s}-v1-9a8b")}}),
+            );
+        }
+    }
+    assert_eq!(server.get("/v1/apps/held").json()["driftPolicy"], "report");
+    let bad = server.send("POST", "/v1/apps", &json!({"name": "x", "tenant": "acme", "driftPolicy": "ignore",
+        "environments": [{"name": "prod", "namespace": "x-prod"}]}));
+    assert_eq!(bad.json()["field"], "driftPolicy", "{}", bad.text());
+
+    // report: nothing is written, writes are a 409 naming the route, until an admin resolves.
+    let bare = server.repo("platform/held-platform");
+    let team = checkout(&bare, &tmp.path().join("held-team"));
+    git(&team, &["rm", "-q", "secrets/held-prod/database.sops.yaml"]);
+    git(&team, &["commit", "-qm", "drop the database by hand"]);
+    git(&team, &["push", "-q", "origin", "main"]);
+    let drifting = head(&bare);
+    let r = server.send("PATCH", "/v1/apps/held/secrets/cache", &json!({"data": {"value": "cache-v2"}}));
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("/v1/apps/held/drift/resolve"), "{}", r.text());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(head(&bare), drifting, "report writes nothing");
+    let app = server.get("/v1/apps/held").json();
+    assert_eq!(app["drift"]["state"], "held", "{app}");
+    assert_eq!(app["drift"]["commits"], json!([drifting]), "{app}");
+    let events = server.get("/v1/events?app=held").json().to_string();
+    assert_eq!(events.matches("drift.detected").count(), 1, "one event, not one per round: {events}");
+    let bad = server.send("POST", "/v1/apps/held/drift/resolve", &json!({"action": "ignore"}));
+    assert_eq!(bad.json()["field"], "action", "{}", bad.text());
+    ok("POST", "/v1/apps/held/drift/resolve", json!({"action": "restore"}));
+    let restored = head(&bare);
+    assert_ne!(restored, drifting);
+    assert!(git_in(&bare, &["ls-tree", "-r", "--name-only", "main"]).contains("secrets/held-prod/database.sops.yaml"));
+    assert_eq!(server.get("/v1/apps/held").json()["drift"]["state"], "restored");
+    ok("PATCH", "/v1/apps/held/secrets/cache", json!({"data": {"value": "cache-v2"}}));
+    let again = server.send("POST", "/v1/apps/held/drift/resolve", &json!({"action": "adopt"}));
+    assert_eq!(again.status, 409, "nothing held any more: {}", again.text());
+
+    // adopt: a hand deletion deletes the secret; a hand edit that decrypts is read back.
+    let bare = server.repo("platform/taken-platform");
+    let team = checkout(&bare, &tmp.path().join("taken-team"));
+    let key = tmp.path().join("taken.agekey");
+    {
+        // The app key, as the cluster gets it (the key chain), to edit with the real sops.
+        let flux = checkout(&server.repo("platform/flux"), &tmp.path().join("flux"));
+        common::flux::apply_like_flux(
+            &flux,
+            &std::collections::BTreeMap::from([("taken".to_string(), team.clone())]),
+            &server.cluster_key(),
+            &tmp.path().join("sim"),
+        );
+        std::fs::copy(tmp.path().join("sim/taken.agekey"), &key).unwrap();
+    }
+    git(&team, &["rm", "-q", "secrets/taken-prod/database.sops.yaml"]);
+    let cache = team.join("secrets/taken-prod/cache.sops.yaml");
+    let out = Command::new(sops_bin())
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .current_dir(&team)
+        .args(["set", cache.to_str().unwrap(), r#"["data"]["value"]"#, r#""Y2FjaGUtYnktaGFuZA==""#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    git(&team, &["commit", "-qam", "drop the database, set the cache by hand"]);
+    git(&team, &["push", "-q", "origin", "main"]);
+    let r = server.send("PATCH", "/v1/apps/taken/secrets/cache", &json!({"data": {"extra": "x"}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = server.get("/v1/apps/taken/secrets").json();
+    let names: Vec<&str> = listed["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cache"], "the hand deletion is adopted: {listed}");
+    let cache = server.get("/v1/apps/taken/secrets/cache?reveal=true").json();
+    assert_eq!(cache["data"]["value"], "cache-by-hand", "{cache}");
+    assert_eq!(cache["data"]["extra"], "x", "the write went on top");
+    let events = server.get("/v1/events?app=taken").json().to_string();
+    assert!(events.contains("drift.adopted"), "{events}");
+    assert_eq!(server.get("/v1/apps/taken").json()["drift"]["state"], "adopted");
+}
