@@ -176,7 +176,6 @@ pub fn app_spec(name: &str, spec: &AppPlatformRegistrationSpec) -> Result<AppSpe
             DriftPolicyMode::Report => "report",
         });
     }
-    let mut body = body;
     if let Some(r) = &spec.repo {
         body["repo"] = Json::from(r.as_str());
     }
