@@ -199,6 +199,26 @@ impl<'r> Snapshot<'r> {
         out
     }
 
+    /// The same repository at `commit` (an ancestor, say), read-only.
+    pub fn at(&self, commit: &str) -> Result<Snapshot<'r>, GitError> {
+        let id = Oid::from_str(commit).map_err(|e| GitError::local("parse a commit id", e))?;
+        Snapshot::new(self.repo, Some(id)).map_err(|e| GitError::local("open a commit", e))
+    }
+
+    /// The newest commit on the first-parent line (at most `limit` back) authored by
+    /// `author_email`: sealwright's last render, when that is its identity.
+    pub fn last_authored_by(&self, author_email: &str, limit: usize) -> Option<String> {
+        let mut id = self.commit?;
+        for _ in 0..limit {
+            let commit = self.repo.find_commit(id).ok()?;
+            if commit.author().email().ok() == Some(author_email) {
+                return Some(id.to_string());
+            }
+            id = commit.parent(0).ok()?.id();
+        }
+        None
+    }
+
     /// The commits after `since` on the first-parent line to this snapshot (newest first, at
     /// most `limit`) not authored by `author_email`, each with the paths it changed that `owned`
     /// accepts; commits that changed none are left out. `None` when `since` is not an ancestor

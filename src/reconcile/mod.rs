@@ -144,6 +144,9 @@ struct AppData {
     drift: Option<DriftStatus>,
     /// An admin's resolution of held drift, for the next platform round.
     drift_resolution: Option<crate::spec::DriftPolicy>,
+    /// The next read of the committed secrets takes the branch tip, whatever the policy (drift
+    /// being adopted).
+    read_tip: bool,
     failures: u32,
     retry_at: Option<Instant>,
     deleted: bool,
@@ -199,6 +202,7 @@ impl AppSlot {
                 errors: Vec::new(),
                 drift: None,
                 drift_resolution: None,
+                read_tip: false,
                 failures: 0,
                 retry_at: None,
                 deleted: false,
@@ -472,9 +476,20 @@ impl Reconciler {
                 repo: repo.full_name.clone(),
                 source,
             })?;
-        let (head, secrets, found) = match head {
-            None => (None, BTreeMap::new(), Vec::new()),
-            Some(_) => match self.read_secrets(slot, keys, repo, None).await {
+        // Commit delivery reads what sealwright last wrote, so that a change made while it was
+        // not running is seen as drift by the first round (and dealt with by the policy)
+        // rather than taken as the truth; `adopt` takes the repository as it is.
+        let records_of = {
+            let mut d = slot.lock();
+            let tip = std::mem::take(&mut d.read_tip);
+            (!tip
+                && d.spec.delivery == Delivery::Commit
+                && d.spec.drift_policy != crate::spec::DriftPolicy::Adopt)
+                .then(|| self.inner.settings.author.email().to_owned())
+        };
+        let (head, baseline, secrets, found) = match head {
+            None => (None, None, BTreeMap::new(), Vec::new()),
+            Some(_) => match self.read_records(slot, keys, repo, None, records_of).await {
                 Ok(x) => x,
                 Err(e) => {
                     if matches!(e, ReconcileError::Lost { .. }) {
@@ -510,6 +525,9 @@ impl Reconciler {
             .collect();
         d.secrets = secrets;
         d.last_commit = head;
+        if baseline.is_some() {
+            d.clean_head = baseline;
+        }
         d.loaded = true;
         Ok(())
     }

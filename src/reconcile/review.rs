@@ -596,15 +596,50 @@ impl Reconciler {
         ),
         ReconcileError,
     > {
+        let (head, _, secrets, credentials) =
+            self.read_records(slot, keys, repo, branch, None).await?;
+        Ok((head, secrets, credentials))
+    }
+
+    /// [`Reconciler::read_secrets`], read at the last commit authored by `records_of` when one
+    /// is given and found (sealwright's last render: what it recorded, whatever came after),
+    /// which is answered second.
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn read_records(
+        &self,
+        slot: &Arc<AppSlot>,
+        keys: &Arc<AppKeys>,
+        repo: &Arc<RepoHandle>,
+        branch: Option<&str>,
+        records_of: Option<String>,
+    ) -> Result<
+        (
+            Option<String>,
+            Option<String>,
+            BTreeMap<String, SecretSpec>,
+            Vec<super::RecoveredCredential>,
+        ),
+        ReconcileError,
+    > {
         let branch = branch.unwrap_or(&self.inner.settings.branch);
-        let (head, files, sops_yaml) = self
+        let (head, baseline, files, sops_yaml) = self
             .inner
             .engine
-            .read(repo.remote.clone(), branch, |snap| {
+            .read(repo.remote.clone(), branch, move |snap| {
+                let baseline = records_of
+                    .as_deref()
+                    .and_then(|email| snap.last_authored_by(email, 1_000))
+                    .filter(|b| snap.commit_id().as_deref() != Some(b.as_str()));
+                let at = match &baseline {
+                    Some(b) => Some(snap.at(b)?),
+                    None => None,
+                };
+                let view = at.as_ref().unwrap_or(snap);
                 Ok((
                     snap.commit_id(),
-                    snap.files_under("secrets/")?,
-                    snap.read(".sops.yaml")?,
+                    baseline,
+                    view.files_under("secrets/")?,
+                    view.read(".sops.yaml")?,
                 ))
             })
             .await
@@ -639,6 +674,7 @@ impl Reconciler {
         }
         Ok((
             head,
+            baseline,
             secrets.into_iter().map(|s| (s.name.clone(), s)).collect(),
             credentials,
         ))

@@ -490,6 +490,7 @@ impl Reconciler {
             let mut dl = slot.lock();
             dl.loaded = false;
             dl.clean_head = None;
+            dl.read_tip = true;
         }
         self.load_committed(slot, keys, repo).await?;
         let after: BTreeSet<String> = slot.lock().secrets.keys().cloned().collect();

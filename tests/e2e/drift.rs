@@ -135,6 +135,24 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(head(&bare), notes, "nothing of sealwright's drifted");
 
+    // Changed while sealwright was not running: the first round after the start sees it too.
+    server.stop();
+    git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
+    git(&team, &["rm", "-q", "secrets/shop-prod/database.sops.yaml"]);
+    git(&team, &["commit", "-qm", "drop prod while nobody looks"]);
+    git(&team, &["push", "-q", "origin", "main"]);
+    let offline = head(&bare);
+    server.start(&[]);
+    let restored = wait_for_commit_after(&bare, &offline);
+    let message = git_in(&bare, &["log", "-1", "--format=%B", &restored]);
+    assert!(
+        message.starts_with("shop: restore drift in secrets/shop-prod/database.sops.yaml"),
+        "{message}"
+    );
+    assert!(message.contains(&offline[..12]), "{message}");
+    let listed = server.get("/v1/apps/shop/secrets/database").json();
+    assert_eq!(listed["namespaces"], json!(["shop-prod", "shop-staging"]), "{listed}");
+
     // No value in any of it.
     let logs = server.logs();
     for text in [&logs, &events.to_string(), &message] {
