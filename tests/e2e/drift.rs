@@ -125,6 +125,40 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
     assert!(message.starts_with("shop: restore drift in .sops.yaml"), "{message}");
     assert!(git_in(&bare, &["show", "main:.sops.yaml"]).contains("creation_rules:\n  - path_regex"));
 
+    // A hand edit made with the real sops and the app key: drift, undone.
+    let key = tmp.path().join("sim/shop.agekey");
+    assert!(key.exists(), "the app key, as the key chain gives it to the cluster");
+    git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
+    let sops_in = |args: &[&str]| {
+        let out = Command::new(sops_bin())
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .current_dir(&team)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sops {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    sops_in(&["set", "secrets/shop-prod/database.sops.yaml", r#"["data"]["password"]"#, r#""aGFuZC1lZGl0""#]);
+    git(&team, &["add", "-A"]);
+    git(&team, &["commit", "-qm", "edit prod by hand"]);
+    git(&team, &["push", "-q", "origin", "main"]);
+    let edited = head(&bare);
+    let restored = wait_for_commit_after(&bare, &edited);
+    let message = git_in(&bare, &["log", "-1", "--format=%B", &restored]);
+    assert!(
+        message.starts_with("shop: restore drift in secrets/shop-prod/database.sops.yaml"),
+        "{message}"
+    );
+    let prod = checkout(&bare, &tmp.path().join("prod-check"));
+    let dec = Command::new(sops_bin())
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .current_dir(&prod)
+        .args(["decrypt", "--extract", r#"["data"]["password"]"#, "secrets/shop-prod/database.sops.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dec.stdout), "ZHJpZnQtcHctMWYyZTNk", "sealwright's value is back");
+
     // A commit of the team's own files is not drift: no round writes.
     git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
     std::fs::write(team.join("notes.md"), "ours\n").unwrap();
