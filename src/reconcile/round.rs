@@ -361,17 +361,34 @@ impl Reconciler {
                         && (!p.starts_with("environments/") || rendered.contains_key(p))
                 };
                 let commits = snap.foreign_changes(clean, &author_email, &ours, 500)?;
-                let files: BTreeSet<String> = commits
+                let touched: BTreeSet<String> =
+                    commits.iter().flat_map(|c| c.paths.iter().cloned()).collect();
+                let files: BTreeSet<String> = touched
                     .iter()
-                    .flat_map(|c| c.paths.iter().cloned())
-                    .filter(|p| current.get(p) != rendered.get(p))
+                    .filter(|p| current.get(*p) != rendered.get(*p))
+                    .cloned()
                     .collect();
-                (!files.is_empty()).then(|| Drift {
+                // A Secret file someone put there that sealwright did not seal: kept as it is
+                // (it may hold the only copy of something), but it is drift all the same.
+                let kept: Vec<String> = touched
+                    .iter()
+                    .filter(|p| !files.contains(*p) && p.ends_with(".sops.yaml"))
+                    .filter(|p| {
+                        current.get(*p).is_some_and(|b| {
+                            crate::render::seal::open_with_app_key(p, b, &keys.age).is_err()
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                (!files.is_empty() || !kept.is_empty()).then(|| Drift {
                     commits: commits
                         .into_iter()
-                        .filter(|c| c.paths.iter().any(|p| files.contains(p)))
+                        .filter(|c| {
+                            c.paths.iter().any(|p| files.contains(p) || kept.contains(p))
+                        })
                         .collect(),
                     files: files.into_iter().collect(),
+                    kept,
                 })
             });
             *found.lock().unwrap_or_else(|p| p.into_inner()) = drift.clone();
@@ -526,7 +543,7 @@ impl Reconciler {
             let mut dl = slot.lock();
             let new = dl.drift.as_ref().is_none_or(|s| s.commits != commits);
             dl.drift = Some(super::DriftStatus {
-                files: d.files.clone(),
+                files: d.files.iter().chain(&d.kept).cloned().collect(),
                 commits: commits.clone(),
                 authors: d.commits.iter().map(|c| c.author.clone()).collect(),
                 restored_in: restored_in.map(str::to_owned),
@@ -546,7 +563,11 @@ impl Reconciler {
             ev.app = Some(slot.name.clone());
             ev.tenant = Some(tenant.clone());
             ev.commit = Some(c.id.clone());
-            let files: Vec<&String> = c.paths.iter().filter(|p| d.files.contains(p)).collect();
+            let files: Vec<&String> = c
+                .paths
+                .iter()
+                .filter(|p| d.files.contains(p) || d.kept.contains(p))
+                .collect();
             if let [one] = files.as_slice() {
                 ev.secret = secret_of_path(one);
             }
@@ -647,13 +668,17 @@ impl Round {
 /// changed them (who, which files; never what).
 #[derive(Clone, Debug)]
 pub(super) struct Drift {
+    /// Files the round writes back (or would: `report`, `adopt`).
     pub(super) files: Vec<String>,
+    /// Secret files someone added that sealwright did not seal: never deleted, only reported.
+    pub(super) kept: Vec<String>,
     pub(super) commits: Vec<crate::git::ForeignCommit>,
 }
 
 impl Drift {
     fn list(&self) -> String {
-        match self.files.as_slice() {
+        let files = if self.files.is_empty() { &self.kept } else { &self.files };
+        match files.as_slice() {
             [one] => one.clone(),
             [a, b] => format!("{a}, {b}"),
             [a, rest @ ..] => format!("{a} and {} more", rest.len()),
@@ -663,15 +688,25 @@ impl Drift {
 
     /// A commit that only restores drift: its title says so and names the drifting commits.
     fn message(&self, app: &str) -> CommitMessage {
-        self.lines(CommitMessage::new(&format!(
-            "{app}: restore drift in {}",
-            self.list()
-        )))
+        let title = if self.files.is_empty() {
+            format!("{app}: drift in {}, kept as it is", self.list())
+        } else {
+            format!("{app}: restore drift in {}", self.list())
+        };
+        self.lines(CommitMessage::new(&title))
     }
 
     /// The lines naming what drifted and where it came from.
     fn lines(&self, mut m: CommitMessage) -> CommitMessage {
-        m = m.line(&format!("restores drift: {}", self.files.join(", ")));
+        if !self.files.is_empty() {
+            m = m.line(&format!("restores drift: {}", self.files.join(", ")));
+        }
+        if !self.kept.is_empty() {
+            m = m.line(&format!(
+                "kept, not sealed by sealwright: {}",
+                self.kept.join(", ")
+            ));
+        }
         for c in &self.commits {
             m = m.line(&format!("drift from {} by {}", &c.id[..12], c.author));
         }

@@ -159,6 +159,34 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&dec.stdout), "ZHJpZnQtcHctMWYyZTNk", "sealwright's value is back");
 
+    // A planted Secret file (encrypted with the app key, but not sealed by sealwright): drift,
+    // reported, and kept as it is: it may be the only copy of something.
+    git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
+    let planted = team.join("secrets/shop-prod/planted.sops.yaml");
+    std::fs::write(
+        &planted,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: planted\n  namespace: shop-prod\n  labels:\n    sealwright.dev/app: shop\n    sealwright.dev/secret: planted\ntype: Opaque\ndata:\n  token: cGxhbnRlZA==\n",
+    )
+    .unwrap();
+    sops_in(&["encrypt", "-i", planted.to_str().unwrap()]);
+    let planted_bytes = std::fs::read(&planted).unwrap();
+    git(&team, &["add", "-A"]);
+    git(&team, &["commit", "-qm", "plant a secret"]);
+    git(&team, &["push", "-q", "origin", "main"]);
+    let planting = head(&bare);
+    let after = wait_for_commit_after(&bare, &planting);
+    let message = git_in(&bare, &["log", "-1", "--format=%B", &after]);
+    assert!(
+        message.contains("kept, not sealed by sealwright: secrets/shop-prod/planted.sops.yaml"),
+        "{message}"
+    );
+    assert_eq!(
+        git_in(&bare, &["show", "main:secrets/shop-prod/planted.sops.yaml"]).as_bytes(),
+        planted_bytes.as_slice()
+    );
+    let app = server.get("/v1/apps/shop").json();
+    assert!(app["drift"]["files"].to_string().contains("planted"), "{app}");
+
     // A commit of the team's own files is not drift: no round writes.
     git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
     std::fs::write(team.join("notes.md"), "ours\n").unwrap();
