@@ -47,6 +47,16 @@ pub(super) struct Pending {
     pub head: String,
 }
 
+/// GitHub takes at most 140 characters of a status description.
+fn truncate_description(s: &str) -> String {
+    if s.chars().count() <= 140 {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(139).collect();
+    out.push('…');
+    out
+}
+
 /// A fresh branch name: sortable by time, unique without asking the host.
 fn new_branch_name() -> String {
     use rand::RngCore;
@@ -162,15 +172,17 @@ impl Reconciler {
         let mut model = plan::model_app(&spec, candidate.values(), repo.flux.clone());
         extras.fill(&mut model);
         let title = message.preferred().subject().to_owned();
-        let planner =
-            self.platform_planner(
+        // On an open pull request's branch, commits not sealwright's since its last push (a
+        // reviewer's) that change its files are drift: written back and reported on the PR.
+        let found = Arc::new(std::sync::Mutex::new(None));
+        let planner = self.platform_planner(
             model,
             keys.clone(),
-            None,
+            pending.as_ref().map(|p| (p.head.clone(), BTreeSet::new())),
             message,
             false,
-            Default::default(),
-            Default::default(),
+            found.clone(),
+            crate::spec::DriftPolicy::Restore,
         );
         let applied = self
             .inner
@@ -193,6 +205,29 @@ impl Reconciler {
                 return fail(e, accepted.into_iter().map(|(op, _)| op).collect());
             }
         };
+        let drift = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(d), Some(commit)) = (drift, applied.commit()) {
+            self.drift_restored(slot, &d, Some(commit));
+            let status = crate::host::CommitStatus {
+                state: crate::host::StatusState::Failure,
+                context: "sealwright/drift".into(),
+                description: truncate_description(&format!(
+                    "{} by {} changed sealwright's files ({}); written back. Change secrets through sealwright.",
+                    d.commits.first().map_or("", |c| &c.id[..12.min(c.id.len())]),
+                    d.commits.first().map_or("?", |c| c.author.as_str()),
+                    d.files.join(", ")
+                )),
+                target_url: None,
+            };
+            if let Err(e) = self
+                .inner
+                .host
+                .set_commit_status(&repo.repo_ref, commit, &status)
+                .await
+            {
+                tracing::warn!(app = %slot.name, error = %e, "drift status not set on the pull request");
+            }
+        }
         match applied {
             Applied::Committed { commit, .. } => {
                 self.inner

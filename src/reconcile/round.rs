@@ -474,7 +474,7 @@ impl Reconciler {
     }
 
     /// Drift a round found and wrote back.
-    fn drift_restored(&self, slot: &AppSlot, d: &Drift, restored_in: Option<&str>) {
+    pub(super) fn drift_restored(&self, slot: &AppSlot, d: &Drift, restored_in: Option<&str>) {
         tracing::warn!(app = %slot.name, files = ?d.files, "drift restored");
         self.drift_seen(slot, d, "restored", restored_in);
     }

@@ -291,6 +291,43 @@ fn serve_on_fake_github_over_http_git_commits_and_pull_requests_settled_by_webho
         .unwrap_or_else(|| panic!("no pull request branch: {branches:?}"))
         .clone();
 
+    // A reviewer pushes to sealwright's branch and deletes a file of sealwright's: drift, written
+    // back on the branch by the next round and reported on the pull request.
+    let review = w.tmp.path().join("review");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", "--branch", &pr_branch])
+        .arg(w.bare("platform/crm-platform"))
+        .arg(&review)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for args in [
+        &["rm", "-q", "secrets/crm-prod/api.sops.yaml"][..],
+        &["-c", "user.name=Rita Reviewer", "-c", "user.email=rita@example.com", "commit", "-qm", "not this one"],
+        &["push", "-q", "origin", &pr_branch],
+    ] {
+        let out = std::process::Command::new("git").args(args).current_dir(&review).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let reviewer = git_in(&w.bare("platform/crm-platform"), &["rev-parse", &pr_branch]);
+    let reviewer = reviewer.trim();
+    w.ok(
+        "PATCH",
+        "/v1/apps/crm/secrets/api",
+        Some(json!({"data": {"token": VALUES[2]}})),
+    );
+    let restored = git_in(&w.bare("platform/crm-platform"), &["rev-parse", &pr_branch]);
+    let restored = restored.trim();
+    assert_ne!(restored, reviewer, "written back on the branch");
+    let message = git_in(&w.bare("platform/crm-platform"), &["log", "-1", "--format=%B", restored]);
+    assert!(message.contains(&format!("drift from {} by Rita Reviewer <rita@example.com>", &reviewer[..12])), "{message}");
+    assert!(git_in(&w.bare("platform/crm-platform"), &["ls-tree", "-r", "--name-only", restored]).contains("secrets/crm-prod/api.sops.yaml"));
+    let statuses = w.fake.statuses("platform", "crm-platform", restored);
+    assert!(
+        statuses.iter().any(|(c, s)| c == "sealwright/drift" && s == "failure"),
+        "{statuses:?}"
+    );
+
     // A reviewer merges it; the webhook says so. Unsigned or badly signed deliveries are refused.
     let merge_sha = w.merge("platform/crm-platform", number_of(&pr_url));
     let hook = json!({"action": "closed", "number": number_of(&pr_url),
@@ -403,6 +440,7 @@ fn serve_on_fake_github_over_http_git_commits_and_pull_requests_settled_by_webho
             "app.created",
             "secret.created",
             "secret.updated",
+            "drift.detected",
             "pull_request.merged",
             "secret.updated",
             "pull_request.closed",
