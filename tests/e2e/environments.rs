@@ -195,6 +195,18 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
         (apply_env(&dir.join("environments/prod.yaml"), &workloads, &sums), sums, dir)
     };
     let (first, sums, dir) = play("first");
+    // The whole key chain over both repos, environments/ included.
+    let flux = checkout(&server.repo("platform/flux"), &tmp.path().join("flux-first"));
+    let applied = common::flux::apply_like_flux(
+        &flux,
+        &BTreeMap::from([("shop".to_string(), dir.clone())]),
+        &server.cluster_key(),
+        &tmp.path().join("sim"),
+    );
+    assert_eq!(
+        applied[&("shop".to_string(), "shop-prod".to_string(), "database".to_string())]["value"],
+        b"database-one"
+    );
     let env_file = std::fs::read_to_string(dir.join("environments/prod.yaml")).unwrap();
     assert!(env_file.starts_with("# Managed by sealwright"), "{env_file}");
     assert!(!dir.join("environments/staging.yaml").exists(), "no source, no file");

@@ -142,6 +142,41 @@ pub fn apply_like_flux(
         );
     }
     for (app, dir) in platform {
+        // environments/ as Flux applies it (a kustomization of every YAML file when it has
+        // none): it builds, and each environment Kustomization is applied as the app's deployer.
+        let envs = dir.join("environments");
+        if envs.is_dir() {
+            let mut files: Vec<String> = std::fs::read_dir(&envs)
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|f| f.ends_with(".yaml") || f.ends_with(".yml"))
+                .collect();
+            files.sort();
+            if !files.is_empty() && !envs.join("kustomization.yaml").exists() {
+                let build = tmp.join(format!("{app}-environments"));
+                let _ = std::fs::remove_dir_all(&build);
+                std::fs::create_dir_all(&build).unwrap();
+                for f in &files {
+                    std::fs::copy(envs.join(f), build.join(f)).unwrap();
+                }
+                let list: String = files.iter().map(|f| format!("  - {f}\n")).collect();
+                std::fs::write(build.join("kustomization.yaml"), format!("resources:\n{list}")).unwrap();
+                for d in docs(&kustomize(&build)) {
+                    let ours = s(&d, &["metadata", "labels", "app.kubernetes.io/managed-by"]) == Some("sealwright");
+                    if ours && s(&d, &["kind"]) == Some("Kustomization") {
+                        assert_eq!(
+                            s(&d, &["spec", "serviceAccountName"]),
+                            Some(format!("{app}-deployer").as_str()),
+                            "{app}: an environment Kustomization applied as its deployer"
+                        );
+                        assert_eq!(
+                            s(&d, &["spec", "targetNamespace"]),
+                            s(&d, &["metadata", "namespace"])
+                        );
+                    }
+                }
+            }
+        }
         let key = &app_keys[app];
         let secrets = dir.join("secrets");
         if !secrets.join("kustomization.yaml").exists() {
