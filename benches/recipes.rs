@@ -43,18 +43,32 @@ fn main() {
     // 1. Each kind alone, from the OS CSPRNG as a server runs.
     let entropy = Entropy::os();
     for (label, rule) in [
-        ("alphanumeric 64", json!({"kind": "alphanumeric", "length": 64})),
+        (
+            "alphanumeric 64",
+            json!({"kind": "alphanumeric", "length": 64}),
+        ),
         ("uuid", json!({"kind": "uuid"})),
         ("ed25519", json!({"kind": "ed25519"})),
         ("ecdsa-p256", json!({"kind": "ecdsa-p256"})),
-        ("self-signed-tls (P-256)", json!({"kind": "self-signed-tls", "commonName": "a.example"})),
+        (
+            "self-signed-tls (P-256)",
+            json!({"kind": "self-signed-tls", "commonName": "a.example"}),
+        ),
         ("rsa 2048", json!({"kind": "rsa", "bits": 2048})),
         ("rsa 3072", json!({"kind": "rsa", "bits": 3072})),
         ("rsa 4096", json!({"kind": "rsa", "bits": 4096})),
     ] {
-        let key = if label.starts_with("self") { "tls.crt" } else { "k" };
+        let key = if label.starts_with("self") {
+            "tls.crt"
+        } else {
+            "k"
+        };
         let g = Generate::from_json(&format!("generate.{key}"), &rule).unwrap();
-        let n = if label.starts_with("rsa") { runs } else { runs * 20 };
+        let n = if label.starts_with("rsa") {
+            runs
+        } else {
+            runs * 20
+        };
         let times: Vec<Duration> = (0..n)
             .map(|_| {
                 let t = Instant::now();
@@ -93,8 +107,12 @@ fn main() {
     };
     let plain: Vec<Duration> = (0..runs)
         .map(|i| {
-            put("keys", &format!("plain-{i}"), json!({"targetNamespaces": ["keys-prod"],
-                "data": {"password": format!("pw-{i}"), "user": "u"}}))
+            put(
+                "keys",
+                &format!("plain-{i}"),
+                json!({"targetNamespaces": ["keys-prod"],
+                "data": {"password": format!("pw-{i}"), "user": "u"}}),
+            )
         })
         .collect();
     println!("PUT of set values only: {}", stats(plain));
@@ -111,7 +129,10 @@ fn main() {
                 "generate": {"OIDC_PRIVATE_KEY": {"kind": "rsa", "bits": 4096, "publicKey": "OIDC_PUBLIC_KEY"}}}))
         })
         .collect();
-    println!("the same PUT again (the key is kept, no commit): {}", stats(again));
+    println!(
+        "the same PUT again (the key is kept, no commit): {}",
+        stats(again)
+    );
 
     // 3. Another app's writes, alone and while 4096-bit keys are generated for `keys`.
     let other = |tag: &str| -> Vec<Duration> {
@@ -120,10 +141,16 @@ fn main() {
                 let body = json!({"data": {"password": format!("{tag}-{i}")}});
                 let t = Instant::now();
                 if i == 0 {
-                    rt.block_on(r.put_secret(&admin, "other", "db", &json!({"targetNamespaces": ["other-prod"], "data": {"password": "x"}})))
-                        .unwrap();
+                    rt.block_on(r.put_secret(
+                        &admin,
+                        "other",
+                        "db",
+                        &json!({"targetNamespaces": ["other-prod"], "data": {"password": "x"}}),
+                    ))
+                    .unwrap();
                 } else {
-                    rt.block_on(r.patch_secret(&admin, "other", "db", &body)).unwrap();
+                    rt.block_on(r.patch_secret(&admin, "other", "db", &body))
+                        .unwrap();
                 }
                 t.elapsed()
             })

@@ -103,4 +103,3 @@ impl<'a> Fields<'a> {
         Ok(())
     }
 }
-

@@ -14,7 +14,11 @@ pub struct Entropy(Option<Arc<Mutex<StdRng>>>);
 
 impl std::fmt::Debug for Entropy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Entropy(seeded)" } else { "Entropy(os)" })
+        f.write_str(if self.0.is_some() {
+            "Entropy(seeded)"
+        } else {
+            "Entropy(os)"
+        })
     }
 }
 

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::model::SecretValue;
-use crate::recipe::{Policy, Recipe, RecipePatch};
 pub use crate::fields::Invalid;
 pub(crate) use crate::fields::{invalid, kind, Fields};
+use crate::model::SecretValue;
 use crate::names::{validate_data_key, validate_label};
+use crate::recipe::{Policy, Recipe, RecipePatch};
 
 /// Kubernetes refuses a Secret over 1 MiB; say so at the edge rather than at apply time.
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
@@ -61,19 +61,30 @@ fn env_variables(path: &str, v: Option<&Json>) -> Result<BTreeMap<String, String
         return Ok(BTreeMap::new());
     };
     let Json::Object(m) = v else {
-        return Err(invalid(field, format!("must be an object of name to value, not {}", kind(v))));
+        return Err(invalid(
+            field,
+            format!("must be an object of name to value, not {}", kind(v)),
+        ));
     };
     let mut out = BTreeMap::new();
     for (k, v) in m {
         let at = format!("{field}.{k}");
         let ok = k.len() <= 253
-            && k.chars().next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+            && k.chars()
+                .next()
+                .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
             && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
         if !ok {
-            return Err(invalid(at, "is not a variable name (letters, digits and _, not starting with a digit)"));
+            return Err(invalid(
+                at,
+                "is not a variable name (letters, digits and _, not starting with a digit)",
+            ));
         }
         if RESERVED_VARIABLES.contains(&k.as_str()) || k.starts_with("SECRET_") {
-            return Err(invalid(at, "is set by sealwright (APP, ENVIRONMENT, NAMESPACE, SECRET_*)"));
+            return Err(invalid(
+                at,
+                "is set by sealwright (APP, ENVIRONMENT, NAMESPACE, SECRET_*)",
+            ));
         }
         let Json::String(s) = v else {
             return Err(invalid(at, format!("must be a string, not {}", kind(v))));
@@ -92,15 +103,23 @@ fn env_source(path: &str, v: Option<&Json>) -> Result<Option<crate::model::EnvSo
     let field = format!("{path}.source");
     let mut f = Fields::of(&field, v)?;
     let url = f.str("url")?;
-    if !(url.starts_with("https://") || url.starts_with("ssh://")) || url.contains(char::is_whitespace) {
-        return Err(invalid(format!("{field}.url"), "must be an https:// or ssh:// URL"));
+    if !(url.starts_with("https://") || url.starts_with("ssh://"))
+        || url.contains(char::is_whitespace)
+    {
+        return Err(invalid(
+            format!("{field}.url"),
+            "must be an https:// or ssh:// URL",
+        ));
     }
     let branch = f.opt_str("branch")?.unwrap_or_else(|| "main".into());
     crate::names::validate_branch(&format!("{field}.branch"), &branch)?;
     let p = f.opt_str("path")?.unwrap_or_else(|| "./".into());
     let rel = p.strip_prefix("./").unwrap_or(&p);
     if p.starts_with('/') || rel.split('/').any(|s| s == "..") || p.contains(char::is_whitespace) {
-        return Err(invalid(format!("{field}.path"), "must be a path inside the repository (no leading /, no ..)"));
+        return Err(invalid(
+            format!("{field}.path"),
+            "must be a path inside the repository (no leading /, no ..)",
+        ));
     }
     f.finish()?;
     Ok(Some(crate::model::EnvSource {

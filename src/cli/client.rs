@@ -246,7 +246,10 @@ impl Rules {
         let mut generate = Map::new();
         for a in &self.generate {
             let (k, r) = split(a, "generate")?;
-            generate.insert(k.clone(), generate_rule(&r).with_context(|| format!("--generate {k}"))?);
+            generate.insert(
+                k.clone(),
+                generate_rule(&r).with_context(|| format!("--generate {k}"))?,
+            );
         }
         let mut derive = Map::new();
         for a in &self.derive {
@@ -256,14 +259,21 @@ impl Rules {
         let mut validate = Map::new();
         for a in &self.validate {
             let (k, r) = split(a, "validate")?;
-            validate.insert(k.clone(), validate_rule(&r).with_context(|| format!("--validate {k}"))?);
+            validate.insert(
+                k.clone(),
+                validate_rule(&r).with_context(|| format!("--validate {k}"))?,
+            );
         }
         for k in &self.drop_rule {
             generate.insert(k.clone(), Value::Null);
             derive.insert(k.clone(), Value::Null);
             validate.insert(k.clone(), Value::Null);
         }
-        for (field, m) in [("generate", generate), ("derive", derive), ("validate", validate)] {
+        for (field, m) in [
+            ("generate", generate),
+            ("derive", derive),
+            ("validate", validate),
+        ] {
             if !m.is_empty() {
                 out.insert(field.into(), Value::Object(m));
             }
@@ -491,7 +501,9 @@ fn secret(s: &Server, cmd: SecretCommand) -> anyhow::Result<()> {
             }
             let mut body = rules.fields()?;
             if data.is_empty() && body.is_empty() {
-                bail!("nothing to change: give --from-file, --from-env, --data, --remove or a rule");
+                bail!(
+                    "nothing to change: give --from-file, --from-env, --data, --remove or a rule"
+                );
             }
             if !data.is_empty() {
                 body.insert("data".into(), Value::Object(data));
@@ -718,7 +730,10 @@ mod tests {
             validate_rule("min-length:16").unwrap(),
             json!({"minLength": 16})
         );
-        assert_eq!(validate_rule("pattern:^a:b$").unwrap()["pattern"], json!("^a:b$"));
+        assert_eq!(
+            validate_rule("pattern:^a:b$").unwrap()["pattern"],
+            json!("^a:b$")
+        );
         assert!(validate_rule("pem").is_err());
         let rules = Rules {
             generate: vec!["password=hex:64".into()],
@@ -728,7 +743,10 @@ mod tests {
         };
         let f = rules.fields().unwrap();
         assert_eq!(f["generate"]["password"]["length"], json!(64));
-        assert_eq!(f["derive"]["URL"], json!("https://{{ user }}:{{ password }}@h/"));
+        assert_eq!(
+            f["derive"]["URL"],
+            json!("https://{{ user }}:{{ password }}@h/")
+        );
         assert_eq!(f["validate"]["old"], Value::Null);
     }
 

@@ -262,7 +262,10 @@ fn forbidden_keys(field: &str, v: &Value) -> Result<ForbiddenKeys, ModelError> {
     let Value::Map(m) = v else {
         return Err(bad(
             field,
-            format!("must be a mapping of key to the reason it is forbidden, not {}", kind(v)),
+            format!(
+                "must be a mapping of key to the reason it is forbidden, not {}",
+                kind(v)
+            ),
         ));
     };
     let mut out = ForbiddenKeys::new();
@@ -273,7 +276,12 @@ fn forbidden_keys(field: &str, v: &Value) -> Result<ForbiddenKeys, ModelError> {
             Value::Str(r) if !r.trim().is_empty() => {
                 out.insert(k.to_owned(), r.clone());
             }
-            _ => return Err(bad(at, "needs a reason (a string), which writes are refused with")),
+            _ => {
+                return Err(bad(
+                    at,
+                    "needs a reason (a string), which writes are refused with",
+                ))
+            }
         }
     }
     Ok(out)
@@ -449,7 +457,14 @@ fn boundary(
         Some(v) => limits(v)?,
     };
     Ok((
-        Boundary::new(flux_namespace, &own, &reserved, tenants, secret_types, limits),
+        Boundary::new(
+            flux_namespace,
+            &own,
+            &reserved,
+            tenants,
+            secret_types,
+            limits,
+        ),
         tenant_forbidden,
     ))
 }
@@ -715,7 +730,10 @@ mod tests {
 
     #[test]
     fn forbidden_keys_and_presets_are_read_and_their_errors_name_the_field() {
-        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/generated-secrets.yaml");
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/generated-secrets.yaml"
+        );
         let c = ServeConfig::load(Path::new(example)).unwrap();
         assert!(c.policy.forbidden("acme", "RAILS_MASTER_KEY").is_some());
         let pg = c.policy.preset("postgres").unwrap();
@@ -730,8 +748,14 @@ mod tests {
         for (text, field) in [
             ("forbidden_keys: {K: ''}", "forbidden_keys.K:"),
             ("forbidden_keys: [K]", "forbidden_keys:"),
-            ("presets: {pg: {generate: {password: {kind: hex}}}}", "presets.pg.generate.password.length:"),
-            ("presets: {pg: {derive: {url: '{{ a '}}}", "presets.pg.derive.url:"),
+            (
+                "presets: {pg: {generate: {password: {kind: hex}}}}",
+                "presets.pg.generate.password.length:",
+            ),
+            (
+                "presets: {pg: {derive: {url: '{{ a '}}}",
+                "presets.pg.derive.url:",
+            ),
             ("presets: {Bad: {data: {a: b}}}", "presets.Bad:"),
         ] {
             let e = load(&format!("cluster: {{name: q}}\n{text}\n")).unwrap_err();

@@ -16,8 +16,8 @@ use minijinja::value::{Object, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use sha2::Digest;
 
-use crate::model::SecretValue;
 use crate::fields::{invalid, Invalid};
+use crate::model::SecretValue;
 
 /// The longest template a rule may hold.
 pub const MAX_TEMPLATE: usize = 4096;
@@ -163,21 +163,22 @@ fn resolve(d: &Arc<Deriving>, secret: &str, key: &str) -> Result<Arc<str>, Faile
     let slot = (secret.to_owned(), key.to_owned());
     let input = &d.inputs[secret];
     let Some(template) = input.derive.get(key) else {
-        let v = input.values.get(key).expect("resolve is called for a present key");
-        return std::str::from_utf8(v.expose())
-            .map(Arc::from)
-            .map_err(|_| {
-                let (s, k) = lock(d)
-                    .stack
-                    .last()
-                    .cloned()
-                    .unwrap_or_else(|| slot.clone());
-                fail(
-                    &s,
-                    format!("derive.{k}"),
-                    format!("reads the key {key:?}, which is not text"),
-                )
-            });
+        let v = input
+            .values
+            .get(key)
+            .expect("resolve is called for a present key");
+        return std::str::from_utf8(v.expose()).map(Arc::from).map_err(|_| {
+            let (s, k) = lock(d)
+                .stack
+                .last()
+                .cloned()
+                .unwrap_or_else(|| slot.clone());
+            fail(
+                &s,
+                format!("derive.{k}"),
+                format!("reads the key {key:?}, which is not text"),
+            )
+        });
     };
     {
         let mut m = lock(d);
@@ -373,7 +374,10 @@ mod tests {
         let mut inputs = BTreeMap::new();
         inputs.insert(
             "wharf".to_string(),
-            input(&[("shared", "{{ JWT_SECRET | sha256 }}")], &[("JWT_SECRET", "s3")]),
+            input(
+                &[("shared", "{{ JWT_SECRET | sha256 }}")],
+                &[("JWT_SECRET", "s3")],
+            ),
         );
         inputs.insert(
             "api".to_string(),
@@ -409,7 +413,11 @@ mod tests {
         assert!(f.error.reason.contains("secrets.b.z"), "{}", f.error.reason);
         let mut inputs = BTreeMap::new();
         inputs.insert("a".to_string(), input(&[("x", "{{ x }}")], &[]));
-        assert!(derive_all(inputs).unwrap_err().error.reason.contains("x → x"));
+        assert!(derive_all(inputs)
+            .unwrap_err()
+            .error
+            .reason
+            .contains("x → x"));
     }
 
     #[test]
@@ -417,19 +425,35 @@ mod tests {
         let mut inputs = BTreeMap::new();
         inputs.insert(
             "a".to_string(),
-            input(&[("url", "{{ password }}@{{ hots }}")], &[("password", "hunter2")]),
+            input(
+                &[("url", "{{ password }}@{{ hots }}")],
+                &[("password", "hunter2")],
+            ),
         );
         let f = derive_all(inputs).unwrap_err();
-        assert_eq!((f.secret.as_str(), f.error.field.as_str()), ("a", "derive.url"));
+        assert_eq!(
+            (f.secret.as_str(), f.error.field.as_str()),
+            ("a", "derive.url")
+        );
         assert!(f.error.reason.contains("\"hots\""), "{}", f.error.reason);
-        let mut inputs = BTreeMap::new();
-        inputs.insert("a".to_string(), input(&[("u", "{{ secrets.nope.k }}")], &[]));
-        let f = derive_all(inputs).unwrap_err();
-        assert!(f.error.reason.contains("no secret \"nope\""), "{}", f.error.reason);
         let mut inputs = BTreeMap::new();
         inputs.insert(
             "a".to_string(),
-            input(&[("u", "{{ password | b64decode }}")], &[("password", "hunter2")]),
+            input(&[("u", "{{ secrets.nope.k }}")], &[]),
+        );
+        let f = derive_all(inputs).unwrap_err();
+        assert!(
+            f.error.reason.contains("no secret \"nope\""),
+            "{}",
+            f.error.reason
+        );
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "a".to_string(),
+            input(
+                &[("u", "{{ password | b64decode }}")],
+                &[("password", "hunter2")],
+            ),
         );
         let f = derive_all(inputs).unwrap_err();
         assert!(!format!("{f:?}").contains("hunter2"));

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use rand::RngCore;
 use serde_json::{json, Value as Json};
 
+use crate::fields::{invalid, kind, Fields, Invalid};
 use crate::model::SecretValue;
 use crate::random::EntropyRng;
-use crate::fields::{invalid, kind, Fields, Invalid};
 
 /// The longest random string or token a rule may ask for.
 pub const MAX_LENGTH: u64 = 4096;
@@ -66,9 +66,9 @@ impl Generate {
         match self {
             Generate::Rsa { public_key, .. }
             | Generate::Ed25519 { public_key }
-            | Generate::EcdsaP256 { public_key } => {
-                std::iter::once(key.to_owned()).chain(public_key.clone()).collect()
-            }
+            | Generate::EcdsaP256 { public_key } => std::iter::once(key.to_owned())
+                .chain(public_key.clone())
+                .collect(),
             Generate::SelfSignedTls { .. } => vec!["tls.crt".into(), "tls.key".into()],
             _ => vec![key.to_owned()],
         }
@@ -215,9 +215,16 @@ impl Generate {
                 "days": days,
             }),
         };
-        if let Generate::Rsa { public_key: Some(p), .. }
-        | Generate::Ed25519 { public_key: Some(p) }
-        | Generate::EcdsaP256 { public_key: Some(p) } = self
+        if let Generate::Rsa {
+            public_key: Some(p),
+            ..
+        }
+        | Generate::Ed25519 {
+            public_key: Some(p),
+        }
+        | Generate::EcdsaP256 {
+            public_key: Some(p),
+        } = self
         {
             j["publicKey"] = json!(p);
         }
@@ -279,8 +286,12 @@ impl Generate {
                 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
                 let k = rsa::RsaPrivateKey::new(rng, *bits).map_err(GenerateError::rsa)?;
                 let pem = match format {
-                    RsaFormat::Pkcs1 => k.to_pkcs1_pem(LineEnding::LF).map_err(GenerateError::pem)?,
-                    RsaFormat::Pkcs8 => k.to_pkcs8_pem(LineEnding::LF).map_err(GenerateError::pem)?,
+                    RsaFormat::Pkcs1 => {
+                        k.to_pkcs1_pem(LineEnding::LF).map_err(GenerateError::pem)?
+                    }
+                    RsaFormat::Pkcs8 => {
+                        k.to_pkcs8_pem(LineEnding::LF).map_err(GenerateError::pem)?
+                    }
                 };
                 let public = public_key
                     .as_ref()
@@ -290,8 +301,8 @@ impl Generate {
                 Ok(pair(key, pem.as_bytes(), public_key, public))
             }
             Generate::Ed25519 { public_key } => {
-                use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, KeypairBytes};
                 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+                use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, KeypairBytes};
                 let sk = ed25519_dalek::SigningKey::generate(rng);
                 // PKCS#8 v1 (no public key inside), the form `openssl genpkey` writes.
                 let pem = KeypairBytes {
@@ -310,7 +321,9 @@ impl Generate {
             Generate::EcdsaP256 { public_key } => {
                 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
                 let sk = p256::SecretKey::random(rng);
-                let pem = sk.to_pkcs8_pem(LineEnding::LF).map_err(GenerateError::pem)?;
+                let pem = sk
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(GenerateError::pem)?;
                 let public = public_key
                     .as_ref()
                     .map(|_| sk.public_key().to_public_key_pem(LineEnding::LF))
@@ -413,7 +426,8 @@ fn self_signed(
         .public_key()
         .to_public_key_der()
         .map_err(GenerateError::pem)?;
-    let spki = SubjectPublicKeyInfoOwned::try_from(spki_der.as_bytes()).map_err(GenerateError::cert)?;
+    let spki =
+        SubjectPublicKeyInfoOwned::try_from(spki_der.as_bytes()).map_err(GenerateError::cert)?;
     let mut serial = [0u8; 16];
     rng.fill_bytes(&mut serial);
     serial[0] &= 0x7f; // a positive serial of at most 16 bytes
@@ -436,7 +450,10 @@ fn self_signed(
         not_before: time(start)?,
         not_after: time(end)?,
     };
-    let cn = common_name.replace('\\', "\\\\").replace(',', "\\,").replace('+', "\\+");
+    let cn = common_name
+        .replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace('+', "\\+");
     let subject = Name::from_str(&format!("CN={cn}")).map_err(GenerateError::cert)?;
     let mut builder = CertificateBuilder::new(
         // A leaf profile: basicConstraints CA:FALSE, digitalSignature, key identifiers.
@@ -472,7 +489,9 @@ fn self_signed(
         .build::<DerSignature>()
         .map_err(GenerateError::cert)?;
     let crt = cert.to_pem(LineEnding::LF).map_err(GenerateError::pem)?;
-    let key = secret.to_pkcs8_pem(LineEnding::LF).map_err(GenerateError::pem)?;
+    let key = secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(GenerateError::pem)?;
     Ok((crt, zeroize::Zeroizing::new(key.to_string())))
 }
 
@@ -502,9 +521,15 @@ fn number(
         None => default.ok_or_else(|| invalid(at, "is required")),
         Some(Json::Number(n)) => match n.as_u64() {
             Some(v) if (min..=max).contains(&v) => Ok(v as usize),
-            _ => Err(invalid(at, format!("must be a whole number from {min} to {max}"))),
+            _ => Err(invalid(
+                at,
+                format!("must be a whole number from {min} to {max}"),
+            )),
         },
-        Some(other) => Err(invalid(at, format!("must be a number, not {}", kind(other)))),
+        Some(other) => Err(invalid(
+            at,
+            format!("must be a number, not {}", kind(other)),
+        )),
     }
 }
 
@@ -552,7 +577,9 @@ mod tests {
     }
 
     fn text(rule: &Generate, e: &Entropy) -> String {
-        let v = rule.make("k", &mut e.rng(), SystemTime::UNIX_EPOCH).unwrap();
+        let v = rule
+            .make("k", &mut e.rng(), SystemTime::UNIX_EPOCH)
+            .unwrap();
         String::from_utf8(v[0].1.expose().to_vec()).unwrap()
     }
 
@@ -564,10 +591,18 @@ mod tests {
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
         let h = text(&rule(json!({"kind": "hex", "length": 63})), &e);
         assert_eq!(h.len(), 63);
-        assert!(h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        let t = text(&rule(json!({"kind": "token", "prefix": "sk_", "length": 40})), &e);
+        assert!(h
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let t = text(
+            &rule(json!({"kind": "token", "prefix": "sk_", "length": 40})),
+            &e,
+        );
         assert!(t.starts_with("sk_") && t.len() == 43);
-        let u = text(&rule(json!({"kind": "uuid", "idPrefix": "crewai-oidc-"})), &e);
+        let u = text(
+            &rule(json!({"kind": "uuid", "idPrefix": "crewai-oidc-"})),
+            &e,
+        );
         let u = u.strip_prefix("crewai-oidc-").unwrap();
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
@@ -575,11 +610,17 @@ mod tests {
         let b = text(&rule(json!({"kind": "base64", "bytes": 32})), &e);
         use base64::Engine;
         assert_eq!(
-            base64::engine::general_purpose::STANDARD.decode(&b).unwrap().len(),
+            base64::engine::general_purpose::STANDARD
+                .decode(&b)
+                .unwrap()
+                .len(),
             32
         );
         let again = Entropy::seeded(1);
-        assert_eq!(text(&rule(json!({"kind": "alphanumeric", "length": 64})), &again), a);
+        assert_eq!(
+            text(&rule(json!({"kind": "alphanumeric", "length": 64})), &again),
+            a
+        );
     }
 
     #[test]
@@ -591,16 +632,29 @@ mod tests {
             json!({"kind": "ed25519"}),
             json!({"kind": "self-signed-tls", "commonName": "a", "dnsNames": ["a.example"], "days": 30}),
         ] {
-            let field = if v["kind"] == "self-signed-tls" { "generate.tls.crt" } else { "generate.k" };
+            let field = if v["kind"] == "self-signed-tls" {
+                "generate.tls.crt"
+            } else {
+                "generate.k"
+            };
             let r = Generate::from_json(field, &v).unwrap();
             assert_eq!(Generate::from_json(field, &r.to_json()).unwrap(), r);
         }
         let err = |v: Json| Generate::from_json("generate.k", &v).unwrap_err();
-        assert_eq!(err(json!({"kind": "rsa", "bits": 1024})).field, "generate.k.bits");
-        assert_eq!(err(json!({"kind": "hex", "length": 0})).field, "generate.k.length");
+        assert_eq!(
+            err(json!({"kind": "rsa", "bits": 1024})).field,
+            "generate.k.bits"
+        );
+        assert_eq!(
+            err(json!({"kind": "hex", "length": 0})).field,
+            "generate.k.length"
+        );
         assert_eq!(err(json!({"kind": "hex"})).field, "generate.k.length");
         assert_eq!(err(json!({"kind": "dice"})).field, "generate.k.kind");
-        assert_eq!(err(json!({"kind": "uuid", "len": 3})).field, "generate.k.len");
+        assert_eq!(
+            err(json!({"kind": "uuid", "len": 3})).field,
+            "generate.k.len"
+        );
         assert_eq!(
             err(json!({"kind": "self-signed-tls", "commonName": "a"})).field,
             "generate.k"
@@ -619,17 +673,32 @@ mod tests {
         let r = rule(json!({"kind": "ecdsa-p256", "publicKey": "k.pub"}));
         assert_eq!(r.fills("k"), ["k", "k.pub"]);
         let v = r.make("k", &mut e.rng(), SystemTime::now()).unwrap();
-        assert!(std::str::from_utf8(v[0].1.expose()).unwrap().starts_with("-----BEGIN PRIVATE KEY-----\n"));
-        assert!(std::str::from_utf8(v[1].1.expose()).unwrap().starts_with("-----BEGIN PUBLIC KEY-----\n"));
-        let ed = rule(json!({"kind": "ed25519"})).make("k", &mut e.rng(), SystemTime::now()).unwrap();
-        assert!(std::str::from_utf8(ed[0].1.expose()).unwrap().contains("BEGIN PRIVATE KEY"));
+        assert!(std::str::from_utf8(v[0].1.expose())
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(std::str::from_utf8(v[1].1.expose())
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        let ed = rule(json!({"kind": "ed25519"}))
+            .make("k", &mut e.rng(), SystemTime::now())
+            .unwrap();
+        assert!(std::str::from_utf8(ed[0].1.expose())
+            .unwrap()
+            .contains("BEGIN PRIVATE KEY"));
         let tls = Generate::from_json(
             "generate.tls.crt",
             &json!({"kind": "self-signed-tls", "commonName": "shop", "dnsNames": ["shop.example"]}),
         )
         .unwrap();
-        let v = tls.make("tls.crt", &mut e.rng(), SystemTime::now()).unwrap();
-        assert_eq!(v.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["tls.crt", "tls.key"]);
-        assert!(std::str::from_utf8(v[0].1.expose()).unwrap().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        let v = tls
+            .make("tls.crt", &mut e.rng(), SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            v.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["tls.crt", "tls.key"]
+        );
+        assert!(std::str::from_utf8(v[0].1.expose())
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----\n"));
     }
 }

@@ -165,8 +165,10 @@ impl Recipe {
         let mut r = Recipe::default();
         for (key, v) in object(f.get("generate"), "generate")? {
             crate::names::validate_data_key("generate", key)?;
-            r.generate
-                .insert(key.clone(), Generate::from_json(&format!("generate.{key}"), v)?);
+            r.generate.insert(
+                key.clone(),
+                Generate::from_json(&format!("generate.{key}"), v)?,
+            );
         }
         for (key, v) in object(f.get("derive"), "derive")? {
             crate::names::validate_data_key("derive", key)?;
@@ -174,8 +176,10 @@ impl Recipe {
         }
         for (key, v) in object(f.get("validate"), "validate")? {
             crate::names::validate_data_key("validate", key)?;
-            r.validate
-                .insert(key.clone(), Check::from_json(&format!("validate.{key}"), v)?);
+            r.validate.insert(
+                key.clone(),
+                Check::from_json(&format!("validate.{key}"), v)?,
+            );
         }
         r.check()?;
         Ok(r)
@@ -503,12 +507,17 @@ mod tests {
     #[test]
     fn forbidden_keys_name_their_reason_and_tenants_add_their_own() {
         let mut p = Policy::default();
-        p.forbidden
-            .insert("RAILS_MASTER_KEY".into(), "it decrypts every credential".into());
+        p.forbidden.insert(
+            "RAILS_MASTER_KEY".into(),
+            "it decrypts every credential".into(),
+        );
         p.forbidden_by_tenant
             .entry("acme".into())
             .or_default()
-            .insert("AWS_SECRET_ACCESS_KEY".into(), "use workload identity".into());
+            .insert(
+                "AWS_SECRET_ACCESS_KEY".into(),
+                "use workload identity".into(),
+            );
         let keys = ["RAILS_MASTER_KEY".to_string()];
         let e = p.check_keys("other", &keys).unwrap_err();
         assert_eq!(e.field, "data.RAILS_MASTER_KEY");

@@ -60,19 +60,18 @@ impl Check {
     pub fn from_json(field: &str, v: &Json) -> Result<Check, Invalid> {
         let mut f = Fields::of(field, v)?;
         let at = |k: &str| format!("{field}.{k}");
-        let pem = match f.opt_str("pem")?.as_deref() {
-            None => None,
-            Some("rsa-private-key-pkcs1") => Some(PemKind::RsaPrivateKeyPkcs1),
-            Some("private-key") => Some(PemKind::PrivateKey),
-            Some("certificate") => Some(PemKind::Certificate),
-            Some("certificate-chain") => Some(PemKind::CertificateChain),
-            Some(_) => {
-                return Err(invalid(
+        let pem =
+            match f.opt_str("pem")?.as_deref() {
+                None => None,
+                Some("rsa-private-key-pkcs1") => Some(PemKind::RsaPrivateKeyPkcs1),
+                Some("private-key") => Some(PemKind::PrivateKey),
+                Some("certificate") => Some(PemKind::Certificate),
+                Some("certificate-chain") => Some(PemKind::CertificateChain),
+                Some(_) => return Err(invalid(
                     at("pem"),
                     "must be rsa-private-key-pkcs1, private-key, certificate or certificate-chain",
-                ))
-            }
-        };
+                )),
+            };
         let url = match f.get("url") {
             None => None,
             Some(v) => {
@@ -103,7 +102,9 @@ impl Check {
                 regex::RegexBuilder::new(&p)
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| invalid(at("pattern"), format!("is not a regular expression: {e}")))?,
+                    .map_err(|e| {
+                        invalid(at("pattern"), format!("is not a regular expression: {e}"))
+                    })?,
             ),
         };
         let min_length = match f.get("minLength") {
@@ -255,7 +256,9 @@ fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
             .ok_or("holds a broken PEM header")?;
         let label = &after[11..11 + label_end];
         let end_marker = format!("-----END {label}-----");
-        let end = after.find(&end_marker).ok_or("holds a PEM block with no end")?;
+        let end = after
+            .find(&end_marker)
+            .ok_or("holds a PEM block with no end")?;
         let block = &after[..end + end_marker.len()];
         let (l, der) = pem_rfc7468::decode_vec(block.as_bytes())
             .map_err(|_| format!("holds a PEM block ({label}) that does not decode"))?;
@@ -279,7 +282,12 @@ fn check_pem(kind: PemKind, text: &str) -> Result<(), String> {
         PemKind::RsaPrivateKeyPkcs1 => {
             use rsa::pkcs1::DecodeRsaPrivateKey;
             match blocks.as_slice() {
-                [(l, der)] if l == "RSA PRIVATE KEY" && rsa::RsaPrivateKey::from_pkcs1_der(der).is_ok() => Ok(()),
+                [(l, der)]
+                    if l == "RSA PRIVATE KEY"
+                        && rsa::RsaPrivateKey::from_pkcs1_der(der).is_ok() =>
+                {
+                    Ok(())
+                }
                 _ => Err("not a PKCS#1 RSA private key".into()),
             }
         }
@@ -296,7 +304,9 @@ fn check_pem(kind: PemKind, text: &str) -> Result<(), String> {
                 },
                 _ => false,
             };
-            let openssh = text.trim_start().starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+            let openssh = text
+                .trim_start()
+                .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
                 && ssh_key::PrivateKey::from_openssh(text).is_ok();
             if ok || openssh {
                 Ok(())
@@ -312,7 +322,10 @@ fn check_pem(kind: PemKind, text: &str) -> Result<(), String> {
         PemKind::CertificateChain => {
             for (i, (l, der)) in blocks.iter().enumerate() {
                 if l != "CERTIFICATE" || !cert(der) {
-                    return Err(format!("block {} of the chain is not an X.509 certificate", i + 1));
+                    return Err(format!(
+                        "block {} of the chain is not an X.509 certificate",
+                        i + 1
+                    ));
                 }
             }
             Ok(())
@@ -323,8 +336,8 @@ fn check_pem(kind: PemKind, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::Generate;
     use crate::random::Entropy;
+    use crate::recipe::Generate;
     use std::time::SystemTime;
 
     fn check(v: Json) -> Check {
@@ -346,11 +359,20 @@ mod tests {
         let pkcs1 = made(json!({"kind": "rsa", "bits": 2048}), "k").remove(0);
         let pkcs8 = made(json!({"kind": "rsa", "bits": 2048, "format": "pkcs8"}), "k").remove(0);
         let ec = made(json!({"kind": "ecdsa-p256"}), "k").remove(0);
-        let tls = made(json!({"kind": "self-signed-tls", "commonName": "a"}), "tls.crt");
+        let tls = made(
+            json!({"kind": "self-signed-tls", "commonName": "a"}),
+            "tls.crt",
+        );
         let rsa1 = check(json!({"pem": "rsa-private-key-pkcs1"}));
         assert!(rsa1.check(pkcs1.as_bytes()).is_ok());
-        assert_eq!(rsa1.check(pkcs8.as_bytes()).unwrap_err(), "not a PKCS#1 RSA private key");
-        assert_eq!(rsa1.check(b"hunter2").unwrap_err(), "not a PKCS#1 RSA private key");
+        assert_eq!(
+            rsa1.check(pkcs8.as_bytes()).unwrap_err(),
+            "not a PKCS#1 RSA private key"
+        );
+        assert_eq!(
+            rsa1.check(b"hunter2").unwrap_err(),
+            "not a PKCS#1 RSA private key"
+        );
         let any = check(json!({"pem": "private-key"}));
         for k in [&pkcs1, &pkcs8, &ec, &tls[1]] {
             assert!(any.check(k.as_bytes()).is_ok());
@@ -369,21 +391,37 @@ mod tests {
 
     #[test]
     fn url_rules_check_scheme_userinfo_and_path() {
-        let c = check(json!({"url": {"scheme": "https", "userinfo": true, "pathSuffix": "/simple/"}}));
+        let c =
+            check(json!({"url": {"scheme": "https", "userinfo": true, "pathSuffix": "/simple/"}}));
         assert!(c.check(b"https://u:p%40ss@pypi.example/simple/").is_ok());
-        assert!(c.check(b"http://u:p@pypi.example/simple/").unwrap_err().contains("https"));
-        assert!(c.check(b"https://pypi.example/simple/").unwrap_err().contains("password"));
-        assert!(c.check(b"https://u:p@pypi.example/other").unwrap_err().contains("/simple/"));
+        assert!(c
+            .check(b"http://u:p@pypi.example/simple/")
+            .unwrap_err()
+            .contains("https"));
+        assert!(c
+            .check(b"https://pypi.example/simple/")
+            .unwrap_err()
+            .contains("password"));
+        assert!(c
+            .check(b"https://u:p@pypi.example/other")
+            .unwrap_err()
+            .contains("/simple/"));
         let e = c.check(b"not a url with s3cret").unwrap_err();
         assert!(!e.contains("s3cret"));
     }
 
     #[test]
     fn text_rules_and_their_parse_errors() {
-        assert!(check(json!({"pattern": "^sk_[a-z]+$"})).check(b"sk_abc").is_ok());
+        assert!(check(json!({"pattern": "^sk_[a-z]+$"}))
+            .check(b"sk_abc")
+            .is_ok());
         assert!(check(json!({"pattern": "^sk_"})).check(b"pk_abc").is_err());
-        assert!(check(json!({"minLength": 4})).check("ééé".as_bytes()).is_err());
-        assert!(check(json!({"minLength": 3})).check("ééé".as_bytes()).is_ok());
+        assert!(check(json!({"minLength": 4}))
+            .check("ééé".as_bytes())
+            .is_err());
+        assert!(check(json!({"minLength": 3}))
+            .check("ééé".as_bytes())
+            .is_ok());
         assert!(check(json!({"json": true})).check(br#"{"a": 1}"#).is_ok());
         assert!(check(json!({"json": true})).check(b"{a").is_err());
         assert!(check(json!({"base64": true})).check(b"aGk=").is_ok());

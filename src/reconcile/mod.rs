@@ -46,7 +46,6 @@ use crate::render::{self, AppKeys};
 
 pub use crate::spec::{AppSpec, Delivery, Invalid, SecretPatch, SecretSpec};
 use batch::Batcher;
-pub use recipes::Rotation;
 pub use credentials::{
     DeploymentCaller, RecoveredCredential, RefreshReport, CHUNK as CREDENTIAL_CHUNK,
 };
@@ -54,6 +53,7 @@ pub use deployments::DeploymentView;
 pub use error::ReconcileError;
 pub use external::{DeployResult, ExternalOutcome, ExternalView, ExternalWrite};
 pub use plan::OwnedChange;
+pub use recipes::Rotation;
 use round::{apply_ops, credential_key, round_message, Accepted, Extras, RoundMessage};
 pub use settings::{Access, FluxUrl, Settings};
 pub use store::{ApiKeyRecord, Source};

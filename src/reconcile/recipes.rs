@@ -91,7 +91,9 @@ impl Rotation {
         for (i, k) in self.keys.iter().enumerate() {
             match generated.get(k) {
                 // A companion (`tls.key`, a public key) rotates with the rule that fills it.
-                Some(rule) if !k.ends_with(PREVIOUS_SUFFIX) || s.recipe.generate.contains_key(k) => {
+                Some(rule)
+                    if !k.ends_with(PREVIOUS_SUFFIX) || s.recipe.generate.contains_key(k) =>
+                {
                     if !out.contains(rule) {
                         out.push(rule.clone());
                     }
@@ -149,7 +151,8 @@ pub(super) fn make(
     let mut out = Fresh::new();
     for key in keys {
         let rule = &spec.recipe.generate[key];
-        let _span = tracing::debug_span!("secret.generate", secret = %spec.name, key = %key).entered();
+        let _span =
+            tracing::debug_span!("secret.generate", secret = %spec.name, key = %key).entered();
         for (k, v) in rule
             .make(key, &mut entropy.rng(), now)
             .map_err(|e| invalid(format!("generate.{key}"), e.to_string()))?
@@ -180,7 +183,10 @@ pub(super) fn complete(
             let written = next.data.get(k).map(|v| v.expose());
             let held = base.and_then(|b| b.data.get(k)).map(|v| v.expose());
             if let (Some(w), Some(h)) = (written, held) {
-                if w != h && base.is_some_and(|b| b.recipe.kind_of(k) == crate::recipe::KeyKind::Generated) {
+                if w != h
+                    && base
+                        .is_some_and(|b| b.recipe.kind_of(k) == crate::recipe::KeyKind::Generated)
+                {
                     notes.replaced.push(k.clone());
                 }
             }
@@ -241,7 +247,10 @@ pub(super) fn rotate(
         let Some(rule) = s.recipe.generate.get(key) else {
             return Err(invalid(
                 "keys",
-                format!("{key:?} is no longer a generated key of secret {:?}", s.name),
+                format!(
+                    "{key:?} is no longer a generated key of secret {:?}",
+                    s.name
+                ),
             ));
         };
         let fills = rule.fills(key);
@@ -318,7 +327,9 @@ pub(super) fn derive(
     })?;
     let mut changed = BTreeSet::new();
     for ((secret, key), v) in made {
-        let s = secrets.get_mut(&secret).expect("derived from a present secret");
+        let s = secrets
+            .get_mut(&secret)
+            .expect("derived from a present secret");
         if s.data.get(&key).map(|o| o.expose()) != Some(v.expose()) {
             s.data.insert(key, v);
             changed.insert(secret);
@@ -332,9 +343,14 @@ pub(super) fn validate(s: &SecretSpec) -> Result<(), Invalid> {
     for (key, check) in &s.recipe.validate {
         let field = format!("data.{key}");
         let Some(v) = s.data.get(key) else {
-            return Err(invalid(field, format!("is required (validate.{key} checks it)")));
+            return Err(invalid(
+                field,
+                format!("is required (validate.{key} checks it)"),
+            ));
         };
-        check.check(v.expose()).map_err(|reason| invalid(field, reason))?;
+        check
+            .check(v.expose())
+            .map_err(|reason| invalid(field, reason))?;
     }
     Ok(())
 }
@@ -379,7 +395,11 @@ pub(super) struct Prepared {
 
 impl Reconciler {
     /// Makes the values `keys` of `spec` need, on a blocking thread.
-    async fn make_fresh(&self, spec: &SecretSpec, keys: Vec<String>) -> Result<Fresh, ReconcileError> {
+    async fn make_fresh(
+        &self,
+        spec: &SecretSpec,
+        keys: Vec<String>,
+    ) -> Result<Fresh, ReconcileError> {
         if keys.is_empty() {
             return Ok(Fresh::new());
         }
@@ -488,7 +508,13 @@ impl Reconciler {
             let mut next = base
                 .ok_or_else(|| invalid("name", "the secret was deleted meanwhile"))?
                 .clone();
-            rotate(&mut next, &keys, rotation.keep_previous, &fresh, &mut KeyNotes::default())?;
+            rotate(
+                &mut next,
+                &keys,
+                rotation.keep_previous,
+                &fresh,
+                &mut KeyNotes::default(),
+            )?;
             Ok(next)
         })?;
         Ok((keys, Prepared { fresh, completed }))
@@ -541,14 +567,20 @@ mod tests {
         assert_eq!(text(&again, "password"), text(&first, "password"));
         // A new rule makes a new value; a hand-set value is kept under a new rule.
         let longer = made(
-            &secret("db", json!({"generate": {"password": {"kind": "alphanumeric", "length": 40}}})),
+            &secret(
+                "db",
+                json!({"generate": {"password": {"kind": "alphanumeric", "length": 40}}}),
+            ),
             Some(&first),
             3,
         );
         assert_eq!(text(&longer, "password").len(), 40);
         let by_hand = secret("db", json!({"data": {"password": "mine"}}));
         let ruled = made(
-            &secret("db", json!({"generate": {"password": {"kind": "hex", "length": 8}}})),
+            &secret(
+                "db",
+                json!({"generate": {"password": {"kind": "hex", "length": 8}}}),
+            ),
             Some(&by_hand),
             4,
         );
@@ -573,7 +605,10 @@ mod tests {
     #[test]
     fn rotation_keeps_or_drops_the_previous_value() {
         let s = made(
-            &secret("db", json!({"generate": {"password": {"kind": "hex", "length": 16}}})),
+            &secret(
+                "db",
+                json!({"generate": {"password": {"kind": "hex", "length": 16}}}),
+            ),
             None,
             1,
         );
@@ -593,12 +628,28 @@ mod tests {
         assert!(kept.recipe.previous.contains("password"));
         assert_eq!(notes.rotated, ["password"]);
         // A later PUT that names neither keeps the overlap.
-        let put = secret("db", json!({"generate": {"password": {"kind": "hex", "length": 16}}}));
+        let put = secret(
+            "db",
+            json!({"generate": {"password": {"kind": "hex", "length": 16}}}),
+        );
         let mut after = put.clone();
-        complete(&mut after, Some(&kept), &Fresh::new(), &mut KeyNotes::default()).unwrap();
+        complete(
+            &mut after,
+            Some(&kept),
+            &Fresh::new(),
+            &mut KeyNotes::default(),
+        )
+        .unwrap();
         assert_eq!(text(&after, "password.previous"), old);
         let mut dropped = kept.clone();
-        rotate(&mut dropped, &["password".into()], false, &fresh, &mut KeyNotes::default()).unwrap();
+        rotate(
+            &mut dropped,
+            &["password".into()],
+            false,
+            &fresh,
+            &mut KeyNotes::default(),
+        )
+        .unwrap();
         assert!(!dropped.data.contains_key("password.previous"));
         assert!(dropped.recipe.previous.is_empty());
     }
@@ -623,7 +674,11 @@ mod tests {
         let e = r(&["user"]).rule_keys(&s).unwrap_err();
         assert_eq!(e.field, "keys[0]");
         assert!(e.reason.contains("set by hand"), "{e}");
-        assert!(r(&["url"]).rule_keys(&s).unwrap_err().reason.contains("derived"));
+        assert!(r(&["url"])
+            .rule_keys(&s)
+            .unwrap_err()
+            .reason
+            .contains("derived"));
     }
 
     #[test]
@@ -635,7 +690,10 @@ mod tests {
         );
         secrets.insert(
             "api".to_string(),
-            secret("api", json!({"derive": {"JWT": "{{ secrets.wharf.JWT_SECRET }}"}})),
+            secret(
+                "api",
+                json!({"derive": {"JWT": "{{ secrets.wharf.JWT_SECRET }}"}}),
+            ),
         );
         settle(&mut secrets, "api").unwrap();
         assert_eq!(text(&secrets["api"], "JWT"), "one");

@@ -15,8 +15,8 @@ use crate::spec::{AppSpec, Delivery, SecretSpec};
 
 use super::plan::OwnedChange;
 use super::{
-    credentials, external, plan, recipes, Actor, AppSlot, FluxScope, ReconcileError, Reconciler, RepoHandle,
-    SecretOp, SecretOpKind, SecretState, WriteAck,
+    credentials, external, plan, recipes, Actor, AppSlot, FluxScope, ReconcileError, Reconciler,
+    RepoHandle, SecretOp, SecretOpKind, SecretState, WriteAck,
 };
 
 impl Reconciler {
@@ -361,8 +361,10 @@ impl Reconciler {
                         && (!p.starts_with("environments/") || rendered.contains_key(p))
                 };
                 let commits = snap.foreign_changes(clean, &author_email, &ours, 500)?;
-                let touched: BTreeSet<String> =
-                    commits.iter().flat_map(|c| c.paths.iter().cloned()).collect();
+                let touched: BTreeSet<String> = commits
+                    .iter()
+                    .flat_map(|c| c.paths.iter().cloned())
+                    .collect();
                 let files: BTreeSet<String> = touched
                     .iter()
                     .filter(|p| current.get(*p) != rendered.get(*p))
@@ -384,7 +386,9 @@ impl Reconciler {
                     commits: commits
                         .into_iter()
                         .filter(|c| {
-                            c.paths.iter().any(|p| files.contains(p) || kept.contains(p))
+                            c.paths
+                                .iter()
+                                .any(|p| files.contains(p) || kept.contains(p))
                         })
                         .collect(),
                     files: files.into_iter().collect(),
@@ -407,17 +411,17 @@ impl Reconciler {
                 (Some(_), Some(d)) if restore => d.message(&model.name),
                 (Some(_), Some(d)) => d.lines(message.for_changes(&changes)),
                 (id, _) => match id {
-                None if restore => {
-                    let setup = CommitMessage::new(&format!(
-                        "{}: set up the platform repo (.sops.yaml, secrets/)",
-                        model.name
-                    ));
-                    match message.touches_external(&changes) {
-                        Some(line) => setup.line(line),
-                        None => setup,
+                    None if restore => {
+                        let setup = CommitMessage::new(&format!(
+                            "{}: set up the platform repo (.sops.yaml, secrets/)",
+                            model.name
+                        ));
+                        match message.touches_external(&changes) {
+                            Some(line) => setup.line(line),
+                            None => setup,
+                        }
                     }
-                }
-                _ => message.for_changes(&changes),
+                    _ => message.for_changes(&changes),
                 },
             };
             Ok((!changes.is_empty()).then_some(Proposal { changes, message }))
@@ -522,7 +526,9 @@ impl Reconciler {
             self.inner.events.record(ev);
         }
         for f in &d.files {
-            let Some(name) = secret_of_path(f) else { continue };
+            let Some(name) = secret_of_path(f) else {
+                continue;
+            };
             if after.contains(&name) {
                 let mut ev = Actor::new("reconciler").event("drift.adopted");
                 ev.app = Some(slot.name.clone());
@@ -537,7 +543,13 @@ impl Reconciler {
 
     /// Drift seen by a round: one `drift.detected` event per drifting commit not seen before
     /// (who, which files, never what), the count in `/metrics`, and the app's status.
-    fn drift_seen(&self, slot: &AppSlot, d: &Drift, state: &'static str, restored_in: Option<&str>) {
+    fn drift_seen(
+        &self,
+        slot: &AppSlot,
+        d: &Drift,
+        state: &'static str,
+        restored_in: Option<&str>,
+    ) {
         let commits: Vec<String> = d.commits.iter().map(|c| c.id.clone()).collect();
         let (tenant, new) = {
             let mut dl = slot.lock();
@@ -574,8 +586,14 @@ impl Reconciler {
             ev.detail = Some(format!(
                 "by {}: {}; {state}{}",
                 c.author,
-                files.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                restored_in.map(|r| format!(" in {}", &r[..12.min(r.len())])).unwrap_or_default()
+                files
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                restored_in
+                    .map(|r| format!(" in {}", &r[..12.min(r.len())]))
+                    .unwrap_or_default()
             ));
             self.inner.events.record(ev);
         }
@@ -677,7 +695,11 @@ pub(super) struct Drift {
 
 impl Drift {
     fn list(&self) -> String {
-        let files = if self.files.is_empty() { &self.kept } else { &self.files };
+        let files = if self.files.is_empty() {
+            &self.kept
+        } else {
+            &self.files
+        };
         match files.as_slice() {
             [one] => one.clone(),
             [a, b] => format!("{a}, {b}"),

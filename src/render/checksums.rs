@@ -89,10 +89,16 @@ mod tests {
         let (p1, p2) = (v("hunter2"), v("hunter3"));
         let one = ka.of_secret("Opaque", [("password", &p1)]);
         assert_eq!(one, ka.of_secret("Opaque", [("password", &p1)]));
-        assert_eq!(one, ChecksumKey::of(&a).of_secret("Opaque", [("password", &p1)]));
+        assert_eq!(
+            one,
+            ChecksumKey::of(&a).of_secret("Opaque", [("password", &p1)])
+        );
         assert_ne!(one, ka.of_secret("Opaque", [("password", &p2)]));
         assert_ne!(one, kb.of_secret("Opaque", [("password", &p1)]));
-        assert_ne!(one, ka.of_secret("kubernetes.io/basic-auth", [("password", &p1)]));
+        assert_ne!(
+            one,
+            ka.of_secret("kubernetes.io/basic-auth", [("password", &p1)])
+        );
         // Length prefixes: moving a byte from a key to its value is another Secret.
         let (x, y) = (v("bc"), v("c"));
         assert_ne!(
@@ -106,7 +112,10 @@ mod tests {
     #[test]
     fn variable_names_are_what_flux_substitutes() {
         assert_eq!(variable("database"), "SECRET_DATABASE_CHECKSUM");
-        assert_eq!(variable("app-shop-external-secrets"), "SECRET_APP_SHOP_EXTERNAL_SECRETS_CHECKSUM");
+        assert_eq!(
+            variable("app-shop-external-secrets"),
+            "SECRET_APP_SHOP_EXTERNAL_SECRETS_CHECKSUM"
+        );
         assert_eq!(variable("web.tls"), "SECRET_WEB_TLS_CHECKSUM");
     }
 }

@@ -393,7 +393,10 @@ pub fn render_platform(
     let ck = checksums::ChecksumKey::of(key);
     let mut sums: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     for secret in &app.secrets {
-        let sum = ck.of_secret(&secret.type_, secret.data.iter().map(|(k, v)| (k.as_str(), v)));
+        let sum = ck.of_secret(
+            &secret.type_,
+            secret.data.iter().map(|(k, v)| (k.as_str(), v)),
+        );
         for ns in app.target_namespaces(secret) {
             sums.entry(ns)
                 .or_default()
@@ -410,14 +413,18 @@ pub fn render_platform(
         let var = checksums::variable(&external_name);
         for env in &app.environments {
             let sum = match &ext.data {
-                Some(data) => Some(ck.of_secret("Opaque", data.iter().map(|(k, v)| (k.as_str(), v)))),
+                Some(data) => {
+                    Some(ck.of_secret("Opaque", data.iter().map(|(k, v)| (k.as_str(), v))))
+                }
                 // Unreadable now: its file stays, and so does its checksum.
                 None => prev
                     .get(&format!("secrets/{}/{}", env.namespace, checksums::FILE))
                     .and_then(|b| checksums::previous(b, &var)),
             };
             if let Some(sum) = sum {
-                sums.entry(&env.namespace).or_default().insert(var.clone(), sum);
+                sums.entry(&env.namespace)
+                    .or_default()
+                    .insert(var.clone(), sum);
             }
         }
     }
@@ -434,7 +441,10 @@ pub fn render_platform(
                 &[("namespace", J::from(ns)), ("checksums", J::from(items))],
             ),
         )?;
-        tree.insert(format!("secrets/{ns}/{}", checksums::FILE), text.into_bytes());
+        tree.insert(
+            format!("secrets/{ns}/{}", checksums::FILE),
+            text.into_bytes(),
+        );
     }
     // A Secret file this round would delete is deleted only if the app key opens it: one that
     // does not decrypt may be the only copy of a secret under a key sealwright lost, so it stays
@@ -1265,8 +1275,14 @@ mod tests {
             ]
         );
         // The checksums: plain, one per Secret, unchanged when the Secret is.
-        let sums = text(&out.platform["shop-platform"], "secrets/shop-prod/sealwright-checksums.yaml");
-        assert!(sums.contains("reconcile.fluxcd.io/watch: Enabled"), "{sums}");
+        let sums = text(
+            &out.platform["shop-platform"],
+            "secrets/shop-prod/sealwright-checksums.yaml",
+        );
+        assert!(
+            sums.contains("reconcile.fluxcd.io/watch: Enabled"),
+            "{sums}"
+        );
         assert!(sums.contains("\"SECRET_DB_CHECKSUM\": \""), "{sums}");
         assert!(!sums.contains("hunter2"), "{sums}");
         let again = render(&st, &k, &out, &t, now).unwrap();

@@ -462,7 +462,8 @@ fn fake_apiserver_a_managed_secret_with_a_recipe_generates_once_and_keeps_the_va
     let c = Cluster::new();
     let mut a = c.replica("a");
     a.start(&[]);
-    c.register("shop", "acme", &[("prod", "shop-prod")]).unwrap();
+    c.register("shop", "acme", &[("prod", "shop-prod")])
+        .unwrap();
     c.wait_condition("shop", "Ready", "True");
     // Only rules: the password is generated, the URL derived from it.
     let mut s = c.managed_secret("shop", "db", "shop-prod", &[("username", "app")]);
@@ -480,7 +481,12 @@ fn fake_apiserver_a_managed_secret_with_a_recipe_generates_once_and_keeps_the_va
     let first = c.flux_check(&["shop"]);
     let db = |applied: &common::flux::Applied, k: &str| {
         String::from_utf8(
-            applied[&("shop".to_string(), "shop-prod".to_string(), "db".to_string())][k].clone(),
+            applied[&(
+                "shop".to_string(),
+                "shop-prod".to_string(),
+                "db".to_string(),
+            )][k]
+                .clone(),
         )
         .unwrap()
     };

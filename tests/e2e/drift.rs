@@ -18,12 +18,21 @@ const CONFIG: &str = "cluster:\n  name: e2e\nhost:\n  kind: local\n  owner: plat
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
-        .args(["-c", "user.name=Mallory Hand", "-c", "user.email=mallory@example.com"])
+        .args([
+            "-c",
+            "user.name=Mallory Hand",
+            "-c",
+            "user.email=mallory@example.com",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn head(bare: &Path) -> String {
@@ -49,7 +58,12 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
     server.start(&[]);
     let ok = |method: &str, path: &str, body: serde_json::Value| {
         let r = server.send(method, path, &body);
-        assert!(r.status == 200 || r.status == 201, "{method} {path}: {} {}", r.status, r.text());
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
         r.json()
     };
     ok(
@@ -80,11 +94,17 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
         "{message}"
     );
     assert!(
-        message.contains(&format!("drift from {} by Mallory Hand <mallory@example.com>", &drifting[..12])),
+        message.contains(&format!(
+            "drift from {} by Mallory Hand <mallory@example.com>",
+            &drifting[..12]
+        )),
         "{message}"
     );
     let back = git_in(&bare, &["show", &format!("main:{file}")]);
-    assert_eq!(back.lines().take(6).collect::<Vec<_>>(), original.lines().take(6).collect::<Vec<_>>());
+    assert_eq!(
+        back.lines().take(6).collect::<Vec<_>>(),
+        original.lines().take(6).collect::<Vec<_>>()
+    );
     // The cluster's view: the key chain and the real sops open the restored Secret.
     let flux = checkout(&server.repo("platform/flux"), &tmp.path().join("flux"));
     let platform = checkout(&bare, &tmp.path().join("check"));
@@ -94,7 +114,11 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
         &server.cluster_key(),
         &tmp.path().join("sim"),
     );
-    let staging = &applied[&("shop".to_string(), "shop-staging".to_string(), "database".to_string())];
+    let staging = &applied[&(
+        "shop".to_string(),
+        "shop-staging".to_string(),
+        "database".to_string(),
+    )];
     assert_eq!(staging["password"], b"drift-pw-1f2e3d");
 
     // Recorded: the event, the status, the metric.
@@ -107,12 +131,21 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
         .unwrap_or_else(|| panic!("no drift.detected event: {events}"));
     assert_eq!(ev["commit"], json!(drifting), "{ev}");
     assert_eq!(ev["secret"], json!("database"), "{ev}");
-    assert!(ev["detail"].as_str().unwrap().contains("mallory@example.com"), "{ev}");
+    assert!(
+        ev["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mallory@example.com"),
+        "{ev}"
+    );
     let app = server.get("/v1/apps/shop").json();
     assert_eq!(app["drift"]["files"], json!([file]), "{app}");
     assert_eq!(app["drift"]["restoredIn"], json!(restored), "{app}");
     let metrics = server.get("/metrics").text();
-    assert!(metrics.contains("sealwright_drift_detected_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("sealwright_drift_detected_total 1"),
+        "{metrics}"
+    );
 
     // A hand edit of .sops.yaml: restored too.
     git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
@@ -122,12 +155,18 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
     let edit = head(&bare);
     let restored = wait_for_commit_after(&bare, &edit);
     let message = git_in(&bare, &["log", "-1", "--format=%B", &restored]);
-    assert!(message.starts_with("shop: restore drift in .sops.yaml"), "{message}");
+    assert!(
+        message.starts_with("shop: restore drift in .sops.yaml"),
+        "{message}"
+    );
     assert!(git_in(&bare, &["show", "main:.sops.yaml"]).contains("creation_rules:\n  - path_regex"));
 
     // A hand edit made with the real sops and the app key: drift, undone.
     let key = tmp.path().join("sim/shop.agekey");
-    assert!(key.exists(), "the app key, as the key chain gives it to the cluster");
+    assert!(
+        key.exists(),
+        "the app key, as the key chain gives it to the cluster"
+    );
     git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
     let sops_in = |args: &[&str]| {
         let out = Command::new(sops_bin())
@@ -136,10 +175,19 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "sops {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sops {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
-    sops_in(&["set", "secrets/shop-prod/database.sops.yaml", r#"["data"]["password"]"#, r#""aGFuZC1lZGl0""#]);
+    sops_in(&[
+        "set",
+        "secrets/shop-prod/database.sops.yaml",
+        r#"["data"]["password"]"#,
+        r#""aGFuZC1lZGl0""#,
+    ]);
     git(&team, &["add", "-A"]);
     git(&team, &["commit", "-qm", "edit prod by hand"]);
     git(&team, &["push", "-q", "origin", "main"]);
@@ -154,10 +202,19 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
     let dec = Command::new(sops_bin())
         .env("SOPS_AGE_KEY_FILE", &key)
         .current_dir(&prod)
-        .args(["decrypt", "--extract", r#"["data"]["password"]"#, "secrets/shop-prod/database.sops.yaml"])
+        .args([
+            "decrypt",
+            "--extract",
+            r#"["data"]["password"]"#,
+            "secrets/shop-prod/database.sops.yaml",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&dec.stdout), "ZHJpZnQtcHctMWYyZTNk", "sealwright's value is back");
+    assert_eq!(
+        String::from_utf8_lossy(&dec.stdout),
+        "ZHJpZnQtcHctMWYyZTNk",
+        "sealwright's value is back"
+    );
 
     // A planted Secret file (encrypted with the app key, but not sealed by sealwright): drift,
     // reported, and kept as it is: it may be the only copy of something.
@@ -185,7 +242,10 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
         planted_bytes.as_slice()
     );
     let app = server.get("/v1/apps/shop").json();
-    assert!(app["drift"]["files"].to_string().contains("planted"), "{app}");
+    assert!(
+        app["drift"]["files"].to_string().contains("planted"),
+        "{app}"
+    );
 
     // A commit of the team's own files is not drift: no round writes.
     git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
@@ -213,7 +273,11 @@ fn drift_is_restored_named_and_recorded_not_swallowed() {
     );
     assert!(message.contains(&offline[..12]), "{message}");
     let listed = server.get("/v1/apps/shop/secrets/database").json();
-    assert_eq!(listed["namespaces"], json!(["shop-prod", "shop-staging"]), "{listed}");
+    assert_eq!(
+        listed["namespaces"],
+        json!(["shop-prod", "shop-staging"]),
+        "{listed}"
+    );
 
     // No value in any of it.
     let logs = server.logs();
@@ -229,7 +293,12 @@ fn report_holds_drift_for_an_admin_and_adopt_takes_the_repo_as_it_is() {
     server.start(&[]);
     let ok = |method: &str, path: &str, body: serde_json::Value| {
         let r = server.send(method, path, &body);
-        assert!(r.status == 200 || r.status == 201, "{method} {path}: {} {}", r.status, r.text());
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
         r.json()
     };
     for (app, policy) in [("held", "report"), ("taken", "adopt")] {
@@ -248,8 +317,12 @@ fn report_holds_drift_for_an_admin_and_adopt_takes_the_repo_as_it_is() {
         }
     }
     assert_eq!(server.get("/v1/apps/held").json()["driftPolicy"], "report");
-    let bad = server.send("POST", "/v1/apps", &json!({"name": "x", "tenant": "acme", "driftPolicy": "ignore",
-        "environments": [{"name": "prod", "namespace": "x-prod"}]}));
+    let bad = server.send(
+        "POST",
+        "/v1/apps",
+        &json!({"name": "x", "tenant": "acme", "driftPolicy": "ignore",
+        "environments": [{"name": "prod", "namespace": "x-prod"}]}),
+    );
     assert_eq!(bad.json()["field"], "driftPolicy", "{}", bad.text());
 
     // report: nothing is written, writes are a 409 naming the route, until an admin resolves.
@@ -259,25 +332,57 @@ fn report_holds_drift_for_an_admin_and_adopt_takes_the_repo_as_it_is() {
     git(&team, &["commit", "-qm", "drop the database by hand"]);
     git(&team, &["push", "-q", "origin", "main"]);
     let drifting = head(&bare);
-    let r = server.send("PATCH", "/v1/apps/held/secrets/cache", &json!({"data": {"value": "cache-v2"}}));
+    let r = server.send(
+        "PATCH",
+        "/v1/apps/held/secrets/cache",
+        &json!({"data": {"value": "cache-v2"}}),
+    );
     assert_eq!(r.status, 409, "{}", r.text());
-    assert!(r.text().contains("/v1/apps/held/drift/resolve"), "{}", r.text());
+    assert!(
+        r.text().contains("/v1/apps/held/drift/resolve"),
+        "{}",
+        r.text()
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(head(&bare), drifting, "report writes nothing");
     let app = server.get("/v1/apps/held").json();
     assert_eq!(app["drift"]["state"], "held", "{app}");
     assert_eq!(app["drift"]["commits"], json!([drifting]), "{app}");
     let events = server.get("/v1/events?app=held").json().to_string();
-    assert_eq!(events.matches("drift.detected").count(), 1, "one event, not one per round: {events}");
-    let bad = server.send("POST", "/v1/apps/held/drift/resolve", &json!({"action": "ignore"}));
+    assert_eq!(
+        events.matches("drift.detected").count(),
+        1,
+        "one event, not one per round: {events}"
+    );
+    let bad = server.send(
+        "POST",
+        "/v1/apps/held/drift/resolve",
+        &json!({"action": "ignore"}),
+    );
     assert_eq!(bad.json()["field"], "action", "{}", bad.text());
-    ok("POST", "/v1/apps/held/drift/resolve", json!({"action": "restore"}));
+    ok(
+        "POST",
+        "/v1/apps/held/drift/resolve",
+        json!({"action": "restore"}),
+    );
     let restored = head(&bare);
     assert_ne!(restored, drifting);
-    assert!(git_in(&bare, &["ls-tree", "-r", "--name-only", "main"]).contains("secrets/held-prod/database.sops.yaml"));
-    assert_eq!(server.get("/v1/apps/held").json()["drift"]["state"], "restored");
-    ok("PATCH", "/v1/apps/held/secrets/cache", json!({"data": {"value": "cache-v2"}}));
-    let again = server.send("POST", "/v1/apps/held/drift/resolve", &json!({"action": "adopt"}));
+    assert!(git_in(&bare, &["ls-tree", "-r", "--name-only", "main"])
+        .contains("secrets/held-prod/database.sops.yaml"));
+    assert_eq!(
+        server.get("/v1/apps/held").json()["drift"]["state"],
+        "restored"
+    );
+    ok(
+        "PATCH",
+        "/v1/apps/held/secrets/cache",
+        json!({"data": {"value": "cache-v2"}}),
+    );
+    let again = server.send(
+        "POST",
+        "/v1/apps/held/drift/resolve",
+        &json!({"action": "adopt"}),
+    );
     assert_eq!(again.status, 409, "nothing held any more: {}", again.text());
 
     // adopt: a hand deletion deletes the secret; a hand edit that decrypts is read back.
@@ -295,26 +400,55 @@ fn report_holds_drift_for_an_admin_and_adopt_takes_the_repo_as_it_is() {
         );
         std::fs::copy(tmp.path().join("sim/taken.agekey"), &key).unwrap();
     }
-    git(&team, &["rm", "-q", "secrets/taken-prod/database.sops.yaml"]);
+    git(
+        &team,
+        &["rm", "-q", "secrets/taken-prod/database.sops.yaml"],
+    );
     let cache = team.join("secrets/taken-prod/cache.sops.yaml");
     let out = Command::new(sops_bin())
         .env("SOPS_AGE_KEY_FILE", &key)
         .current_dir(&team)
-        .args(["set", cache.to_str().unwrap(), r#"["data"]["value"]"#, r#""Y2FjaGUtYnktaGFuZA==""#])
+        .args([
+            "set",
+            cache.to_str().unwrap(),
+            r#"["data"]["value"]"#,
+            r#""Y2FjaGUtYnktaGFuZA==""#,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    git(&team, &["commit", "-qam", "drop the database, set the cache by hand"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git(
+        &team,
+        &["commit", "-qam", "drop the database, set the cache by hand"],
+    );
     git(&team, &["push", "-q", "origin", "main"]);
-    let r = server.send("PATCH", "/v1/apps/taken/secrets/cache", &json!({"data": {"extra": "x"}}));
+    let r = server.send(
+        "PATCH",
+        "/v1/apps/taken/secrets/cache",
+        &json!({"data": {"extra": "x"}}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let listed = server.get("/v1/apps/taken/secrets").json();
-    let names: Vec<&str> = listed["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = listed["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["cache"], "the hand deletion is adopted: {listed}");
-    let cache = server.get("/v1/apps/taken/secrets/cache?reveal=true").json();
+    let cache = server
+        .get("/v1/apps/taken/secrets/cache?reveal=true")
+        .json();
     assert_eq!(cache["data"]["value"], "cache-by-hand", "{cache}");
     assert_eq!(cache["data"]["extra"], "x", "the write went on top");
     let events = server.get("/v1/events?app=taken").json().to_string();
     assert!(events.contains("drift.adopted"), "{events}");
-    assert_eq!(server.get("/v1/apps/taken").json()["drift"]["state"], "adopted");
+    assert_eq!(
+        server.get("/v1/apps/taken").json()["drift"]["state"],
+        "adopted"
+    );
 }

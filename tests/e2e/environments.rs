@@ -18,7 +18,8 @@ use common::*;
 use serde_json::json;
 use sops::{Map, Value};
 
-const CONFIG: &str = "cluster:\n  name: e2e\nhost:\n  kind: local\n  owner: platform\nflux_repo: platform/flux\n";
+const CONFIG: &str =
+    "cluster:\n  name: e2e\nhost:\n  kind: local\n  owner: platform\nflux_repo: platform/flux\n";
 
 const DEPLOYMENT: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -98,7 +99,10 @@ fn pod_template(objs: &[Map]) -> String {
         .and_then(|t| t.as_map())
         .unwrap();
     let json = sops::document::Format::Json
-        .emit_plain(std::slice::from_ref(t), sops::document::EmitOptions::default())
+        .emit_plain(
+            std::slice::from_ref(t),
+            sops::document::EmitOptions::default(),
+        )
         .unwrap();
     String::from_utf8(json).unwrap()
 }
@@ -110,7 +114,11 @@ fn git(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Whether `sa` (`namespace:name`) may create `kind` in `ns` (`None`: cluster-scoped), judged
@@ -142,7 +150,12 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
     server.start(&[]);
     let ok = |method: &str, path: &str, body: serde_json::Value| {
         let r = server.send(method, path, &body);
-        assert!(r.status == 200 || r.status == 201, "{method} {path}: {} {}", r.status, r.text());
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
         r.json()
     };
     let bad = server.send(
@@ -159,7 +172,12 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
         &json!({"name": "shop", "tenant": "acme", "environments": [
             {"name": "prod", "namespace": "shop-prod", "source": {"url": "https://git.example/a.git", "path": "../up"}}]}),
     );
-    assert_eq!(bad.json()["field"], "environments[0].source.path", "{}", bad.text());
+    assert_eq!(
+        bad.json()["field"],
+        "environments[0].source.path",
+        "{}",
+        bad.text()
+    );
     ok(
         "POST",
         "/v1/apps",
@@ -170,7 +188,10 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
             {"name": "staging", "namespace": "shop-staging"}]}),
     );
     let app = server.get("/v1/apps/shop").json();
-    assert_eq!(app["environments"][0]["variables"]["LOG_LEVEL"], "info", "{app}");
+    assert_eq!(
+        app["environments"][0]["variables"]["LOG_LEVEL"], "info",
+        "{app}"
+    );
     for name in ["database", "cache"] {
         ok(
             "PUT",
@@ -192,11 +213,18 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
     let play = |tag: &str| {
         let dir = checkout(&bare, &tmp.path().join(format!("platform-{tag}")));
         let sums = common::flux::checksums(&dir, "shop-prod");
-        (apply_env(&dir.join("environments/prod.yaml"), &workloads, &sums), sums, dir)
+        (
+            apply_env(&dir.join("environments/prod.yaml"), &workloads, &sums),
+            sums,
+            dir,
+        )
     };
     let (first, sums, dir) = play("first");
     // The whole key chain over both repos, environments/ included.
-    let flux = checkout(&server.repo("platform/flux"), &tmp.path().join("flux-first"));
+    let flux = checkout(
+        &server.repo("platform/flux"),
+        &tmp.path().join("flux-first"),
+    );
     let applied = common::flux::apply_like_flux(
         &flux,
         &BTreeMap::from([("shop".to_string(), dir.clone())]),
@@ -204,12 +232,22 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
         &tmp.path().join("sim"),
     );
     assert_eq!(
-        applied[&("shop".to_string(), "shop-prod".to_string(), "database".to_string())]["value"],
+        applied[&(
+            "shop".to_string(),
+            "shop-prod".to_string(),
+            "database".to_string()
+        )]["value"],
         b"database-one"
     );
     let env_file = std::fs::read_to_string(dir.join("environments/prod.yaml")).unwrap();
-    assert!(env_file.starts_with("# Managed by sealwright"), "{env_file}");
-    assert!(!dir.join("environments/staging.yaml").exists(), "no source, no file");
+    assert!(
+        env_file.starts_with("# Managed by sealwright"),
+        "{env_file}"
+    );
+    assert!(
+        !dir.join("environments/staging.yaml").exists(),
+        "no source, no file"
+    );
     assert!(dir.join("environments/README.md").exists());
     let objs = docs(env_file.as_bytes());
     // Both objects are what Flux serves: validated against its CRD schemas.
@@ -230,10 +268,16 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
         let report = common::crd::validate(&crd.schema, d);
         assert!(report.errors.is_empty(), "{kind}: {:#?}", report.errors);
     }
-    let k = objs.iter().find(|d| s(d, &["kind"]) == Some("Kustomization")).unwrap();
+    let k = objs
+        .iter()
+        .find(|d| s(d, &["kind"]) == Some("Kustomization"))
+        .unwrap();
     assert_eq!(s(k, &["metadata", "namespace"]), Some("shop-prod"));
     assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("shop-deployer"));
-    assert_eq!(s(k, &["spec", "postBuild", "substitute", "ENVIRONMENT"]), Some("prod"));
+    assert_eq!(
+        s(k, &["spec", "postBuild", "substitute", "ENVIRONMENT"]),
+        Some("prod")
+    );
     let t = pod_template(&first);
     assert!(t.contains(&sums["SECRET_DATABASE_CHECKSUM"]), "{t}");
     assert!(t.contains("\"info\"") || t.contains("info"), "{t}");
@@ -241,11 +285,22 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
     assert!(!t.contains("${"), "every variable substituted: {t}");
 
     // Another secret changes: the pod template stays byte for byte; this one: it rolls.
-    ok("PATCH", "/v1/apps/shop/secrets/cache", json!({"data": {"value": "cache-two"}}));
+    ok(
+        "PATCH",
+        "/v1/apps/shop/secrets/cache",
+        json!({"data": {"value": "cache-two"}}),
+    );
     let (second, sums2, _) = play("second");
-    assert_ne!(sums2["SECRET_CACHE_CHECKSUM"], sums["SECRET_CACHE_CHECKSUM"]);
+    assert_ne!(
+        sums2["SECRET_CACHE_CHECKSUM"],
+        sums["SECRET_CACHE_CHECKSUM"]
+    );
     assert_eq!(pod_template(&second), pod_template(&first));
-    ok("PATCH", "/v1/apps/shop/secrets/database", json!({"data": {"value": "database-two"}}));
+    ok(
+        "PATCH",
+        "/v1/apps/shop/secrets/database",
+        json!({"data": {"value": "database-two"}}),
+    );
     let (third, sums3, _) = play("third");
     assert_ne!(pod_template(&third), pod_template(&first));
     assert!(pod_template(&third).contains(&sums3["SECRET_DATABASE_CHECKSUM"]));
@@ -255,13 +310,24 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
     checkout(&bare, &team);
     let evil = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: evil\n  namespace: kube-system\nspec:\n  interval: 1m\n  path: ./\n  prune: true\n  sourceRef: {kind: GitRepository, name: shop-platform, namespace: flux-system}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: evil\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n  - {kind: ServiceAccount, name: shop-deployer, namespace: shop-prod}\n";
     std::fs::write(team.join("environments/evil.yaml"), evil).unwrap();
-    std::fs::write(team.join("environments/staging.yaml"), "# the team's staging\n").unwrap();
+    std::fs::write(
+        team.join("environments/staging.yaml"),
+        "# the team's staging\n",
+    )
+    .unwrap();
     git(&team, &["add", "environments"]);
     git(&team, &["commit", "-qm", "team: staging and more"]);
     git(&team, &["push", "-q", "origin", "main"]);
-    ok("PATCH", "/v1/apps/shop/secrets/cache", json!({"data": {"value": "cache-three"}}));
+    ok(
+        "PATCH",
+        "/v1/apps/shop/secrets/cache",
+        json!({"data": {"value": "cache-three"}}),
+    );
     let (_, _, after) = play("after");
-    assert_eq!(std::fs::read_to_string(after.join("environments/evil.yaml")).unwrap(), evil);
+    assert_eq!(
+        std::fs::read_to_string(after.join("environments/evil.yaml")).unwrap(),
+        evil
+    );
     assert_eq!(
         std::fs::read_to_string(after.join("environments/staging.yaml")).unwrap(),
         "# the team's staging\n"
@@ -281,18 +347,35 @@ fn environment_kustomizations_substitute_variables_and_roll_out_on_exactly_their
     let who = format!("flux-system:{sa}");
     assert!(allowed(&rbac, &who, Some("shop-prod")));
     assert!(allowed(&rbac, &who, Some("shop-staging")));
-    assert!(!allowed(&rbac, &who, Some("kube-system")), "a Kustomization in kube-system");
+    assert!(
+        !allowed(&rbac, &who, Some("kube-system")),
+        "a Kustomization in kube-system"
+    );
     assert!(!allowed(&rbac, &who, None), "a ClusterRoleBinding");
     assert!(!allowed(&rbac, &who, Some("flux-system")));
-    assert!(!allowed(&rbac, "shop-prod:shop-deployer", Some("shop-staging")));
-    assert!(rbac.iter().all(|d| s(d, &["kind"]) != Some("ClusterRoleBinding")));
+    assert!(!allowed(
+        &rbac,
+        "shop-prod:shop-deployer",
+        Some("shop-staging")
+    ));
+    assert!(rbac
+        .iter()
+        .all(|d| s(d, &["kind"]) != Some("ClusterRoleBinding")));
 
     // A team file where sealwright would write its own fails the app, and stays.
     git(&team, &["pull", "-q", "--rebase", "origin", "main"]);
-    std::fs::write(team.join("environments/prod.yaml"), "# the team's own prod\n").unwrap();
+    std::fs::write(
+        team.join("environments/prod.yaml"),
+        "# the team's own prod\n",
+    )
+    .unwrap();
     git(&team, &["commit", "-qam", "team: prod by hand"]);
     git(&team, &["push", "-q", "origin", "main"]);
-    let r = server.send("PATCH", "/v1/apps/shop/secrets/cache", &json!({"data": {"value": "cache-four"}}));
+    let r = server.send(
+        "PATCH",
+        "/v1/apps/shop/secrets/cache",
+        &json!({"data": {"value": "cache-four"}}),
+    );
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("environments/prod.yaml"), "{}", r.text());
     let last = checkout(&bare, &tmp.path().join("platform-last"));

@@ -190,7 +190,11 @@ fn every_rendered_directory_builds_with_kubectl_kustomize() {
     let count = |k: &str| all.iter().filter(|d| s(d, &["kind"]) == Some(k)).count();
     assert_eq!(count("Secret"), 4, "an age key and a deploy key per app");
     assert_eq!(count("GitRepository"), 2);
-    assert_eq!(count("Kustomization"), 4, "per app: its secrets and its environments");
+    assert_eq!(
+        count("Kustomization"),
+        4,
+        "per app: its secrets and its environments"
+    );
     assert_eq!(
         count("ServiceAccount"),
         8,

@@ -52,7 +52,12 @@ impl Run {
 
     fn ok(&self, method: &str, path: &str, body: Value) -> Value {
         let r = self.call(method, path, body);
-        assert!(r.status == 200 || r.status == 201, "{method} {path}: {} {}", r.status, r.text());
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
         r.json()
     }
 
@@ -66,7 +71,9 @@ impl Run {
     }
 
     fn reveal(&self, name: &str) -> BTreeMap<String, String> {
-        let v = self.server.get(&format!("/v1/apps/crewai/secrets/{name}?reveal=true"));
+        let v = self
+            .server
+            .get(&format!("/v1/apps/crewai/secrets/{name}?reveal=true"));
         assert_eq!(v.status, 200, "{}", v.text());
         serde_json::from_value(v.json()["data"].clone()).unwrap()
     }
@@ -84,7 +91,10 @@ impl Run {
     fn file(&self, name: &str) -> String {
         git_in(
             &self.server.repo("platform/crewai-platform"),
-            &["show", &format!("main:secrets/crewai-prod/{name}.sops.yaml")],
+            &[
+                "show",
+                &format!("main:secrets/crewai-prod/{name}.sops.yaml"),
+            ],
         )
     }
 }
@@ -140,8 +150,8 @@ fn crewai_body() -> Value {
 }
 
 #[test]
-fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_kept_across_restarts()
-{
+fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_kept_across_restarts(
+) {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::new(&tmp.path().join("srv"), CONFIG);
     server.start(&[]);
@@ -159,7 +169,9 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
     assert_eq!(ack["committed"], json!(true), "{ack}");
     let v = r.reveal("crewai");
     assert_eq!(v["SECRET_KEY_BASE"].len(), 64);
-    assert!(v["SECRET_KEY_BASE"].bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert!(v["SECRET_KEY_BASE"]
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric()));
     assert_eq!(v["ENCRYPTION_KEY"].len(), 64);
     assert!(v["ENCRYPTION_KEY"].bytes().all(|b| b.is_ascii_hexdigit()));
     assert!(v["SESSION_TOKEN"].starts_with("sk_") && v["SESSION_TOKEN"].len() == 43);
@@ -203,16 +215,36 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
     write("tls.crt", &tls["tls.crt"]);
     write("tls.key", &tls["tls.key"]);
     let text = openssl(&work, &["x509", "-noout", "-text", "-in", "tls.crt"]);
-    assert!(text.contains("CN = crewai.example.com") || text.contains("CN=crewai.example.com"), "{text}");
+    assert!(
+        text.contains("CN = crewai.example.com") || text.contains("CN=crewai.example.com"),
+        "{text}"
+    );
     assert!(
         text.contains("DNS:crewai.example.com, DNS:api.crewai.example.com"),
         "{text}"
     );
     assert!(text.contains("CA:FALSE"), "{text}");
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
-    openssl(&work, &["x509", "-noout", "-checkend", &(29 * 86400).to_string(), "-in", "tls.crt"]);
+    openssl(
+        &work,
+        &[
+            "x509",
+            "-noout",
+            "-checkend",
+            &(29 * 86400).to_string(),
+            "-in",
+            "tls.crt",
+        ],
+    );
     let expired = Command::new("openssl")
-        .args(["x509", "-noout", "-checkend", &(31 * 86400).to_string(), "-in", "tls.crt"])
+        .args([
+            "x509",
+            "-noout",
+            "-checkend",
+            &(31 * 86400).to_string(),
+            "-in",
+            "tls.crt",
+        ])
         .current_dir(&work)
         .output()
         .unwrap();
@@ -228,7 +260,11 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
 
     // A preset: one click for database credentials; the write's own values win.
     let presets = r.server.get("/v1/presets").json();
-    assert_eq!(presets["presets"][0]["name"], json!("postgres"), "{presets}");
+    assert_eq!(
+        presets["presets"][0]["name"],
+        json!("postgres"),
+        "{presets}"
+    );
     r.ok(
         "PUT",
         "/v1/apps/crewai/secrets/db",
@@ -358,13 +394,27 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         text.lines()
             .filter_map(|l| l.trim().split_once(": "))
             .filter(|(k, _)| k.contains("_CHECKSUM"))
-            .map(|(k, v)| (k.trim_matches('"').to_owned(), v.trim_matches('"').to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.trim_matches('"').to_owned(),
+                    v.trim_matches('"').to_owned(),
+                )
+            })
             .collect::<BTreeMap<String, String>>()
     };
     let sums_before = sums(&r);
-    assert!(generated.contains_key("OIDC_PRIVATE_KEY") && generated.len() >= 12, "{generated:?}");
-    for value in v.values().filter(|x| x.len() > 8 && !x.starts_with("https://")) {
-        assert!(!file.contains(value.lines().nth(1).unwrap_or(value)), "a value in the clear");
+    assert!(
+        generated.contains_key("OIDC_PRIVATE_KEY") && generated.len() >= 12,
+        "{generated:?}"
+    );
+    for value in v
+        .values()
+        .filter(|x| x.len() > 8 && !x.starts_with("https://"))
+    {
+        assert!(
+            !file.contains(value.lines().nth(1).unwrap_or(value)),
+            "a value in the clear"
+        );
     }
     r.ok("PUT", "/v1/apps/crewai/secrets/crewai", crewai_body());
     assert_eq!(r.head(), before);
@@ -378,9 +428,18 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
     let after = cipher_lines(&r.file("crewai"));
     // Pods that name a Secret's checksum restart when it changes, and only then.
     let sums_after = sums(&r);
-    assert_ne!(sums_after["SECRET_CREWAI_CHECKSUM"], sums_before["SECRET_CREWAI_CHECKSUM"]);
-    assert_eq!(sums_after["SECRET_CREWAI_TLS_CHECKSUM"], sums_before["SECRET_CREWAI_TLS_CHECKSUM"]);
-    assert_eq!(sums_after["SECRET_DB_CHECKSUM"], sums_before["SECRET_DB_CHECKSUM"]);
+    assert_ne!(
+        sums_after["SECRET_CREWAI_CHECKSUM"],
+        sums_before["SECRET_CREWAI_CHECKSUM"]
+    );
+    assert_eq!(
+        sums_after["SECRET_CREWAI_TLS_CHECKSUM"],
+        sums_before["SECRET_CREWAI_TLS_CHECKSUM"]
+    );
+    assert_eq!(
+        sums_after["SECRET_DB_CHECKSUM"],
+        sums_before["SECRET_DB_CHECKSUM"]
+    );
     for (k, line) in &generated {
         assert_eq!(after.get(k), Some(line), "{k} changed");
     }
@@ -396,7 +455,11 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         b["data"]["BUILD"] = json!("build-99");
         b
     });
-    assert_eq!(r.head(), head, "after a restart the same write is still no change");
+    assert_eq!(
+        r.head(),
+        head,
+        "after a restart the same write is still no change"
+    );
     let shown = r.server.get("/v1/apps/crewai/secrets/crewai").json();
     assert_eq!(shown["keyKinds"]["OIDC_PUBLIC_KEY"], json!("generated"));
 
@@ -415,7 +478,10 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         &r.server.repo("platform/crewai-platform"),
         &["log", "-1", "--name-only", "--format=%s"],
     );
-    assert!(log.contains("crewai-prod/db.sops.yaml") && log.contains("crewai-prod/worker.sops.yaml"), "{log}");
+    assert!(
+        log.contains("crewai-prod/db.sops.yaml") && log.contains("crewai-prod/worker.sops.yaml"),
+        "{log}"
+    );
     // No body at all: every generated key of the secret, without an overlap.
     let plain = common::http::request(
         &r.server.addr,
@@ -426,7 +492,11 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
     );
     assert_eq!(plain.status, 200, "{}", plain.text());
     let again = r.reveal("db");
-    assert!(!again.contains_key("password.previous"), "{:?}", again.keys());
+    assert!(
+        !again.contains_key("password.previous"),
+        "{:?}",
+        again.keys()
+    );
     assert_ne!(again["password"], rotated["password"]);
 
     // The CLI: compact rules, and a rotation.
@@ -436,18 +506,38 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
             .env("SEALWRIGHT_TOKEN", ADMIN)
             .args(args);
         let out = run(c);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     cli(&[
-        "secret", "put", "crewai", "cli", "--namespace", "crewai-prod",
-        "--generate", "password=alphanumeric:32",
-        "--derive", "INDEX_URL=https://ci:{{ password | urlencode }}@pypi.internal/simple/",
-        "--validate", "INDEX_URL=url:https",
+        "secret",
+        "put",
+        "crewai",
+        "cli",
+        "--namespace",
+        "crewai-prod",
+        "--generate",
+        "password=alphanumeric:32",
+        "--derive",
+        "INDEX_URL=https://ci:{{ password | urlencode }}@pypi.internal/simple/",
+        "--validate",
+        "INDEX_URL=url:https",
     ]);
     let first = r.reveal("cli");
     assert_eq!(first["password"].len(), 32);
-    cli(&["secret", "rotate", "crewai", "cli", "--key", "password", "--keep-previous"]);
+    cli(&[
+        "secret",
+        "rotate",
+        "crewai",
+        "cli",
+        "--key",
+        "password",
+        "--keep-previous",
+    ]);
     let second = r.reveal("cli");
     assert_eq!(second["password.previous"], first["password"]);
     assert!(second["INDEX_URL"].contains(&second["password"]));
@@ -465,11 +555,26 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         &r.server.cluster_key(),
         &checkouts.join("sim"),
     );
-    let key = |name: &str| ("crewai".to_string(), "crewai-prod".to_string(), name.to_string());
+    let key = |name: &str| {
+        (
+            "crewai".to_string(),
+            "crewai-prod".to_string(),
+            name.to_string(),
+        )
+    };
     let in_cluster = &applied[&key("crewai")];
-    assert_eq!(in_cluster["OIDC_PRIVATE_KEY"], v["OIDC_PRIVATE_KEY"].as_bytes());
-    assert_eq!(applied[&key("db")]["DATABASE_URL"], again["DATABASE_URL"].as_bytes());
-    assert_eq!(applied[&key("crewai-tls")]["tls.key"], tls["tls.key"].as_bytes());
+    assert_eq!(
+        in_cluster["OIDC_PRIVATE_KEY"],
+        v["OIDC_PRIVATE_KEY"].as_bytes()
+    );
+    assert_eq!(
+        applied[&key("db")]["DATABASE_URL"],
+        again["DATABASE_URL"].as_bytes()
+    );
+    assert_eq!(
+        applied[&key("crewai-tls")]["tls.key"],
+        tls["tls.key"].as_bytes()
+    );
 
     // The audit log names keys, never values; no value leaks into logs or commit messages.
     let events = r.server.get("/v1/events?limit=1000").json();
@@ -489,7 +594,10 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         .unwrap();
     assert_eq!(rotated_ev["keys"], json!(["password"]), "{rotated_ev}");
     let logs = r.server.logs();
-    let messages = git_in(&r.server.repo("platform/crewai-platform"), &["log", "--format=%B"]);
+    let messages = git_in(
+        &r.server.repo("platform/crewai-platform"),
+        &["log", "--format=%B"],
+    );
     let events_text = events.to_string();
     let secrets: Vec<String> = [&v, &db, &rotated, &again, &first, &second, &tls]
         .iter()
@@ -498,7 +606,11 @@ fn generated_derived_and_validated_secrets_checked_by_openssl_and_real_sops_and_
         .chain(SET.iter().map(|s| s.to_string()))
         .collect();
     for s in &secrets {
-        for (what, text) in [("logs", &logs), ("commit messages", &messages), ("events", &events_text)] {
+        for (what, text) in [
+            ("logs", &logs),
+            ("commit messages", &messages),
+            ("events", &events_text),
+        ] {
             let probe = s.lines().nth(1).unwrap_or(s);
             assert!(!text.contains(probe), "a value appears in the {what}");
         }

@@ -300,14 +300,34 @@ fn serve_on_fake_github_over_http_git_commits_and_pull_requests_settled_by_webho
         .arg(&review)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for args in [
         &["rm", "-q", "secrets/crm-prod/api.sops.yaml"][..],
-        &["-c", "user.name=Rita Reviewer", "-c", "user.email=rita@example.com", "commit", "-qm", "not this one"],
+        &[
+            "-c",
+            "user.name=Rita Reviewer",
+            "-c",
+            "user.email=rita@example.com",
+            "commit",
+            "-qm",
+            "not this one",
+        ],
         &["push", "-q", "origin", &pr_branch],
     ] {
-        let out = std::process::Command::new("git").args(args).current_dir(&review).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&review)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let reviewer = git_in(&w.bare("platform/crm-platform"), &["rev-parse", &pr_branch]);
     let reviewer = reviewer.trim();
@@ -319,12 +339,27 @@ fn serve_on_fake_github_over_http_git_commits_and_pull_requests_settled_by_webho
     let restored = git_in(&w.bare("platform/crm-platform"), &["rev-parse", &pr_branch]);
     let restored = restored.trim();
     assert_ne!(restored, reviewer, "written back on the branch");
-    let message = git_in(&w.bare("platform/crm-platform"), &["log", "-1", "--format=%B", restored]);
-    assert!(message.contains(&format!("drift from {} by Rita Reviewer <rita@example.com>", &reviewer[..12])), "{message}");
-    assert!(git_in(&w.bare("platform/crm-platform"), &["ls-tree", "-r", "--name-only", restored]).contains("secrets/crm-prod/api.sops.yaml"));
+    let message = git_in(
+        &w.bare("platform/crm-platform"),
+        &["log", "-1", "--format=%B", restored],
+    );
+    assert!(
+        message.contains(&format!(
+            "drift from {} by Rita Reviewer <rita@example.com>",
+            &reviewer[..12]
+        )),
+        "{message}"
+    );
+    assert!(git_in(
+        &w.bare("platform/crm-platform"),
+        &["ls-tree", "-r", "--name-only", restored]
+    )
+    .contains("secrets/crm-prod/api.sops.yaml"));
     let statuses = w.fake.statuses("platform", "crm-platform", restored);
     assert!(
-        statuses.iter().any(|(c, s)| c == "sealwright/drift" && s == "failure"),
+        statuses
+            .iter()
+            .any(|(c, s)| c == "sealwright/drift" && s == "failure"),
         "{statuses:?}"
     );
 

@@ -70,12 +70,18 @@ pub fn sops_with(cwd: &Path, key_file: &Path, args: &[&str]) -> Command {
 
 /// `SECRET_<NAME>_CHECKSUM` for a Secret's name, as the checksums ConfigMap keys it.
 pub fn checksum_variable(name: &str) -> String {
-    format!("SECRET_{}_CHECKSUM", name.to_ascii_uppercase().replace(['-', '.'], "_"))
+    format!(
+        "SECRET_{}_CHECKSUM",
+        name.to_ascii_uppercase().replace(['-', '.'], "_")
+    )
 }
 
 /// The checksums ConfigMap of a namespace in a checked-out platform repo: variable → checksum.
 pub fn checksums(platform: &Path, ns: &str) -> BTreeMap<String, String> {
-    let path = platform.join("secrets").join(ns).join("sealwright-checksums.yaml");
+    let path = platform
+        .join("secrets")
+        .join(ns)
+        .join("sealwright-checksums.yaml");
     let Ok(bytes) = std::fs::read(&path) else {
         return BTreeMap::new();
     };
@@ -160,9 +166,14 @@ pub fn apply_like_flux(
                     std::fs::copy(envs.join(f), build.join(f)).unwrap();
                 }
                 let list: String = files.iter().map(|f| format!("  - {f}\n")).collect();
-                std::fs::write(build.join("kustomization.yaml"), format!("resources:\n{list}")).unwrap();
+                std::fs::write(
+                    build.join("kustomization.yaml"),
+                    format!("resources:\n{list}"),
+                )
+                .unwrap();
                 for d in docs(&kustomize(&build)) {
-                    let ours = s(&d, &["metadata", "labels", "app.kubernetes.io/managed-by"]) == Some("sealwright");
+                    let ours = s(&d, &["metadata", "labels", "app.kubernetes.io/managed-by"])
+                        == Some("sealwright");
                     if ours && s(&d, &["kind"]) == Some("Kustomization") {
                         assert_eq!(
                             s(&d, &["spec", "serviceAccountName"]),
@@ -184,10 +195,16 @@ pub fn apply_like_flux(
         }
         let built = docs(&kustomize(&secrets));
         // The checksums ConfigMap of each namespace: plain, watched by Flux, one key per Secret.
-        for res in built.iter().filter(|d| s(d, &["kind"]) == Some("ConfigMap")) {
+        for res in built
+            .iter()
+            .filter(|d| s(d, &["kind"]) == Some("ConfigMap"))
+        {
             let ns = s(res, &["metadata", "namespace"]).unwrap();
             assert_eq!(s(res, &["metadata", "name"]), Some("sealwright-checksums"));
-            assert!(!res.contains_key("sops"), "{app} {ns}: the checksums are not encrypted");
+            assert!(
+                !res.contains_key("sops"),
+                "{app} {ns}: the checksums are not encrypted"
+            );
             assert_eq!(
                 s(res, &["metadata", "labels", "reconcile.fluxcd.io/watch"]),
                 Some("Enabled")
@@ -204,7 +221,10 @@ pub fn apply_like_flux(
                 );
             }
         }
-        for res in built.into_iter().filter(|d| s(d, &["kind"]) == Some("Secret")) {
+        for res in built
+            .into_iter()
+            .filter(|d| s(d, &["kind"]) == Some("Secret"))
+        {
             let ns = s(&res, &["metadata", "namespace"]).unwrap().to_string();
             let name = s(&res, &["metadata", "name"]).unwrap().to_string();
             let file = secrets.join(&ns).join(format!("{name}.sops.yaml"));
