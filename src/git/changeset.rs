@@ -123,6 +123,20 @@ fn check_path(path: &str) -> Result<(), GitError> {
     Ok(())
 }
 
+/// Whether sealwright made `commit`: authored under its identity, or carrying its change-id
+/// trailer (which it writes on every commit, so a change of identity does not make its own
+/// history look foreign).
+fn is_sealwrights(commit: &git2::Commit<'_>, author_email: &str) -> bool {
+    commit.author().email().ok() == Some(author_email)
+        || commit.message().is_ok_and(|m| {
+            m.lines().any(|l| {
+                l.strip_prefix(super::message::CHANGE_ID_TRAILER)
+                    .and_then(|r| r.strip_prefix(": "))
+                    .is_some_and(|id| super::message::ChangeId::parse(id.trim()).is_some())
+            })
+        })
+}
+
 /// A commit someone other than sealwright made, and the files of sealwright's it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForeignCommit {
@@ -205,13 +219,13 @@ impl<'r> Snapshot<'r> {
         Snapshot::new(self.repo, Some(id)).map_err(|e| GitError::local("open a commit", e))
     }
 
-    /// The newest commit on the first-parent line (at most `limit` back) authored by
-    /// `author_email`: sealwright's last render, when that is its identity.
+    /// The newest commit on the first-parent line (at most `limit` back) that sealwright made
+    /// (authored as `author_email`, or carrying its change-id trailer): its last render.
     pub fn last_authored_by(&self, author_email: &str, limit: usize) -> Option<String> {
         let mut id = self.commit?;
         for _ in 0..limit {
             let commit = self.repo.find_commit(id).ok()?;
-            if commit.author().email().ok() == Some(author_email) {
+            if is_sealwrights(&commit, author_email) {
                 return Some(id.to_string());
             }
             id = commit.parent(0).ok()?.id();
@@ -220,7 +234,8 @@ impl<'r> Snapshot<'r> {
     }
 
     /// The commits after `since` on the first-parent line to this snapshot (newest first, at
-    /// most `limit`) not authored by `author_email`, each with the paths it changed that `owned`
+    /// most `limit`) that sealwright did not make (not authored as `author_email`, no change-id
+    /// trailer), each with the paths it changed that `owned`
     /// accepts; commits that changed none are left out. `None` when `since` is not an ancestor
     /// within the limit (history was rewritten): nothing can be said about who changed what.
     pub fn foreign_changes(
@@ -240,7 +255,7 @@ impl<'r> Snapshot<'r> {
             let commit = self.repo.find_commit(id).ok()?;
             let parent = commit.parent(0).ok();
             let author = commit.author();
-            if author.email().ok() != Some(author_email) {
+            if !is_sealwrights(&commit, author_email) {
                 let tree = commit.tree().ok();
                 let parent_tree = parent.as_ref().and_then(|p| p.tree().ok());
                 let diff = self

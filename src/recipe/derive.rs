@@ -163,16 +163,24 @@ fn resolve(d: &Arc<Deriving>, secret: &str, key: &str) -> Result<Arc<str>, Faile
     let slot = (secret.to_owned(), key.to_owned());
     let input = &d.inputs[secret];
     let Some(template) = input.derive.get(key) else {
-        let v = input
-            .values
-            .get(key)
-            .expect("resolve is called for a present key");
-        return std::str::from_utf8(v.expose()).map(Arc::from).map_err(|_| {
-            let (s, k) = lock(d)
+        // The rule that reads it answers for it.
+        let reader = || {
+            lock(d)
                 .stack
                 .last()
                 .cloned()
-                .unwrap_or_else(|| slot.clone());
+                .unwrap_or_else(|| slot.clone())
+        };
+        let Some(v) = input.values.get(key) else {
+            let (s, k) = reader();
+            return Err(fail(
+                &s,
+                format!("derive.{k}"),
+                format!("reads the key {key:?}, which secret {secret:?} does not have"),
+            ));
+        };
+        return std::str::from_utf8(v.expose()).map(Arc::from).map_err(|_| {
+            let (s, k) = reader();
             fail(
                 &s,
                 format!("derive.{k}"),

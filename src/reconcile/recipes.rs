@@ -327,9 +327,9 @@ pub(super) fn derive(
     })?;
     let mut changed = BTreeSet::new();
     for ((secret, key), v) in made {
-        let s = secrets
-            .get_mut(&secret)
-            .expect("derived from a present secret");
+        let Some(s) = secrets.get_mut(&secret) else {
+            continue;
+        };
         if s.data.get(&key).map(|o| o.expose()) != Some(v.expose()) {
             s.data.insert(key, v);
             changed.insert(secret);
@@ -428,7 +428,9 @@ impl Reconciler {
             let next = apply(candidate.get(name))?;
             candidate.insert(name.to_owned(), next);
             settle(&mut candidate, name)?;
-            let completed = candidate.remove(name).expect("just inserted");
+            let completed = candidate.remove(name).ok_or_else(|| {
+                ReconcileError::Internal(format!("secret {name:?} went missing from its own write"))
+            })?;
             self.inner
                 .settings
                 .policy

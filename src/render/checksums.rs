@@ -4,8 +4,9 @@
 //! exactly when a Secret it names changes. The key is the app's own, so equal values in two
 //! apps give unrelated checksums, and nothing about a value can be learnt or compared from one.
 
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::keys::AgeKey;
 use crate::model::SecretValue;
@@ -16,15 +17,17 @@ pub const FILE: &str = "sealwright-checksums.yaml";
 
 /// The per-app checksum key: derived from the app's age key, so it is kept (and lost) with it
 /// and needs no storage of its own.
-pub struct ChecksumKey([u8; 32]);
+pub struct ChecksumKey(Hmac<Sha256>);
 
 impl ChecksumKey {
     pub fn of(age: &AgeKey) -> ChecksumKey {
         use secrecy::ExposeSecret;
-        let mut mac = Hmac::<Sha256>::new_from_slice(age.secret().expose_secret().as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(b"sealwright.dev/checksums v1");
-        ChecksumKey(mac.finalize().into_bytes().into())
+        // SHA-512 gives a key of exactly SHA-256's block size, which HMAC takes as it is.
+        let key = Sha512::new()
+            .chain_update(b"sealwright.dev/checksums v1\0")
+            .chain_update(age.secret().expose_secret().as_bytes())
+            .finalize();
+        ChecksumKey(<Hmac<Sha256> as KeyInit>::new(&key))
     }
 
     /// The checksum of one Secret's type and data (keys sorted by the caller's order, which is
@@ -34,7 +37,7 @@ impl ChecksumKey {
         type_: &str,
         data: impl IntoIterator<Item = (&'a str, &'a SecretValue)>,
     ) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.0.clone();
         let mut field = |b: &[u8]| {
             mac.update(&(b.len() as u64).to_be_bytes());
             mac.update(b);
