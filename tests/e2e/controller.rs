@@ -516,6 +516,38 @@ fn fake_apiserver_a_managed_secret_with_a_recipe_generates_once_and_keeps_the_va
         db(&second, "DATABASE_URL"),
         format!("postgres://admin:{password}@db/app")
     );
+    // A write through the API lands in the managed Secret with its rules and its values.
+    let r = a.send(
+        "PUT",
+        "/v1/apps/shop/secrets/api",
+        &json!({"targetNamespaces": ["shop-prod"], "generate": {"token": {"kind": "hex", "length": 24}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let managed = c
+        .api
+        .get("secrets", "shop-platform", "api")
+        .expect("the managed Secret");
+    let spec = annotations(&managed)["sealwright.dev/spec"].clone();
+    assert!(
+        spec.contains("\"token\"") && spec.contains("\"hex\""),
+        "{spec}"
+    );
+    assert!(managed["data"]["token"].is_string(), "{managed}");
+    use base64::Engine;
+    let in_managed = base64::engine::general_purpose::STANDARD
+        .decode(managed["data"]["token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(in_managed.len(), 24);
+    let applied = c.flux_check(&["shop"]);
+    assert_eq!(
+        applied[&(
+            "shop".to_string(),
+            "shop-prod".to_string(),
+            "api".to_string()
+        )]["token"],
+        in_managed,
+        "the committed value is the managed Secret's"
+    );
     // A bad rule is the managed Secret's error, naming the annotation.
     let mut bad = c.managed_secret("shop", "bad", "shop-prod", &[("k", "v")]);
     bad["metadata"]["annotations"]["sealwright.dev/spec"] =
