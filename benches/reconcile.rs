@@ -144,6 +144,8 @@ fn main() {
         webhook_secret: None,
         refusals: Default::default(),
         mirror: None,
+        client_certs: None,
+        cors_origins: Default::default(),
     };
     rt.spawn(async move { axum::serve(listener, api::router(state)).await });
     let started = Instant::now();

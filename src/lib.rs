@@ -29,5 +29,6 @@ pub mod recipe;
 pub mod reconcile;
 pub mod render;
 pub mod spec;
+pub mod tls;
 pub mod tokens;
 pub mod watch;

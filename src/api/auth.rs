@@ -57,6 +57,10 @@ pub enum Refusal {
     Unknown,
     /// A deployment token that did not verify, and why in general terms.
     Token(TokenError),
+    /// `tls.client_auth: required`, and the connection offered no verified certificate.
+    CertificateRequired,
+    /// The client certificate and the token stand for different callers.
+    CertificateMismatch,
 }
 
 impl Refusal {
@@ -68,6 +72,8 @@ impl Refusal {
             Refusal::Malformed => "the Authorization header is not a bearer token".into(),
             Refusal::Unknown => "the token is not valid".into(),
             Refusal::Token(e) => format!("the deployment token is not accepted: {e}"),
+            Refusal::CertificateRequired => "a client certificate signed by tls.client_ca is required (tls.client_auth: required)".into(),
+            Refusal::CertificateMismatch => "the client certificate and the token stand for different callers".into(),
         }
     }
 }
@@ -142,6 +148,49 @@ pub fn authenticate(
             .map_err(Refusal::Token);
     }
     Err(Refusal::Unknown)
+}
+
+/// [`authenticate`] under `tls.client_ca`. A verified certificate whose subject alternative
+/// name is in `tls.client_identities` authenticates on its own; with a token as well, both must
+/// name the same caller (the token's key id is then the actor). A certificate that maps to
+/// nobody leaves it to the token. Under `required`, a request without a certificate is refused
+/// before its token is looked at, except the dashboard's in-process calls (`internal`), whose
+/// session was signed in with a token.
+pub fn with_client_cert(
+    headers: &HeaderMap,
+    admins: &AdminTokens,
+    reconciler: &Reconciler,
+    policy: &super::ClientCertPolicy,
+    cert: Option<&crate::tls::ClientCert>,
+    internal: bool,
+) -> Result<Principal, Refusal> {
+    use crate::tls::{CertIdentity, ClientAuth};
+    if cert.is_none() && policy.auth == ClientAuth::Required && !internal {
+        return Err(Refusal::CertificateRequired);
+    }
+    let Some((name, id)) = cert.and_then(|c| c.identity(&policy.identities)) else {
+        return authenticate(headers, admins, reconciler);
+    };
+    let by_cert = match id {
+        CertIdentity::Admin => Principal::Admin,
+        CertIdentity::Tenant(t) => Principal::Tenant {
+            tenant: t.clone(),
+            key_id: format!("cert:{name}"),
+        },
+    };
+    match authenticate(headers, admins, reconciler) {
+        Err(Refusal::Missing) => Ok(by_cert),
+        Err(e) => Err(e),
+        Ok(p) => match (&by_cert, &p) {
+            (Principal::Admin, Principal::Admin) => Ok(p),
+            (Principal::Tenant { tenant: a, .. }, Principal::Tenant { tenant: b, .. })
+                if a == b =>
+            {
+                Ok(p)
+            }
+            _ => Err(Refusal::CertificateMismatch),
+        },
+    }
 }
 
 /// The shortest admin token `SEALWRIGHT_ADMIN_TOKEN` may hold: 32 characters, so that a guessable

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde_json::Value;
 
 use super::auth::Principal;
-use super::{json_body, who, who_any, ApiError, ApiState, RequestId};
+use super::{json_body, who, who_any, ApiError, ApiState};
 use crate::reconcile::Actor;
 
 /// An admin or a tenant key (a deployment token is refused with 403), with the actor that the
@@ -23,20 +23,11 @@ pub struct AnyCaller {
     pub actor: Actor,
 }
 
-fn request_id(parts: &Parts) -> RequestId {
-    // `request_context` puts one on every request; a router without it still authenticates.
-    parts
-        .extensions
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(|| RequestId(super::new_request_id(), None))
-}
-
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let (principal, actor) = who(state, &parts.headers, &request_id(parts))?;
+        let (principal, actor) = who(state, parts)?;
         Ok(Caller { principal, actor })
     }
 }
@@ -45,7 +36,7 @@ impl FromRequestParts<ApiState> for AnyCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let (principal, actor) = who_any(state, &parts.headers, &request_id(parts))?;
+        let (principal, actor) = who_any(state, parts)?;
         Ok(AnyCaller { principal, actor })
     }
 }

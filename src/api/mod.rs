@@ -10,6 +10,7 @@ mod admin;
 mod apps;
 pub mod auth;
 mod body;
+mod cors;
 mod deployments;
 mod external;
 mod extract;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -62,7 +63,25 @@ pub struct ApiState {
     /// Controller mode: secret writes for registration-declared apps go through their managed
     /// Secrets too.
     pub mirror: Option<Arc<crate::controller::SecretMirror>>,
+    /// Under `tls.client_ca`: whether the API needs a client certificate, and who each one is.
+    pub client_certs: Option<Arc<ClientCertPolicy>>,
+    /// `cors_origins`: the origins a separately hosted dashboard may call the API from.
+    pub cors_origins: Arc<Vec<String>>,
 }
+
+/// What a verified client certificate means to the API (`tls.client_auth`,
+/// `tls.client_identities`).
+#[derive(Debug)]
+pub struct ClientCertPolicy {
+    pub auth: crate::tls::ClientAuth,
+    pub identities: std::collections::BTreeMap<String, crate::tls::CertIdentity>,
+}
+
+/// Marks a request the dashboard makes to the API in-process for a signed-in session: it
+/// comes over no connection of its own, so there is no client certificate to ask it for (the
+/// session was signed in with a token, which the request carries).
+#[derive(Clone, Copy, Debug)]
+pub struct Internal;
 
 /// The router, with request ids and metrics around every route.
 pub fn router(state: ApiState) -> Router {
@@ -129,6 +148,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(delete_api_key),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), cors::layer))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -137,9 +157,13 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// The request id of the request being served, and the address it came from (when the server
-/// knows it: `into_make_service_with_connect_info`).
+/// knows it: `into_make_service_with_connect_info::<Peer>`).
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String, pub Option<std::net::IpAddr>);
+
+/// The verified client certificate of the connection a request came over, if any.
+#[derive(Clone, Debug, Default)]
+pub struct ConnCert(pub Option<Arc<crate::tls::ClientCert>>);
 
 async fn request_context(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let id = req
@@ -154,11 +178,20 @@ async fn request_context(State(state): State<ApiState>, mut req: Request, next: 
         })
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
-    let peer = req
+    let conn = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+        .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+        .map(|c| c.0.clone());
+    let internal = req.extensions().get::<Internal>().is_some();
+    let peer = match (conn.as_ref(), req.extensions().get::<RequestId>()) {
+        (Some(c), _) => Some(c.addr.ip()),
+        // The dashboard's in-process calls carry the signed-in browser's address.
+        (None, Some(r)) if internal => r.1,
+        _ => None,
+    };
     req.extensions_mut().insert(RequestId(id.clone(), peer));
+    req.extensions_mut()
+        .insert(ConnCert(conn.and_then(|c| c.client)));
     let method = req.method().clone();
     let span =
         tracing::info_span!("http", request_id = %id, method = %method, path = %req.uri().path());
@@ -182,9 +215,12 @@ async fn request_context(State(state): State<ApiState>, mut req: Request, next: 
         next.run(req).instrument(span.clone()).await
     };
     let status = resp.status().as_u16();
-    state
-        .http
-        .observe(method.as_str(), status, started.elapsed());
+    if !internal {
+        // The dashboard's page was counted already; its API calls are not requests of their own.
+        state
+            .http
+            .observe(method.as_str(), status, started.elapsed());
+    }
     span.in_scope(|| tracing::info!(status, ms = started.elapsed().as_millis() as u64, "served"));
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -283,12 +319,8 @@ type ApiResult = Result<Response, ApiError>;
 
 /// Authenticates a person's token (admin or tenant key): a deployment token is 403 here, since
 /// deployments may only read deployments ([`who_any`]).
-fn who(
-    state: &ApiState,
-    headers: &HeaderMap,
-    rid: &RequestId,
-) -> Result<(Principal, Actor), ApiError> {
-    let (p, actor) = who_any(state, headers, rid)?;
+fn who(state: &ApiState, parts: &http::request::Parts) -> Result<(Principal, Actor), ApiError> {
+    let (p, actor) = who_any(state, parts)?;
     if matches!(p, Principal::Deployment(_)) {
         return Err(ApiError::forbidden(
             "a deployment token may only read deployments of its own environment",
@@ -298,12 +330,28 @@ fn who(
 }
 
 /// Authenticates any caller, or answers 401 and records the refusal (without the token).
-fn who_any(
-    state: &ApiState,
-    headers: &HeaderMap,
-    rid: &RequestId,
-) -> Result<(Principal, Actor), ApiError> {
-    match auth::authenticate(headers, &state.admins, &state.reconciler) {
+fn who_any(state: &ApiState, parts: &http::request::Parts) -> Result<(Principal, Actor), ApiError> {
+    let rid = &parts
+        .extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId(new_request_id(), None));
+    let authenticated = match &state.client_certs {
+        None => auth::authenticate(&parts.headers, &state.admins, &state.reconciler),
+        Some(policy) => {
+            let cert = parts.extensions.get::<ConnCert>().and_then(|c| c.0.clone());
+            let internal = parts.extensions.get::<Internal>().is_some();
+            auth::with_client_cert(
+                &parts.headers,
+                &state.admins,
+                &state.reconciler,
+                policy,
+                cert.as_deref(),
+                internal,
+            )
+        }
+    };
+    match authenticated {
         Ok(p) => {
             let actor = Actor {
                 name: p.actor(),
@@ -478,6 +526,8 @@ mod tests {
             webhook_secret: webhook.map(|w| Arc::new(secrecy::SecretString::from(w.to_owned()))),
             refusals: Default::default(),
             mirror: None,
+            client_certs: None,
+            cors_origins: Arc::new(vec!["https://dash.example.com".into()]),
         })
     }
 
@@ -527,6 +577,75 @@ mod tests {
             send(&app, "PUT", "/v1/apps/shop/secrets/db", None, "not json").await,
             401
         );
+    }
+
+    #[tokio::test]
+    async fn cors_answers_preflights_from_listed_origins_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router_for(dir.path(), true, None);
+        let preflight = |origin: &'static str| {
+            Request::builder()
+                .method("OPTIONS")
+                .uri("/v1/apps")
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
+                .body(Body::empty())
+                .unwrap()
+        };
+        let ok = app
+            .clone()
+            .oneshot(preflight("https://dash.example.com"))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 204);
+        let h = ok.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://dash.example.com");
+        assert!(h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization"));
+        assert!(
+            h.get("access-control-allow-credentials").is_none(),
+            "bearer tokens, never cookies"
+        );
+        let refused = app
+            .clone()
+            .oneshot(preflight("https://evil.example"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none());
+        // A real request from a listed origin is answered with the header; others without.
+        for (origin, allowed) in [
+            ("https://dash.example.com", true),
+            ("https://evil.example", false),
+        ] {
+            let resp = app
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .uri("/v1/apps")
+                        .header("origin", origin)
+                        .header("authorization", "Bearer admin-token")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(
+                resp.headers().get("access-control-allow-origin").is_some(),
+                allowed,
+                "{origin}"
+            );
+        }
     }
 
     #[tokio::test]

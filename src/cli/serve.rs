@@ -222,7 +222,12 @@ pub(super) async fn assemble(
     let mut credentials = config.credentials.clone();
     if let (Some(l), false) = (listen, config.api_url_explicit) {
         // The tokens' issuer is where this server really listens, not the file's default.
-        credentials.api_url = format!("http://{l}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        credentials.api_url = format!("{scheme}://{l}");
     }
     crate::config::serve::credentials_from_env(&mut credentials, |k| std::env::var(k).ok())
         .with_context(|| format!("config {}", config.path.display()))?;
@@ -363,9 +368,22 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             t
         }
     };
-    let listener = tokio::net::TcpListener::bind(listen)
+    let tcp = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
+    let tls = match &asm.config.tls {
+        Some(t) => Some(Arc::new(
+            crate::tls::ReloadingConfig::new(t.clone())
+                .with_context(|| format!("config {}", asm.config.path.display()))?,
+        )),
+        None => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "serving plain HTTP on a non-loopback address: tokens and secret values cross the network unencrypted; configure tls: {{cert, key}}");
+        eprintln!(
+            "sealwright: WARNING: serving plain HTTP on {listen}, which is not a loopback address: tokens and secret values cross the network unencrypted. Configure tls: {{cert, key}} (README, \"TLS\")."
+        );
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let state = ApiState {
         reconciler: asm.reconciler.clone(),
@@ -381,18 +399,47 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .controller
             .as_ref()
             .map(|c| Arc::new(crate::controller::SecretMirror::new(c.client.clone()))),
+        client_certs: asm
+            .config
+            .tls
+            .as_ref()
+            .filter(|t| t.client_ca.is_some())
+            .map(|t| {
+                Arc::new(api::ClientCertPolicy {
+                    auth: t.client_auth,
+                    identities: t.client_identities.clone(),
+                })
+            }),
+        cors_origins: Arc::new(asm.config.cors_origins.clone()),
     };
     let app = api::router(state);
-    println!("sealwright: listening on http://{}", listener.local_addr()?);
+    let local = tcp.local_addr()?;
     // Serve /healthz and /readyz (503) while start-up runs.
-    let mut server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    });
+    let mut server = match tls {
+        Some(tls) => {
+            println!("sealwright: listening on https://{local}");
+            let listener = crate::tls::TlsListener::spawn(tcp, tls)?;
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<crate::tls::Peer>(),
+                )
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            })
+        }
+        None => {
+            println!("sealwright: listening on http://{local}");
+            tokio::spawn(async move {
+                axum::serve(
+                    crate::tls::PlainListener(tcp),
+                    app.into_make_service_with_connect_info::<crate::tls::Peer>(),
+                )
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            })
+        }
+    };
     // Controller mode: only the Lease's holder writes, so a standby waits here (not ready).
     let elector = match (&asm.controller, &asm.config.controller) {
         (Some(parts), Some(c)) => {

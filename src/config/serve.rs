@@ -82,6 +82,10 @@ pub struct ServeConfig {
     pub state_repo: Option<String>,
     /// The `controller` section: run in a Kubernetes cluster (see [`controller`]).
     pub controller: Option<ControllerConfig>,
+    /// HTTPS for the API and the dashboard (`tls: {cert, key, client_ca, ...}`).
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Origins a separately hosted dashboard may call the API from, with a bearer token.
+    pub cors_origins: Vec<String>,
 }
 
 /// Controller mode (`controller:`): registrations from `AppPlatformRegistration`s, secrets
@@ -150,12 +154,18 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
     let max_backoff = duration(&mut top, "max_backoff", "5m")?;
     let pull_request_poll_interval = duration(&mut top, "pull_request_poll_interval", "1m")?;
     let api_url_explicit = matches!(top.map.get("deployment_credentials"), Some(Value::Map(m)) if m.get("apiUrl").is_some());
+    // Tokens name this server as their issuer, over HTTPS when it serves that.
+    let has_tls = top
+        .map
+        .get("tls")
+        .is_some_and(|v| !matches!(v, Value::Null));
+    let base_url = format!("{}://{listen}", if has_tls { "https" } else { "http" });
     let credentials = match top.get("deployment_credentials") {
         None => CredentialSettings {
-            api_url: format!("http://{listen}"),
+            api_url: base_url,
             ..CredentialSettings::default()
         },
-        Some(v) => credentials(v, &listen)?,
+        Some(v) => credentials(v, &base_url)?,
     };
     let own_namespace = top
         .map
@@ -185,6 +195,16 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
             "is required with controller: a pod's disk is not kept, so the state repo must live on the Git host (owner/name)",
         ));
     }
+    let tls = match top.get("tls") {
+        None => None,
+        Some(v) => Some(tls(v, base)?),
+    };
+    let cors_origins = top
+        .seq("cors_origins")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| cors_origin(&format!("cors_origins[{i}]"), v))
+        .collect::<Result<Vec<_>, _>>()?;
     top.finish()?;
     Ok(ServeConfig {
         path: path.to_path_buf(),
@@ -205,7 +225,108 @@ fn parse(root: &Value, base: &Path, path: &Path) -> Result<ServeConfig, ModelErr
         policy,
         state_repo,
         controller,
+        tls,
+        cors_origins,
     })
+}
+
+/// The `tls` section:
+///
+/// ```yaml
+/// tls:
+///   cert: tls.crt                  # PEM: the certificate, then its chain
+///   key: tls.key                   # PEM: PKCS#8, PKCS#1 or SEC1
+///   client_ca: clients-ca.crt      # optional: client certificates are verified against it
+///   client_auth: required          # with client_ca: required (default) or optional
+///   client_identities:             # a certificate's subject alternative name: who it is
+///     ops.example.com: admin
+///     ci.acme.example: tenant:acme
+/// ```
+fn tls(v: &Value, base: &Path) -> Result<crate::tls::TlsSettings, ModelError> {
+    use crate::tls::{CertIdentity, ClientAuth};
+    let mut f = Fields::of("tls", v)?;
+    let cert = base.join(f.str("cert")?);
+    let key = base.join(f.str("key")?);
+    let client_ca = f.opt_str("client_ca")?.map(|p| base.join(p));
+    let client_auth = match f.opt_str("client_auth")? {
+        None => ClientAuth::Required,
+        Some(s) => ClientAuth::parse(&s).ok_or_else(|| {
+            bad(
+                "tls.client_auth",
+                format!("{s:?} is not one of: required, optional"),
+            )
+        })?,
+    };
+    let mut client_identities = std::collections::BTreeMap::new();
+    match f.get("client_identities") {
+        None => {}
+        Some(Value::Map(m)) => {
+            for (san, who) in m.pairs() {
+                let field = format!("tls.client_identities.{san}");
+                let id = who
+                    .as_str()
+                    .and_then(CertIdentity::parse)
+                    .ok_or_else(|| bad(&field, "must be admin or tenant:<tenant id>"))?;
+                client_identities.insert(san.to_owned(), id);
+            }
+        }
+        Some(other) => {
+            return Err(bad(
+                "tls.client_identities",
+                format!(
+                    "must be a mapping of subject alternative name to identity, not {}",
+                    kind(other)
+                ),
+            ))
+        }
+    }
+    f.finish()?;
+    if client_ca.is_none() && !client_identities.is_empty() {
+        return Err(bad(
+            "tls.client_identities",
+            "needs tls.client_ca: only a certificate verified against it may stand for someone",
+        ));
+    }
+    if client_ca.is_none() && f_had_client_auth(v) {
+        return Err(bad(
+            "tls.client_auth",
+            "needs tls.client_ca, which client certificates are verified against",
+        ));
+    }
+    Ok(crate::tls::TlsSettings {
+        cert,
+        key,
+        client_ca,
+        client_auth,
+        client_identities,
+    })
+}
+
+fn f_had_client_auth(v: &Value) -> bool {
+    matches!(v, Value::Map(m) if m.get("client_auth").is_some())
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn cors_origin(field: &str, v: &Value) -> Result<String, ModelError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| bad(field, format!("must be a string, not {}", kind(v))))?;
+    let ok = url::Url::parse(s).ok().is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.origin().ascii_serialization() == s
+    });
+    if !ok {
+        return Err(bad(
+            field,
+            format!("{s:?} is not an origin like https://dashboard.example.com (a scheme, a host and a port if not the default; no path, no trailing slash, no wildcard)"),
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 type ForbiddenKeys = std::collections::BTreeMap<String, String>;
@@ -514,9 +635,7 @@ fn credentials(v: &Value, listen: &str) -> Result<CredentialSettings, ModelError
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad(format!("{AT}.enabled"), "must be true or false")),
     };
-    let api_url = f
-        .opt_str("apiUrl")?
-        .unwrap_or_else(|| format!("http://{listen}"));
+    let api_url = f.opt_str("apiUrl")?.unwrap_or_else(|| listen.to_owned());
     if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
         return Err(bad(
             format!("{AT}.apiUrl"),
@@ -799,6 +918,28 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_cors_origins_are_read_relative_to_the_file() {
+        let c = load("cluster: {name: q}\nlisten: '0.0.0.0:8443'\ntls:\n  cert: tls/crt.pem\n  key: tls/key.pem\n  client_ca: tls/ca.pem\n  client_identities: {ci.acme.example: 'tenant:acme', ops@example.com: admin}\ncors_origins: ['https://dash.example.com', 'http://localhost:3000']\n").unwrap();
+        let t = c.tls.unwrap();
+        assert!(t.cert.ends_with("tls/crt.pem") && t.cert.is_absolute());
+        assert_eq!(t.client_auth, crate::tls::ClientAuth::Required);
+        assert_eq!(
+            t.client_identities.get("ci.acme.example"),
+            Some(&crate::tls::CertIdentity::Tenant("acme".into()))
+        );
+        assert_eq!(
+            c.cors_origins,
+            ["https://dash.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(
+            c.credentials.api_url, "https://0.0.0.0:8443",
+            "tokens name the server over HTTPS"
+        );
+        let plain = load("cluster: {name: q}\n").unwrap();
+        assert!(plain.tls.is_none() && plain.cors_origins.is_empty());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         for (text, field) in [
             ("cluster: {name: q}\nlisten: nowhere\n", "listen:"),
@@ -830,6 +971,33 @@ mod tests {
             (
                 "cluster: {name: q}\ndeployment_credentials: {enabled: maybe}\n",
                 "deployment_credentials.enabled:",
+            ),
+            ("cluster: {name: q}\ntls: {cert: a.pem}\n", "tls.key: is required"),
+            (
+                "cluster: {name: q}\ntls: {cert: a, key: b, client_auth: sometimes}\n",
+                "tls.client_auth:",
+            ),
+            (
+                "cluster: {name: q}\ntls: {cert: a, key: b, client_auth: optional}\n",
+                "tls.client_auth: needs tls.client_ca",
+            ),
+            (
+                "cluster: {name: q}\ntls: {cert: a, key: b, client_ca: c, client_identities: {ops.example.com: root}}\n",
+                "tls.client_identities.ops.example.com:",
+            ),
+            (
+                "cluster: {name: q}\ntls: {cert: a, key: b, client_identities: {x: admin}}\n",
+                "tls.client_identities: needs tls.client_ca",
+            ),
+            ("cluster: {name: q}\ntls: {cert: a, key: b, ca: c}\n", "tls.ca: unknown field"),
+            (
+                "cluster: {name: q}\ncors_origins: ['https://dash.example.com/']\n",
+                "cors_origins[0]:",
+            ),
+            ("cluster: {name: q}\ncors_origins: ['*']\n", "cors_origins[0]:"),
+            (
+                "cluster: {name: q}\ncors_origins: [ok, 'https://a.example']\n",
+                "cors_origins[0]:",
             ),
         ] {
             let e = load(text).unwrap_err();

@@ -384,6 +384,8 @@ async fn the_deployment_token_scope_matrix_and_every_bad_token_is_refused() {
         webhook_secret: None,
         refusals: Default::default(),
         mirror: None,
+        client_certs: None,
+        cors_origins: Default::default(),
     });
     let token = token_in(&decrypt_committed(
         dir,

@@ -30,3 +30,4 @@ mod sops_interop;
 mod sops_proptest;
 mod sops_tamper;
 mod sops_vectors;
+mod tls;

@@ -47,13 +47,31 @@ impl Server {
 
     /// Starts the server and waits until `/readyz` answers 200.
     pub fn start(&mut self, env: &[(&str, &str)]) {
-        self.launch(env, "/readyz");
+        let addr = self.addr.clone();
+        self.launch(env, move || {
+            std::net::TcpStream::connect(&addr).is_ok()
+                && http::get(&addr, "/readyz", None).status == 200
+        });
+    }
+
+    /// Starts a server that speaks HTTPS and waits until `/readyz` answers 200 over it
+    /// (curl, trusting `ca`).
+    pub fn start_tls(&mut self, env: &[(&str, &str)], ca: &Path) {
+        let url = format!("https://{}/readyz", self.addr);
+        let ca = ca.to_path_buf();
+        self.launch(env, move || {
+            super::certs::curl(&url, &ca, None, None, &[]).status == 200
+        });
     }
 
     /// Starts the server and waits until `/healthz` answers 200 (a controller-mode standby is
     /// never ready).
     pub fn start_standby(&mut self, env: &[(&str, &str)]) {
-        self.launch(env, "/healthz");
+        let addr = self.addr.clone();
+        self.launch(env, move || {
+            std::net::TcpStream::connect(&addr).is_ok()
+                && http::get(&addr, "/healthz", None).status == 200
+        });
     }
 
     /// Whether `/readyz` answers 200 now.
@@ -66,7 +84,7 @@ impl Server {
         self.child.as_ref().map(|c| c.id())
     }
 
-    fn launch(&mut self, env: &[(&str, &str)], wait_for: &str) {
+    fn launch(&mut self, env: &[(&str, &str)], ready: impl Fn() -> bool) {
         self.starts += 1;
         let log =
             std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts))).unwrap();
@@ -92,9 +110,7 @@ impl Server {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sealwright serve exited ({status}):\n{}", self.logs());
             }
-            if std::net::TcpStream::connect(&self.addr).is_ok()
-                && http::get(&self.addr, wait_for, None).status == 200
-            {
+            if ready() {
                 return;
             }
             assert!(
