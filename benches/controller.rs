@@ -10,6 +10,9 @@
 //!
 //! `APPS` in the environment shrinks it for a quick look.
 
+#[allow(dead_code)]
+#[path = "../tests/e2e/common/certs.rs"]
+mod certs;
 #[path = "../tests/e2e/common/crd.rs"]
 mod crd;
 #[path = "../tests/e2e/common/fake_apiserver.rs"]
