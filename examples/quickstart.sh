@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: start `sealwright serve --config examples/quickstart.yaml`
-# (local bare Git repos, local key store, API on 127.0.0.1), register nothing by hand (the
+# (local bare Git repos, local key store, API and dashboard on 127.0.0.1), register nothing by hand (the
 # registrations directory already declares app "shop"), write a secret through the API with
 # curl, and show the result: the commit in the platform repo, the Flux repo's files, and the
 # secret decrypted the way the cluster would (cluster key -> app key -> secret). Everything lives
@@ -61,3 +61,13 @@ SOPS_AGE_KEY_FILE="$data/shop-from-cluster.agekey" "${decrypt[@]}" "$data/databa
 echo
 echo "== GET /v1/events (the audit trail: who, what, which keys, which commit; no values)"
 curl -fsS -H "$auth" "$api/v1/events"; echo
+echo
+echo "== the dashboard at $api/ui/ (sign in with the admin token): shop's secrets, as its page lists them"
+jar="$data/dashboard.cookies"
+curl -fsS -c "$jar" -o /dev/null -d "token=$SEALWRIGHT_ADMIN_TOKEN" "$api/ui/login"
+curl -fsS -b "$jar" "$api/ui/apps/shop/rows" | sed -e 's/<[^>]*>/ /g' \
+  | grep -v -e '^ *$' -e '^ *\(Edit\|Delete\|Reveal\) *$' | tr -s ' \n' ' '; echo
+if [ -n "${KEEP:-}" ]; then
+  echo "KEEP is set: serving $api/ui/ until Ctrl-C (token: $SEALWRIGHT_ADMIN_TOKEN)"
+  wait $server
+fi

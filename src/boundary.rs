@@ -87,6 +87,13 @@ pub struct Boundary {
     pub limits: Limits,
 }
 
+impl Boundary {
+    /// The tenants the configuration names (`tenants.<id>`).
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+}
+
 impl Default for Boundary {
     /// The embedded default's rules: Flux in `flux-system`, sealwright in `sealwright-system`.
     fn default() -> Boundary {

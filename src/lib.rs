@@ -31,4 +31,5 @@ pub mod render;
 pub mod spec;
 pub mod tls;
 pub mod tokens;
+pub mod ui;
 pub mod watch;

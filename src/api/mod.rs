@@ -165,7 +165,13 @@ pub struct RequestId(pub String, pub Option<std::net::IpAddr>);
 #[derive(Clone, Debug, Default)]
 pub struct ConnCert(pub Option<Arc<crate::tls::ClientCert>>);
 
-async fn request_context(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+/// Request ids, the request's span and its metrics, and a 503 for `/v1/` until start-up is done
+/// (the dashboard's router runs it too).
+pub async fn request_context(
+    State(state): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -242,6 +248,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The status and the JSON body (`error`, `field`, `reason`), for the dashboard's pages.
+    pub fn into_parts(self) -> (StatusCode, Value) {
+        (self.status, self.body)
+    }
+
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

@@ -412,12 +412,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }),
         cors_origins: Arc::new(asm.config.cors_origins.clone()),
     };
-    let app = api::router(state);
+    let api_router = api::router(state.clone());
+    let dashboard = crate::ui::Ui::new(
+        state,
+        api_router.clone(),
+        asm.config.templates_dir.as_deref(),
+    )
+    .with_context(|| format!("config {}", asm.config.path.display()))?;
+    let app = api_router.merge(dashboard.router());
     let local = tcp.local_addr()?;
     // Serve /healthz and /readyz (503) while start-up runs.
     let mut server = match tls {
         Some(tls) => {
-            println!("sealwright: listening on https://{local}");
+            println!("sealwright: listening on https://{local} (dashboard: https://{local}/ui/)");
             let listener = crate::tls::TlsListener::spawn(tcp, tls)?;
             tokio::spawn(async move {
                 axum::serve(
@@ -429,7 +436,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             })
         }
         None => {
-            println!("sealwright: listening on http://{local}");
+            println!("sealwright: listening on http://{local} (dashboard: http://{local}/ui/)");
             tokio::spawn(async move {
                 axum::serve(
                     crate::tls::PlainListener(tcp),

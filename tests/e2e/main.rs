@@ -8,6 +8,7 @@ mod common;
 mod boundary;
 mod controller;
 mod credentials;
+mod dashboard;
 mod drift;
 mod environments;
 mod external_secrets;

@@ -2,6 +2,7 @@
 //! helpers to run them and the `sealwright` binary with a controlled environment.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod certs;
 pub mod crd;
 pub mod fake_apiserver;
