@@ -162,7 +162,7 @@ impl Templates {
                     reason: e.to_string(),
                 })?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                // `ui/` holds the dashboard's pages (`crate::ui`), not files sealwright writes.
+                // `ui/` holds the dashboard's pages (the edge loads them), not files sealwright writes.
                 if name.starts_with('.')
                     || name.eq_ignore_ascii_case("README.md")
                     || (name == "ui" && entry.path().is_dir())
