@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 #[derive(Args, Clone)]
 pub struct Server {
-    /// The server's base URL (http://host:port).
+    /// The server's base URL (http://host:port or https://host:port).
     #[arg(
         long,
         global = true,
@@ -29,6 +29,28 @@ pub struct Server {
     /// The bearer token (an admin token or a tenant API key).
     #[arg(long, global = true, env = "SEALWRIGHT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// https: the CA (PEM) the server's certificate is checked against, instead of the
+    /// system's roots.
+    #[arg(long, global = true, env = "SEALWRIGHT_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// https: a client certificate (PEM) to present (tls.client_ca on the server).
+    #[arg(
+        long,
+        global = true,
+        env = "SEALWRIGHT_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// https: the client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "SEALWRIGHT_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -556,40 +578,65 @@ fn print(v: &Value) -> anyhow::Result<()> {
 
 /// One request; a non-2xx answer is an error carrying the server's message.
 fn call(s: &Server, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-    let rest = s.server.strip_prefix("http://").ok_or_else(|| {
-        anyhow!(
-            "--server {:?}: only http:// URLs (put TLS in front of the server and tunnel to it)",
-            s.server
-        )
-    })?;
+    let (tls, rest) = match (
+        s.server.strip_prefix("http://"),
+        s.server.strip_prefix("https://"),
+    ) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => bail!("--server {:?}: give an http:// or https:// URL", s.server),
+    };
     let authority = rest.trim_end_matches('/');
-    if authority.contains('/') {
+    if authority.contains('/') || authority.is_empty() {
         bail!(
-            "--server {:?}: give the base URL only (http://host:port)",
+            "--server {:?}: give the base URL only (https://host:port)",
             s.server
         );
     }
-    let addr = if authority.contains(':') {
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         authority.to_owned()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     };
+    if !tls && (s.ca_cert.is_some() || s.client_cert.is_some()) {
+        bail!("--ca-cert and --client-cert need an https:// --server");
+    }
+    // With a client certificate the server may know the caller without a token.
     let token = s
         .token
         .clone()
         .or_else(|| std::env::var("SEALWRIGHT_ADMIN_TOKEN").ok())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| anyhow!("no token: pass --token or set SEALWRIGHT_TOKEN"))?;
+        .filter(|t| !t.is_empty());
+    if token.is_none() && s.client_cert.is_none() {
+        bail!("no token: pass --token or set SEALWRIGHT_TOKEN (or present a client certificate)");
+    }
     let payload = body.map(serde_json::to_vec).transpose()?;
-    let bearer = format!("Bearer {token}");
-    let resp = exchange(
-        &addr,
-        method,
-        path,
-        &[("Authorization", &bearer), ("Accept", "application/json")],
-        payload.as_deref(),
-        Duration::from_secs(300),
-    )
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Accept", "application/json")];
+    if let Some(b) = &bearer {
+        headers.push(("Authorization", b));
+    }
+    let timeout = Duration::from_secs(300);
+    let resp = if tls {
+        let config = super::tls_client::config(
+            s.ca_cert.as_deref(),
+            s.client_cert.as_deref().zip(s.client_key.as_deref()),
+        )?;
+        super::tls_client::exchange(
+            &addr,
+            config,
+            method,
+            path,
+            &headers,
+            payload.as_deref(),
+            timeout,
+        )
+    } else {
+        exchange(&addr, method, path, &headers, payload.as_deref(), timeout)
+    }
     .with_context(|| format!("{method} {path} at {}", s.server))?;
     let v: Value = serde_json::from_slice(&resp.body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&resp.body).trim().to_owned()));
@@ -623,9 +670,21 @@ pub fn exchange(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> std::io::Result<RawResponse> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let mut stream = TcpStream::connect(addr)?;
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(timeout))?;
+    exchange_over(stream, addr, method, path, headers, body)
+}
+
+/// [`exchange`] over a connection that is already open (TCP, or TLS over it).
+pub fn exchange_over(
+    mut stream: impl Read + Write,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<RawResponse> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -640,8 +699,14 @@ pub fn exchange(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(payload)?;
+    stream.flush()?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify: what came is judged below.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -11,6 +11,7 @@ pub mod flux;
 pub mod keys;
 pub mod serve;
 pub mod sops;
+mod tls_client;
 
 #[derive(Parser)]
 #[command(

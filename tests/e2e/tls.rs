@@ -250,6 +250,59 @@ fn mutual_tls_required_refuses_a_client_without_a_certificate_and_maps_sans_to_t
         curl(&format!("{base}/v1/apps"), &ca, with(&nobody), None, &[]).status,
         401
     );
+    // The command line speaks HTTPS too: the tenant's certificate, no token.
+    let cli = |args: &[&str], client: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        let mut c = std::process::Command::new(crate::common::sealwright_bin());
+        c.env_clear()
+            .args(args)
+            .args(["--server", &base, "--ca-cert"])
+            .arg(&ca);
+        if let Some((cert, key)) = client {
+            c.arg("--client-cert")
+                .arg(cert)
+                .arg("--client-key")
+                .arg(key);
+        }
+        c.output().unwrap()
+    };
+    let out = cli(&["app", "list"], Some(&acme));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("shop") && !listed.contains("billing"),
+        "{listed}"
+    );
+    let out = cli(&["app", "list", "--token", ADMIN], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("client certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A CA that did not sign the server's certificate: refused before anything is sent.
+    let out = std::process::Command::new(crate::common::sealwright_bin())
+        .env_clear()
+        .args(["app", "list", "--server", &base, "--ca-cert"])
+        .arg(clients.pem())
+        .arg("--client-cert")
+        .arg(&ops.0)
+        .arg("--client-key")
+        .arg(&ops.1)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A certificate from another CA, with the tenant's name in it, fails the handshake.
     let r = curl(&format!("{base}/v1/apps"), &ca, with(&stranger), None, &[]);
     assert!(r.exit != 0 || r.status != 200, "{} {}", r.status, r.stderr);
