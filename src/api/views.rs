@@ -63,6 +63,10 @@ fn app_full(v: &AppView) -> Json {
             "state": d.state,
         }),
     };
+    j["flux"] = match &v.flux {
+        None => Json::Null,
+        Some(f) => json!({"ready": f.ready, "reason": f.reason, "message": f.message}),
+    };
     j["errors"] = Json::Array(
         v.errors
             .iter()

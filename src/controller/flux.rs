@@ -46,6 +46,14 @@ pub async fn readiness(ctx: &Context, app: &str) -> Readiness {
             applied: None,
         },
     };
+    ctx.reconciler.flux_readiness(
+        app,
+        crate::reconcile::FluxStatus {
+            ready: r.ready,
+            reason: r.reason.clone(),
+            message: r.message.clone(),
+        },
+    );
     if let Some(sha) = &r.applied {
         ctx.reconciler.flux_applied(app, sha).await;
     }

@@ -95,6 +95,15 @@ struct RepoHandle {
     flux: PlatformRepo,
 }
 
+/// What Flux says about an app's Kustomization, where controller mode reads it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FluxStatus {
+    /// `None`: not known (no Kustomization yet, still reconciling, unreadable).
+    pub ready: Option<bool>,
+    pub reason: String,
+    pub message: String,
+}
+
 /// Files of sealwright's someone else changed: which, in which commits, by whom, and the
 /// commit that restored them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +151,8 @@ struct AppData {
     errors: Vec<StatusError>,
     /// The last drift a round found, for the status.
     drift: Option<DriftStatus>,
+    /// Flux's readiness of the app (controller mode).
+    flux: Option<FluxStatus>,
     /// An admin's resolution of held drift, for the next platform round.
     drift_resolution: Option<crate::spec::DriftPolicy>,
     /// The next read of the committed secrets takes the branch tip, whatever the policy (drift
@@ -201,6 +212,7 @@ impl AppSlot {
                 external_outcome: None,
                 errors: Vec::new(),
                 drift: None,
+                flux: None,
                 drift_resolution: None,
                 read_tip: false,
                 failures: 0,

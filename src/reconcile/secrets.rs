@@ -179,6 +179,13 @@ impl Reconciler {
         .await
     }
 
+    /// What Flux says about the app's Kustomization now (controller mode), for its status.
+    pub fn flux_readiness(&self, app: &str, status: super::FluxStatus) {
+        if let Ok(slot) = self.slot(app) {
+            slot.lock().flux = Some(status);
+        }
+    }
+
     /// Flux applied `commit` of the app's platform repo (controller mode reads it back): each
     /// secret whose last commit it contains is marked applied. Commits it cannot tell about (the
     /// repo not provisioned, a commit unknown to the cache) leave the marks as they are.

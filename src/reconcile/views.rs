@@ -30,6 +30,7 @@ impl Reconciler {
             secrets: d.secrets.len(),
             pull_request: d.pending.as_ref().map(|p| p.url.clone()),
             drift: d.drift.clone(),
+            flux: d.flux.clone(),
         }
     }
 }
@@ -86,6 +87,8 @@ pub struct AppView {
     pub pull_request: Option<String>,
     /// The last drift found in its platform repo.
     pub drift: Option<super::DriftStatus>,
+    /// Flux's readiness, where controller mode reads it back.
+    pub flux: Option<super::FluxStatus>,
 }
 
 impl AppView {

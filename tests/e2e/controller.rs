@@ -783,11 +783,19 @@ fn fake_apiserver_flux_ready_at_the_commit_marks_the_registration_and_its_secret
     let f = c.wait_condition("shop", "FluxReady", "False");
     assert_eq!(f["reason"], "BuildFailed", "{f}");
     assert_eq!(applied(&a), json!(false));
+    // The API (and the dashboard's health dot) say what Flux says.
+    let flux = a.get("/v1/apps/shop").json()["flux"].clone();
+    assert_eq!(
+        (flux["ready"].clone(), flux["reason"].clone()),
+        (json!(false), json!("BuildFailed")),
+        "{flux}"
+    );
 
     // Then applies the commit: FluxReady=True, the secret applied, on the API and the Secret.
     flux_applies(&c.api, "shop", &commit, true);
     let f = c.wait_condition("shop", "FluxReady", "True");
     assert!(f["message"].as_str().unwrap().contains(&commit), "{f}");
+    assert_eq!(a.get("/v1/apps/shop").json()["flux"]["ready"], json!(true));
     c.wait_annotation("shop", "database", "applied", |a| {
         a.get("sealwright.dev/applied").map(String::as_str) == Some("true")
     });
