@@ -193,16 +193,41 @@ pub(super) async fn app(State(ui): State<Ui>, who: Signed, Path(app): Path<Strin
 }
 
 /// The rows alone, for `live.js` to swap in.
-pub(super) async fn rows(State(ui): State<Ui>, who: Signed, Path(app): Path<String>) -> Response {
-    match secret_rows(&ui, &who, &app).await {
+/// The rows alone, for `live.js` to swap in. It polls every second, so rows that did not change
+/// since the ones it holds (`If-None-Match`: their digest) are a bodiless 304.
+pub(super) async fn rows(
+    State(ui): State<Ui>,
+    who: Signed,
+    Path(app): Path<String>,
+    headers: http::HeaderMap,
+) -> Response {
+    let resp = match secret_rows(&ui, &who, &app).await {
         Ok(rows) => ui.page(
             StatusCode::OK,
             "secret-rows.html.j2",
             Some(&who),
             json!({"app": {"name": app}, "rows": rows}),
         ),
-        Err(f) => ui.failure(&who, &f),
+        Err(f) => return ui.failure(&who, &f),
+    };
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    use sha2::Digest;
+    let tag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&bytes)[..12]));
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == tag);
+    if let Ok(v) = tag.parse() {
+        parts.headers.insert(header::ETAG, v);
     }
+    if held {
+        parts.status = StatusCode::NOT_MODIFIED;
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 const TYPES: &[&str] = &[

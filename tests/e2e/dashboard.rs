@@ -246,7 +246,10 @@ fn headless_chromium_tenant_creates_and_edits_a_secret_and_never_sees_a_value() 
     }
     let logs = s.logs();
     for v in [password, rotated, key.as_str()] {
-        assert!(!logs.contains(v), "a value or the signed-in key reached the log");
+        assert!(
+            !logs.contains(v),
+            "a value or the signed-in key reached the log"
+        );
     }
 }
 
