@@ -71,7 +71,16 @@ pub(super) async fn login(State(ui): State<Ui>, req: Request) -> Response {
         }
         Ok(p) => p,
         Err(r) => {
-            tracing::info!(reason = %r.message(), "dashboard sign-in refused");
+            let peer = parts.extensions.get::<crate::api::RequestId>().cloned();
+            tracing::info!(reason = %r.message(), peer = ?peer.as_ref().and_then(|p| p.1), "dashboard sign-in refused");
+            // As on the API: at most one `auth.refused` event per address a minute, never the token.
+            if let Some(count) = st.refusals.refused(peer.as_ref().and_then(|p| p.1)) {
+                let mut ev = crate::audit::Event::new("anonymous", "auth.refused");
+                ev.request_id = peer.as_ref().map(|p| p.0.clone());
+                ev.detail = Some(format!("dashboard sign-in: {}", r.message()));
+                ev.count = Some(count);
+                st.reconciler.events().record(ev);
+            }
             return again("token: the token is not valid");
         }
     };
@@ -192,16 +201,68 @@ pub(super) async fn app(State(ui): State<Ui>, who: Signed, Path(app): Path<Strin
     }
 }
 
-/// The rows alone, for `live.js` to swap in.
+/// A digest of everything the rows show: the secrets' names, places, keys and states, the
+/// form writes still running, and who is looking (admins get a reveal button; the CSRF token is
+/// in the forms). Cheap next to rendering, so an unchanged poll costs little. `None` when the
+/// session may not see the app (the full path then answers as the API does).
+fn rows_tag(ui: &Ui, who: &Signed, app: &str) -> Option<String> {
+    use sha2::Digest;
+    let r = &ui.inner.state.reconciler;
+    let tenant = r.tenant_of(app)?;
+    if !who.session.principal.may_act_for(&tenant) {
+        return None;
+    }
+    let mut h = sha2::Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put(if who.session.principal.is_admin() {
+        "admin"
+    } else {
+        "tenant"
+    });
+    put(&who.session.csrf);
+    for v in r.list_secrets(app).ok()? {
+        put(&v.name);
+        put(&v.target_name);
+        put(&v.type_);
+        put(&v.namespaces.join("\n"));
+        for (k, kind) in &v.key_kinds {
+            put(k);
+            put(kind);
+        }
+        put(&v.keys.join("\n"));
+        put(v.commit.as_deref().unwrap_or("-"));
+        put(v.pull_request.as_deref().unwrap_or("-"));
+        put(v.pending.unwrap_or("-"));
+        put(if v.applied { "applied" } else { "-" });
+    }
+    for (name, w) in ui.inner.writes.of(app) {
+        put(&name);
+        put(&format!("{w:?}"));
+    }
+    Some(format!("\"{}\"", hex::encode(&h.finalize()[..12])))
+}
+
 /// The rows alone, for `live.js` to swap in. It polls every second, so rows that did not change
-/// since the ones it holds (`If-None-Match`: their digest) are a bodiless 304.
+/// since the ones it holds (`If-None-Match`) are a bodiless 304, decided before rendering.
 pub(super) async fn rows(
     State(ui): State<Ui>,
     who: Signed,
     Path(app): Path<String>,
     headers: http::HeaderMap,
 ) -> Response {
-    let resp = match secret_rows(&ui, &who, &app).await {
+    let tag = rows_tag(&ui, &who, &app);
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if let (Some(t), Some(h)) = (&tag, held) {
+        if t == h {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, t.clone())]).into_response();
+        }
+    }
+    let mut resp = match secret_rows(&ui, &who, &app).await {
         Ok(rows) => ui.page(
             StatusCode::OK,
             "secret-rows.html.j2",
@@ -210,24 +271,10 @@ pub(super) async fn rows(
         ),
         Err(f) => return ui.failure(&who, &f),
     };
-    let (mut parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    use sha2::Digest;
-    let tag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&bytes)[..12]));
-    let held = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == tag);
-    if let Ok(v) = tag.parse() {
-        parts.headers.insert(header::ETAG, v);
+    if let Some(v) = tag.and_then(|t| t.parse().ok()) {
+        resp.headers_mut().insert(header::ETAG, v);
     }
-    if held {
-        parts.status = StatusCode::NOT_MODIFIED;
-        return Response::from_parts(parts, Body::empty());
-    }
-    Response::from_parts(parts, Body::from(bytes))
+    resp
 }
 
 const TYPES: &[&str] = &[

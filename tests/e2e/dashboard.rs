@@ -103,6 +103,19 @@ fn headless_chromium_tenant_creates_and_edits_a_secret_and_never_sees_a_value() 
     b.fill("#token", "not-a-key");
     b.click("#sign-in");
     assert!(b.text("#token-error").unwrap().contains("not valid"));
+    let refused = s.get("/v1/events").json();
+    assert!(
+        refused["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "auth.refused"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("dashboard sign-in"))),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("not-a-key"));
     b.fill("#token", &key);
     b.click("#sign-in");
     assert!(
@@ -121,6 +134,17 @@ fn headless_chromium_tenant_creates_and_edits_a_secret_and_never_sees_a_value() 
     // Create through the form.
     b.goto(&format!("{base}/ui/apps/shop"));
     b.click("#new-secret");
+    // A refused form: the API's error next to the field it names, and the value not sent back.
+    b.fill("#name", "database");
+    b.fill("#data .row:nth-of-type(1) input[name=key]", "password");
+    b.fill("#data .row:nth-of-type(1) textarea[name=value]", password);
+    b.click("#save");
+    let err = b
+        .text("#targetNamespaces-error")
+        .unwrap_or_else(|| panic!("{}", b.source()));
+    assert!(err.starts_with("targetNamespaces"), "{err}");
+    assert!(!b.source().contains(password));
+    assert_eq!(s.get("/v1/apps/shop/secrets/database").status, 404);
     b.fill("#name", "database");
     b.tick("input[name=namespace][value=shop-prod]");
     b.fill("#data .row:nth-of-type(1) input[name=key]", "username");
