@@ -140,18 +140,9 @@ impl Pages {
     }
 }
 
-/// Percent-encodes everything but the unreserved characters (RFC 3986), for a path segment or a
-/// query value.
+/// Percent-encodes a path segment or a query value: the one encoder derived keys use too.
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::recipe::derive::percent_encode(s)
 }
 
 #[cfg(test)]
